@@ -1,0 +1,325 @@
+"""Search parameters: GET query strings and POST bodies both become one validated
+``SearchQuery`` (plus the fields selection, which the API applies itself)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eoshare.catalog.base import SearchQuery, SortField
+from eoshare.catalog.cql2filter import and_all, parse_filter, query_to_cql2
+from eoshare.catalog.geometry import check_bbox, check_geometry
+from eoshare.catalog.validate import parse_datetime
+from eoshare.errors import InvalidRequestError
+
+JSON = dict[str, Any]
+
+
+class SearchBody(BaseModel):
+    """The body of POST /search (STAC API item search and its extensions)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    collections: list[str] | None = None
+    ids: list[str] | None = None
+    bbox: list[float] | None = None
+    intersects: dict[str, Any] | None = None
+    datetime: str | None = None
+    limit: int | None = Field(default=None, description="Items per page")
+    token: str | None = None
+    filter: dict[str, Any] | str | None = None
+    filter_lang: str | None = Field(default=None, alias="filter-lang")
+    filter_crs: str | None = Field(default=None, alias="filter-crs")
+    sortby: list[dict[str, Any]] | str | None = None
+    fields: dict[str, Any] | str | None = None
+    query: dict[str, Any] | None = None
+    q: list[str] | str | None = None
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The fields extension: which parts of each item to return."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.include or self.exclude)
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        offset = int(value)
+        if kind != "o" or offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequestError("the paging token is not valid; follow the 'next' link") from exc
+
+
+def split_csv(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def parse_bbox_text(value: str | None) -> tuple[float, float, float, float] | None:
+    if value is None or value == "":
+        return None
+    try:
+        numbers = [float(v) for v in value.split(",")]
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"bbox {value!r} must be 4 or 6 comma-separated numbers: minx,miny,maxx,maxy"
+        ) from exc
+    return check_bbox(numbers)
+
+
+def parse_datetime_range(value: str | None) -> tuple[datetime | None, datetime | None]:
+    """An instant, a closed range ``a/b`` or an open one (``../b``, ``a/..``, ``/b``, ``a/``)."""
+    if value is None or value.strip() == "":
+        return None, None
+    value = value.strip()
+    if "/" not in value:
+        dt = parse_datetime(value, what="datetime")
+        return dt, dt
+    parts = value.split("/")
+    if len(parts) != 2:
+        raise InvalidRequestError(f"datetime {value!r} must be an instant or a range start/end")
+    start_s, end_s = parts
+    start = None if start_s in ("", "..") else parse_datetime(start_s, what="datetime start")
+    end = None if end_s in ("", "..") else parse_datetime(end_s, what="datetime end")
+    if start is None and end is None:
+        raise InvalidRequestError("datetime range '../..' is open at both ends; give one bound")
+    if start and end and start > end:
+        raise InvalidRequestError(f"datetime range {value!r} starts after it ends")
+    return start, end
+
+
+_SORT_TERM = re.compile(r"^([+-]?)(.+)$")
+
+
+def parse_sortby(value: Any) -> tuple[SortField, ...]:
+    if value is None or value == "" or value == []:
+        return ()
+    terms: list[SortField] = []
+    if isinstance(value, str):
+        for raw in split_csv(value):
+            m = _SORT_TERM.match(raw)
+            assert m is not None
+            terms.append(SortField(m.group(2).strip(), m.group(1) != "-"))
+        return tuple(terms)
+    if not isinstance(value, list):
+        raise InvalidRequestError("sortby must be a list of {field, direction}")
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("field"), str):
+            raise InvalidRequestError("each sortby entry needs a 'field'")
+        direction = str(entry.get("direction", "asc")).lower()
+        if direction not in ("asc", "desc"):
+            raise InvalidRequestError(f"sortby direction {direction!r} must be 'asc' or 'desc'")
+        terms.append(SortField(entry["field"], direction == "asc"))
+    return tuple(terms)
+
+
+def parse_fields(value: Any) -> Fields:
+    if value is None or value == "":
+        return Fields()
+    if isinstance(value, str):
+        include, exclude = [], []
+        for raw in split_csv(value):
+            if raw.startswith("-"):
+                exclude.append(raw[1:])
+            else:
+                include.append(raw.lstrip("+"))
+        return Fields(tuple(include), tuple(exclude))
+    if isinstance(value, dict):
+        inc, exc = value.get("include") or [], value.get("exclude") or []
+        if not isinstance(inc, list) or not isinstance(exc, list):
+            raise InvalidRequestError("fields.include and fields.exclude must be lists")
+        if not all(isinstance(x, str) for x in [*inc, *exc]):
+            raise InvalidRequestError("fields entries must be strings")
+        return Fields(tuple(inc), tuple(exc))
+    raise InvalidRequestError("fields must be an object with include/exclude lists")
+
+
+def parse_intersects(value: Any) -> JSON | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise InvalidRequestError("intersects must be a GeoJSON geometry (JSON)") from exc
+    check_geometry(value, what="intersects")
+    return dict(value)
+
+
+def check_limit(limit: int | None, default: int, maximum: int) -> int:
+    if limit is None:
+        return default
+    if limit < 1:
+        raise InvalidRequestError("limit must be at least 1")
+    # OGC API Features /req/core/fc-limit-response-1: a limit above the maximum is not
+    # an error; the server answers with the maximum (clients read numberReturned).
+    return min(limit, maximum)
+
+
+def build_query(
+    *,
+    collections: tuple[str, ...] = (),
+    ids: tuple[str, ...] = (),
+    bbox: tuple[float, float, float, float] | None = None,
+    intersects: Any = None,
+    datetime_text: str | None = None,
+    limit: int | None = None,
+    token: str | None = None,
+    filter: Any = None,
+    filter_lang: str | None = None,
+    filter_crs: str | None = None,
+    sortby: Any = None,
+    query: Any = None,
+    q: Any = None,
+    default_limit: int = 10,
+    max_limit: int = 1000,
+) -> SearchQuery:
+    """Check every parameter and assemble the query; raises InvalidRequestError."""
+    if bbox is not None and intersects not in (None, ""):
+        raise InvalidRequestError("bbox and intersects cannot be used together")
+    if filter_crs not in (None, "", "http://www.opengis.net/def/crs/OGC/1.3/CRS84"):
+        raise InvalidRequestError("filter-crs must be http://www.opengis.net/def/crs/OGC/1.3/CRS84")
+    start, end = parse_datetime_range(datetime_text)
+    cql = parse_filter(filter, filter_lang) if filter not in (None, "") else None
+    terms: tuple[str, ...]
+    if isinstance(q, list):
+        terms = tuple(str(t) for t in q if str(t).strip())
+    else:
+        terms = split_csv(q)
+    return SearchQuery(
+        collections=collections,
+        ids=ids,
+        bbox=bbox,
+        intersects=parse_intersects(intersects),
+        datetime_start=start,
+        datetime_end=end,
+        filter=and_all(cql, query_to_cql2(query)),
+        q=terms,
+        sortby=parse_sortby(sortby),
+        limit=check_limit(limit, default_limit, max_limit),
+        offset=decode_token(token),
+    )
+
+
+def from_body(body: SearchBody, default_limit: int, max_limit: int) -> tuple[SearchQuery, Fields]:
+    bbox = check_bbox(body.bbox) if body.bbox is not None else None
+    query = build_query(
+        collections=tuple(body.collections or ()),
+        ids=tuple(body.ids or ()),
+        bbox=bbox,
+        intersects=body.intersects,
+        datetime_text=body.datetime,
+        limit=body.limit,
+        token=body.token,
+        filter=body.filter,
+        filter_lang=body.filter_lang,
+        filter_crs=body.filter_crs,
+        sortby=body.sortby,
+        query=body.query,
+        q=body.q,
+        default_limit=default_limit,
+        max_limit=max_limit,
+    )
+    return query, parse_fields(body.fields)
+
+
+def restrict(query: SearchQuery, **changes: Any) -> SearchQuery:
+    return replace(query, **changes)
+
+
+# --- fields ---------------------------------------------------------------------------
+
+_DEFAULT_FIELDS = (
+    "type",
+    "stac_version",
+    "stac_extensions",
+    "id",
+    "bbox",
+    "geometry",
+    "collection",
+    "links",
+    "assets",
+    "properties.datetime",
+)
+
+
+def _get(doc: JSON, path: list[str]) -> tuple[bool, Any]:
+    cur: Any = doc
+    for part in path:
+        if not isinstance(cur, dict) or part not in cur:
+            return False, None
+        cur = cur[part]
+    return True, cur
+
+
+def _set(doc: JSON, path: list[str], value: Any) -> None:
+    cur = doc
+    for part in path[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[path[-1]] = value
+
+
+def _drop(doc: JSON, path: list[str]) -> None:
+    cur: Any = doc
+    for part in path[:-1]:
+        if not isinstance(cur, dict) or part not in cur:
+            return
+        cur = cur[part]
+    if isinstance(cur, dict):
+        cur.pop(path[-1], None)
+
+
+def _split(field: str) -> list[str]:
+    # "properties.eo:cloud_cover" -> ["properties", "eo:cloud_cover"]; a bare property
+    # name that is not a top-level member means properties.<name>
+    head, _, rest = field.partition(".")
+    if not rest:
+        return [head]
+    return [head, *rest.split(".")]
+
+
+def apply_fields(item: JSON, fields: Fields) -> JSON:
+    """The fields extension: include adds to the default set, exclude removes."""
+    if not fields.active:
+        return item
+    if fields.include:
+        out: JSON = {}
+        for f in (*_DEFAULT_FIELDS, *fields.include):
+            path = _split(f)
+            found, value = _get(item, path)
+            if not found and len(path) == 1:
+                found, value = _get(item, ["properties", path[0]])
+                path = ["properties", path[0]]
+            if found:
+                _set(out, path, value)
+    else:
+        out = json.loads(json.dumps(item))
+    for f in fields.exclude:
+        if f in fields.include:
+            continue
+        _drop(out, _split(f))
+    return out

@@ -1,0 +1,23 @@
+"""The catalogue of STAC collections and items: the ``Catalog`` protocol and its
+backends (SQLite by default)."""
+
+from __future__ import annotations
+
+from eoshare.catalog.base import Catalog, ItemPage, LoadReport, SearchQuery, SortField
+from eoshare.errors import InvalidRequestError
+
+__all__ = ["Catalog", "ItemPage", "LoadReport", "SearchQuery", "SortField", "open_catalog"]
+
+
+def open_catalog(url: str) -> Catalog:
+    """The catalogue for a URL: ``sqlite:///abs/path.db`` or ``sqlite://:memory:``."""
+    if url.startswith("sqlite://"):
+        from eoshare.catalog.sqlite import SqliteCatalog
+
+        path = url.removeprefix("sqlite://")
+        if path.startswith("/") and path != "/:memory:":
+            return SqliteCatalog(path)
+        return SqliteCatalog(":memory:" if path in (":memory:", "/:memory:") else path)
+    raise InvalidRequestError(
+        f"unsupported catalogue URL {url!r}; use sqlite:///path/to/catalog.db"
+    )

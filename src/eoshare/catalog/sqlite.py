@@ -1,0 +1,643 @@
+"""The embedded catalogue: SQLite with WAL, an R*Tree over item bboxes, an FTS5 index
+for free text, and the item documents stored verbatim as JSON text.
+
+Schema (see ``_SCHEMA``): ``items`` holds the document and the indexed facts; the R*Tree
+row id is ``item_rowid * 2 + part`` so that an item crossing the antimeridian has two
+boxes and both can be found and deleted by key. Exact spatial tests (the bbox is only a
+pre-filter) run in shapely through the ``eo_spatial`` SQL function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+import shapely
+from shapely import prepared
+
+from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
+from eoshare.catalog.geometry import split_bbox
+from eoshare.catalog.sqlite_filter import COLUMNS, FilterTranslator, json_path, literal_geometry
+from eoshare.catalog.validate import check_collection, check_item, iso, parse_datetime
+from eoshare.errors import (
+    ConflictError,
+    InvalidFilterError,
+    InvalidItemError,
+    InvalidRequestError,
+    NotFoundError,
+    StorageError,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    id TEXT PRIMARY KEY,
+    content TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    rowid INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    dt_start TEXT NOT NULL,
+    dt_end TEXT NOT NULL,
+    minx REAL, miny REAL, maxx REAL, maxy REAL,
+    geom BLOB,
+    content TEXT NOT NULL,
+    UNIQUE (collection, id)
+);
+CREATE INDEX IF NOT EXISTS items_dt ON items (dt_start, dt_end);
+CREATE INDEX IF NOT EXISTS items_collection_dt ON items (collection, dt_start);
+CREATE INDEX IF NOT EXISTS items_id ON items (id);
+CREATE VIRTUAL TABLE IF NOT EXISTS items_rtree USING rtree (key, minx, maxx, miny, maxy);
+CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5 (
+    text, tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS queryables (
+    collection TEXT NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    PRIMARY KEY (collection, name, type)
+);
+"""
+
+_TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
+_TEXT_LISTS = ("keywords", "instruments")
+
+
+class _Query:
+    """Prepared geometry cache shared by the SQL functions of one catalogue."""
+
+    @staticmethod
+    @lru_cache(maxsize=256)
+    def geometry(wkb: bytes) -> Any:
+        return prepared.prep(shapely.from_wkb(wkb))
+
+
+def _eo_spatial(op: str, item_wkb: bytes | None, query_wkb: bytes) -> int:
+    if item_wkb is None:
+        return 0
+    q = _Query.geometry(query_wkb)
+    g = shapely.from_wkb(item_wkb)
+    if op == "s_intersects":
+        return int(q.intersects(g))
+    if op == "s_disjoint":
+        return int(q.disjoint(g))
+    if op == "s_within":  # item within query
+        return int(q.contains(g))
+    if op == "s_contains":  # item contains query
+        return int(q.within(g))
+    qg = q.context
+    result = {
+        "s_equals": g.equals,
+        "s_touches": g.touches,
+        "s_overlaps": g.overlaps,
+        "s_crosses": g.crosses,
+    }[op](qg)
+    return int(result)
+
+
+def _eo_ts(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return iso(parse_datetime(value))
+    except InvalidRequestError:
+        return value
+
+
+def _eo_unaccent(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c)
+    )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "datetime" if _ISO_LIKE.match(value) else "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+_ISO_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+def _fts_text(item: JSON) -> str:
+    props = item.get("properties") or {}
+    parts = [str(item.get("id", ""))]
+    for key in _TEXT_FIELDS:
+        v = props.get(key)
+        if isinstance(v, str):
+            parts.append(v)
+    for key in _TEXT_LISTS:
+        v = props.get(key)
+        if isinstance(v, list):
+            parts.extend(str(x) for x in v)
+    return " ".join(parts)
+
+
+def fts_query(terms: Iterable[str]) -> str:
+    """Free-text terms (OR-ed, each a phrase) as an FTS5 MATCH expression."""
+    phrases = []
+    for term in terms:
+        words = re.findall(r"\w+", term)
+        if words:
+            phrases.append('"' + " ".join(words) + '"')
+    return " OR ".join(phrases)
+
+
+class SqliteCatalog:
+    """The default ``Catalog`` backend. Safe to share between threads: each thread
+    gets its own connection; SQLite's WAL lets readers run beside one writer."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._conn().executescript(_SCHEMA)
+
+    # --- connections ------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False,
+                                       isolation_level=None)
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA mmap_size=268435456")
+            conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
+            conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
+            conn.create_function("eo_unaccent", 1, _eo_unaccent, deterministic=True)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back whole on any error."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"catalogue is not writable: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # --- collections ------------------------------------------------------------------
+    def list_collections(self) -> list[JSON]:
+        rows = self._conn().execute("SELECT content FROM collections ORDER BY id").fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def get_collection(self, collection_id: str) -> JSON:
+        row = self._conn().execute(
+            "SELECT content FROM collections WHERE id = ?", (collection_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"collection {collection_id!r} does not exist")
+        return dict(orjson.loads(row[0]))
+
+    def create_collection(self, collection: JSON) -> JSON:
+        cid = check_collection(collection)
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO collections (id, content) VALUES (?, ?)",
+                    (cid, orjson.dumps(collection).decode()),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"collection {cid!r} already exists") from exc
+        return collection
+
+    def update_collection(self, collection_id: str, collection: JSON) -> JSON:
+        cid = check_collection(collection)
+        if cid != collection_id:
+            raise InvalidItemError(
+                f"the collection's id {cid!r} does not match the URL's {collection_id!r}"
+            )
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE collections SET content = ? WHERE id = ?",
+                (orjson.dumps(collection).decode(), cid),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"collection {collection_id!r} does not exist")
+        return collection
+
+    def delete_collection(self, collection_id: str) -> None:
+        with self._write() as conn:
+            self.get_collection(collection_id)
+            conn.execute(
+                "DELETE FROM items_rtree WHERE key IN (SELECT rowid * 2 FROM items WHERE "
+                "collection = ? UNION ALL SELECT rowid * 2 + 1 FROM items WHERE collection = ?)",
+                (collection_id, collection_id),
+            )
+            conn.execute(
+                "DELETE FROM items_fts WHERE rowid IN (SELECT rowid FROM items WHERE collection = ?)",
+                (collection_id,),
+            )
+            conn.execute("DELETE FROM items WHERE collection = ?", (collection_id,))
+            conn.execute("DELETE FROM queryables WHERE collection = ?", (collection_id,))
+            conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
+
+    def collection_extent(self, collection_id: str) -> JSON | None:
+        conn = self._conn()
+        row = conn.execute(
+            "SELECT count(*), min(minx), min(miny), max(maxx), max(maxy), min(dt_start), "
+            "max(dt_end), sum(minx > maxx) FROM items WHERE collection = ?",
+            (collection_id,),
+        ).fetchone()
+        if not row or not row[0]:
+            return None
+        _, minx, miny, maxx, maxy, start, end, crossing = row
+        if crossing:
+            minx, maxx = -180.0, 180.0
+        spatial = [[minx, miny, maxx, maxy]] if minx is not None else [[-180.0, -90.0, 180.0, 90.0]]
+        return {
+            "spatial": {"bbox": spatial},
+            "temporal": {"interval": [[_stac_time(start), _stac_time(end)]]},
+        }
+
+    # --- items ------------------------------------------------------------------------
+    def get_item(self, collection_id: str, item_id: str, *, visible: JSON | None = None) -> JSON:
+        sql = "SELECT content FROM items WHERE collection = ? AND id = ?"
+        params: list[Any] = [collection_id, item_id]
+        if visible is not None:
+            tr = FilterTranslator()
+            sql += " AND " + tr.translate(visible)
+            params += tr.params
+        row = self._conn().execute(sql, params).fetchone()
+        if row is None:
+            raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
+        return dict(orjson.loads(row[0]))
+
+    def create_item(self, collection_id: str, item: JSON) -> JSON:
+        self.upsert_items([item], collection_id=collection_id, on_conflict="error")
+        return self.get_item(collection_id, item["id"])
+
+    def update_item(self, collection_id: str, item_id: str, item: JSON) -> JSON:
+        if item.get("id") != item_id:
+            raise InvalidItemError(
+                f"the item's id {item.get('id')!r} does not match the URL's {item_id!r}"
+            )
+        self.get_item(collection_id, item_id)
+        self.upsert_items([item], collection_id=collection_id, on_conflict="update")
+        return self.get_item(collection_id, item_id)
+
+    def delete_item(self, collection_id: str, item_id: str) -> None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT rowid FROM items WHERE collection = ? AND id = ?", (collection_id, item_id)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"item {item_id!r} does not exist in collection {collection_id!r}"
+                )
+            self._unindex(conn, row[0])
+            conn.execute("DELETE FROM items WHERE rowid = ?", (row[0],))
+
+    @staticmethod
+    def _unindex(conn: sqlite3.Connection, rowid: int) -> None:
+        conn.execute("DELETE FROM items_rtree WHERE key IN (?, ?)", (rowid * 2, rowid * 2 + 1))
+        conn.execute("DELETE FROM items_fts WHERE rowid = ?", (rowid,))
+
+    def upsert_items(
+        self,
+        items: Iterable[JSON],
+        *,
+        collection_id: str | None = None,
+        on_conflict: OnConflict = "error",
+        batch_size: int = 1000,
+        on_invalid: Callable[[JSON, InvalidItemError], None] | None = None,
+    ) -> LoadReport:
+        report = LoadReport()
+        batch: list[JSON] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= batch_size:
+                self._write_batch(batch, collection_id, on_conflict, report, on_invalid)
+                batch = []
+        if batch:
+            self._write_batch(batch, collection_id, on_conflict, report, on_invalid)
+        return report
+
+    def _write_batch(
+        self,
+        batch: list[JSON],
+        collection_id: str | None,
+        on_conflict: OnConflict,
+        report: LoadReport,
+        on_invalid: Callable[[JSON, InvalidItemError], None] | None = None,
+    ) -> None:
+        rows = []
+        for item in batch:
+            try:
+                facts = check_item(item)
+                cid = collection_id or facts.collection
+                if cid is None:
+                    raise InvalidItemError(f"item {facts.id!r} names no collection")
+                if facts.collection is not None and facts.collection != cid:
+                    raise InvalidItemError(
+                        f"item {facts.id!r} belongs to collection {facts.collection!r}, "
+                        f"not {cid!r}"
+                    )
+            except InvalidItemError as exc:
+                if on_invalid is None:
+                    raise
+                on_invalid(item, exc)
+                report.invalid += 1
+                continue
+            if facts.collection is None:
+                item = {**item, "collection": cid}
+            geom_wkb = None
+            if item.get("geometry") is not None:
+                from eoshare.catalog.geometry import index_geometry
+
+                geom_wkb = shapely.to_wkb(index_geometry(item["geometry"]))
+            rows.append((cid, facts, geom_wkb, item))
+        known_collections: dict[str, bool] = {}
+        inserted = updated = skipped = 0
+        with self._write() as conn:
+            rtree_rows: list[tuple[int, float, float, float, float]] = []
+            fts_rows: list[tuple[int, str]] = []
+            qrows: set[tuple[str, str, str]] = set()
+            for cid, facts, geom_wkb, item in rows:
+                if cid not in known_collections:
+                    known_collections[cid] = (
+                        conn.execute("SELECT 1 FROM collections WHERE id = ?", (cid,)).fetchone()
+                        is not None
+                    )
+                    if not known_collections[cid]:
+                        raise NotFoundError(
+                            f"collection {cid!r} does not exist (create it first, or load "
+                            "with --create-collections)"
+                        )
+                bbox = facts.bbox
+                values = (
+                    cid,
+                    facts.id,
+                    facts.datetime_start,
+                    facts.datetime_end,
+                    *(bbox if bbox else (None, None, None, None)),
+                    geom_wkb,
+                    orjson.dumps(item).decode(),
+                )
+                row = conn.execute(
+                    "INSERT INTO items (collection, id, dt_start, dt_end, minx, miny, maxx, maxy,"
+                    " geom, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (collection, id) DO NOTHING RETURNING rowid",
+                    values,
+                ).fetchone()
+                if row is None:
+                    if on_conflict == "error":
+                        raise ConflictError(
+                            f"item {facts.id!r} already exists in collection {cid!r}"
+                        )
+                    if on_conflict == "skip":
+                        skipped += 1
+                        continue
+                    row = conn.execute(
+                        "UPDATE items SET dt_start = ?, dt_end = ?, minx = ?, miny = ?, maxx = ?,"
+                        " maxy = ?, geom = ?, content = ? WHERE collection = ? AND id = ?"
+                        " RETURNING rowid",
+                        (*values[2:], cid, facts.id),
+                    ).fetchone()
+                    self._unindex(conn, row[0])
+                    updated += 1
+                else:
+                    inserted += 1
+                rowid = row[0]
+                if bbox is not None:
+                    for part, (x0, y0, x1, y1) in enumerate(split_bbox(bbox)):
+                        rtree_rows.append((rowid * 2 + part, x0, x1, y0, y1))
+                fts_rows.append((rowid, _fts_text(item)))
+                for name, value in (item.get("properties") or {}).items():
+                    qrows.add((cid, name, _json_type(value)))
+            conn.executemany("INSERT INTO items_rtree VALUES (?, ?, ?, ?, ?)", rtree_rows)
+            conn.executemany("INSERT INTO items_fts (rowid, text) VALUES (?, ?)", fts_rows)
+            conn.executemany("INSERT OR IGNORE INTO queryables VALUES (?, ?, ?)", sorted(qrows))
+        report.inserted += inserted
+        report.updated += updated
+        report.skipped += skipped
+
+    def iter_items(self, collection_id: str | None = None) -> Iterator[JSON]:
+        last = 0
+        conn = self._conn()
+        while True:
+            sql = "SELECT rowid, content FROM items WHERE rowid > ?"
+            params: list[Any] = [last]
+            if collection_id is not None:
+                sql += " AND collection = ?"
+                params.append(collection_id)
+            rows = conn.execute(sql + " ORDER BY rowid LIMIT 1000", params).fetchall()
+            if not rows:
+                return
+            for rowid, content in rows:
+                yield orjson.loads(content)
+            last = rows[-1][0]
+
+    # --- queryables -------------------------------------------------------------------
+    def _property_types(self, collections: tuple[str, ...]) -> dict[str, set[str]]:
+        sql = "SELECT name, type FROM queryables"
+        params: list[Any] = []
+        if collections:
+            sql += f" WHERE collection IN ({', '.join('?' * len(collections))})"
+            params = list(collections)
+        types: dict[str, set[str]] = {}
+        for name, typ in self._conn().execute(sql, params):
+            types.setdefault(name, set()).add(typ)
+        return types
+
+    def queryables(self, collection_id: str | None = None) -> JSON:
+        if collection_id is not None:
+            self.get_collection(collection_id)
+        types = self._property_types((collection_id,) if collection_id else ())
+        props: JSON = {
+            "id": {"title": "Item id", "type": "string"},
+            "collection": {"title": "Collection id", "type": "string"},
+            "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
+            "datetime": {"title": "Acquisition time", "type": "string", "format": "date-time"},
+        }
+        for name in sorted(types):
+            if name in props:
+                continue
+            kinds = types[name] - {"null"}
+            schema: JSON
+            if kinds == {"datetime"}:
+                schema = {"type": "string", "format": "date-time"}
+            elif len(kinds) == 1:
+                schema = {"type": next(iter(kinds))}
+            else:
+                schema = {"type": sorted({"datetime": "string"}.get(k, k) for k in kinds) or "null"}
+            props[name] = {"title": name, **schema}
+        return {"type": "object", "properties": props, "additionalProperties": False}
+
+    # --- search -----------------------------------------------------------------------
+    def search(self, query: SearchQuery) -> ItemPage:
+        where, params = self._where(query)
+        order = self._order(query.sortby, query)
+        conn = self._conn()
+        sql = f"SELECT content FROM items WHERE {where} ORDER BY {order[0]} LIMIT ? OFFSET ?"
+        try:
+            rows = conn.execute(sql, [*params, *order[1], query.limit + 1, query.offset]).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise _translate(exc) from exc
+        has_more = len(rows) > query.limit
+        items = [orjson.loads(r[0]) for r in rows[: query.limit]]
+        matched: int | None = None
+        if query.count:
+            if query.offset == 0 and not has_more:
+                matched = len(items)
+            else:
+                cap = 100_000
+                (matched,) = conn.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM items WHERE {where} LIMIT ?)",
+                    [*params, cap + 1],
+                ).fetchone()
+                if matched > cap:
+                    matched = None
+        prev_offset = max(query.offset - query.limit, 0) if query.offset > 0 else None
+        return ItemPage(
+            items=items,
+            number_matched=matched,
+            next_offset=query.offset + query.limit if has_more else None,
+            prev_offset=prev_offset,
+        )
+
+    def _known(self, collections: tuple[str, ...]) -> Callable[[str], bool]:
+        types = self._property_types(collections)
+
+        def known(name: str) -> bool:
+            return name in COLUMNS or name == "geometry" or name in types
+
+        return known
+
+    def _where(self, query: SearchQuery) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if query.collections:
+            clauses.append(f"items.collection IN ({', '.join('?' * len(query.collections))})")
+            params += query.collections
+        if query.ids:
+            clauses.append(f"items.id IN ({', '.join('?' * len(query.ids))})")
+            params += query.ids
+        if query.datetime_start is not None:
+            clauses.append("items.dt_end >= ?")
+            params.append(iso(query.datetime_start))
+        if query.datetime_end is not None:
+            clauses.append("items.dt_start <= ?")
+            params.append(iso(query.datetime_end))
+        boxes: list[tuple[float, float, float, float]] = []
+        geom = None
+        if query.bbox is not None:
+            boxes = split_bbox(query.bbox)
+            geom = literal_geometry({"bbox": list(query.bbox)})
+        if query.intersects is not None:
+            geom2 = literal_geometry(query.intersects)
+            geom = geom2 if geom is None else geom.intersection(geom2)
+            if query.bbox is None:
+                minx, miny, maxx, maxy = geom2.bounds
+                boxes = [(minx, miny, maxx, maxy)]
+            if geom.is_empty:
+                clauses.append("0")
+        if boxes:
+            rtree = " UNION ALL ".join(
+                "SELECT key >> 1 FROM items_rtree WHERE minx <= ? AND maxx >= ? AND miny <= ? "
+                "AND maxy >= ?"
+                for _ in boxes
+            )
+            clauses.append(f"items.rowid IN ({rtree})")
+            for x0, y0, x1, y1 in boxes:
+                params += [x1, x0, y1, y0]
+        if geom is not None and not geom.is_empty:
+            clauses.append("eo_spatial('s_intersects', items.geom, ?)")
+            params.append(shapely.to_wkb(geom))
+        if query.q:
+            match = fts_query(query.q)
+            if match:
+                clauses.append("items.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH ?)")
+                params.append(match)
+            else:
+                clauses.append("0")
+        if query.filter is not None:
+            tr = FilterTranslator(self._known(query.collections))
+            clauses.append(tr.translate(query.filter))
+            params += tr.params
+        if query.visible is not None:
+            tr = FilterTranslator()
+            clauses.append(tr.translate(query.visible))
+            params += tr.params
+        return (" AND ".join(clauses) or "1"), params
+
+    def _order(self, sortby: tuple[SortField, ...], query: SearchQuery) -> tuple[str, list[Any]]:
+        if not sortby:
+            return "items.dt_start DESC, items.rowid DESC", []
+        known = self._known(query.collections)
+        terms: list[str] = []
+        params: list[Any] = []
+        for s in sortby:
+            name = s.field.removeprefix("properties.")
+            if name == "geometry" or not known(name):
+                raise InvalidRequestError(
+                    f"cannot sort by {s.field!r}: it is not a sortable queryable"
+                )
+            if name in COLUMNS:
+                expr = COLUMNS[name]
+            else:
+                expr = "json_extract(items.content, ?)"
+                params.append(json_path(name))
+            terms.append(f"{expr} {'ASC' if s.ascending else 'DESC'}")
+        terms.append("items.rowid ASC")
+        return ", ".join(terms), params
+
+
+def _stac_time(value: str | None) -> str | None:
+    if value is None:
+        return None
+    # 2020-02-19T11:30:00.000000Z -> 2020-02-19T11:30:00Z when there is no fraction
+    return value.replace(".000000Z", "Z")
+
+
+def _translate(exc: sqlite3.OperationalError) -> Exception:
+    msg = str(exc)
+    if "fts5" in msg or "MATCH" in msg:
+        return InvalidRequestError(f"the free-text query cannot be used: {msg}")
+    if "too many SQL variables" in msg or "too complex" in msg or "Expression tree" in msg:
+        return InvalidFilterError("the filter is too large or too deeply nested")
+    return StorageError(f"catalogue query failed: {msg}")

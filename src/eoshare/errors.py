@@ -1,0 +1,72 @@
+"""The exceptions eoshare raises. No HTTP here: ``eoshare.api.errors`` maps them to
+status codes in one table.
+
+    EoshareError
+    ├── InvalidRequestError (ValueError)      a caller sent something malformed
+    │   ├── InvalidItemError                  a STAC item or collection fails validation
+    │   └── InvalidFilterError                CQL2 syntax, unknown queryable, bad operand
+    ├── NotFoundError (LookupError)           absent, or hidden from the caller
+    ├── ConflictError                         already exists
+    ├── PayloadTooLargeError                  a body or a request over a configured limit
+    ├── NotAuthenticatedError                 credentials missing or not valid
+    ├── AccessDeniedError (PermissionError)   known caller, not allowed
+    ├── StorageError (OSError)                the store failed (disk, object store)
+    ├── IngestError                           a file could not be turned into an item
+    └── UpstreamError                         a service we call failed (peer node, S3)
+
+Lower-layer errors are re-raised as the most specific of these with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class EoshareError(Exception):
+    """Root of every error eoshare raises on purpose."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequestError(EoshareError, ValueError):
+    """The request is malformed: the caller must change it."""
+
+
+class InvalidItemError(InvalidRequestError):
+    """A STAC item or collection document is not valid."""
+
+
+class InvalidFilterError(InvalidRequestError):
+    """A CQL2 filter cannot be parsed or refers to something unknown."""
+
+
+class NotFoundError(EoshareError, LookupError):
+    """The thing does not exist, or the caller may not know that it does."""
+
+
+class ConflictError(EoshareError):
+    """The thing already exists."""
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """A body or a requested size is over a configured limit."""
+
+
+class NotAuthenticatedError(EoshareError):
+    """Credentials are missing, malformed, expired or forged."""
+
+
+class AccessDeniedError(EoshareError, PermissionError):
+    """The caller is known but may not do this."""
+
+
+class StorageError(EoshareError, OSError):
+    """The store could not read or write."""
+
+
+class IngestError(EoshareError):
+    """A file or document could not be turned into a catalogue entry."""
+
+
+class UpstreamError(EoshareError):
+    """A service that eoshare depends on failed or is unreachable."""

@@ -1,0 +1,447 @@
+"""STAC documents in -> the catalogue. Called by ``eoshare load FILE...`` (cli.py).
+
+Accepted files:
+
+* ``.json``: one Item, one Collection, an ItemCollection (a GeoJSON FeatureCollection),
+  a bare JSON array of items/collections, or ``{"collections": [...]}``;
+* ``.ndjson`` / ``.jsonl``: one Item (or Collection) per line;
+* ``.parquet``: stac-geoparquet, read one record batch at a time.
+
+Items are yielded lazily and handed to ``Catalog.upsert_items`` which writes them in
+batches, so memory stays bounded by the batch size whatever the file size (a ``.json``
+file is parsed whole: it is one JSON value). Collections found in ``.json`` files are
+written before any item. A document that cannot be read or is not valid is reported with
+its place (``file:line`` or ``file:row N``) and skipped; the others are loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eoshare.catalog.base import JSON, Catalog, LoadReport, OnConflict
+from eoshare.catalog.validate import check_collection, check_item
+from eoshare.errors import (
+    ConflictError,
+    EoshareError,
+    InvalidItemError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from eoshare.ingest.collections import minimal_collection, refresh_extent
+
+log = logging.getLogger(__name__)
+
+NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".geojsonl")
+JSON_SUFFIXES = (".json", ".geojson")
+PARQUET_SUFFIXES = (".parquet", ".geoparquet")
+# Problems kept with their text; past this many only the count grows (a broken 10 GB
+# file must not fill memory with error messages).
+MAX_PROBLEMS = 100
+
+
+@dataclass
+class LoadProblem:
+    """One document (or a whole file) that was not loaded: where, and why."""
+
+    location: str
+    reason: str
+
+
+@dataclass
+class DocumentLoadReport(LoadReport):
+    """A ``LoadReport`` plus what ``eoshare load`` prints: the problems and the files."""
+
+    collections_updated: list[str] = field(default_factory=list)
+    problems: list[LoadProblem] = field(default_factory=list)
+    problem_count: int = 0
+    files_loaded: int = 0
+    files_failed: int = 0
+
+    def problem(self, location: str, reason: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(LoadProblem(location, reason))
+        log.warning("not loaded", extra={"location": location, "reason": reason})
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+
+@dataclass
+class Document:
+    """One STAC document read from a file, with its place for error messages."""
+
+    location: str
+    doc: Any
+
+
+class DocumentError(InvalidRequestError):
+    """One document could not be read (bad JSON...); the reader goes on after it."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"{location}: {reason}")
+        self.location = location
+        self.reason = reason
+
+
+# --- readers --------------------------------------------------------------------------
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    for suffixes, kind in (
+        (NDJSON_SUFFIXES, "ndjson"),
+        (JSON_SUFFIXES, "json"),
+        (PARQUET_SUFFIXES, "parquet"),
+    ):
+        if name.endswith(suffixes):
+            return kind
+    raise InvalidRequestError(
+        "unknown file type; expected .json, .ndjson/.jsonl or .parquet (stac-geoparquet)"
+    )
+
+
+def _read_ndjson(path: Path) -> Iterator[Document | DocumentError]:
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            location = f"{path}:{lineno}"
+            try:
+                yield Document(location, orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                yield DocumentError(location, f"not valid JSON: {exc}")
+
+
+def _json_members(path: Path, value: Any) -> Iterator[Document | DocumentError]:
+    """The documents inside one parsed JSON value, in file order."""
+    if isinstance(value, list):
+        for i, doc in enumerate(value):
+            yield Document(f"{path}:[{i}]", doc)
+    elif isinstance(value, dict) and value.get("type") == "FeatureCollection":
+        features = value.get("features")
+        if not isinstance(features, list):
+            yield DocumentError(str(path), "a FeatureCollection needs a 'features' array")
+            return
+        for i, doc in enumerate(features):
+            yield Document(f"{path}:features[{i}]", doc)
+    elif (
+        isinstance(value, dict)
+        and "type" not in value
+        and isinstance(value.get("collections"), list)
+    ):
+        for i, doc in enumerate(value["collections"]):
+            yield Document(f"{path}:collections[{i}]", doc)
+    else:
+        yield Document(str(path), value)
+
+
+def _read_json(path: Path) -> Iterator[Document | DocumentError]:
+    data = path.read_bytes()
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        yield DocumentError(f"{path}", f"not valid JSON: {exc}")
+        return
+    yield from _json_members(path, value)
+
+
+def _read_parquet(path: Path, batch_size: int) -> Iterator[Document | DocumentError]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from stac_geoparquet.arrow import stac_table_to_items
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidRequestError(f"not a readable Parquet file: {exc}") from exc
+    row = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=batch_size):
+            for item in stac_table_to_items(pa.Table.from_batches([batch])):
+                yield Document(f"{path}:row {row}", item)
+                row += 1
+    except (pa.ArrowException, KeyError, ValueError, TypeError) as exc:
+        # A table that is not stac-geoparquet (no 'geometry', odd types...) fails inside
+        # stac_geoparquet with a plain Python error; name the place and stop this file.
+        raise InvalidRequestError(
+            f"row {row}: not a stac-geoparquet table this reader understands: {exc}"
+        ) from exc
+
+
+def read_documents(path: Path, *, batch_size: int = 1000) -> Iterator[Document | DocumentError]:
+    """Every document of one file, lazily; bad ones come as ``DocumentError`` values so
+    that the caller can report them and go on. Raises for a file that cannot be read."""
+    kind = _kind(path)
+    if kind == "ndjson":
+        return _read_ndjson(path)
+    if kind == "parquet":
+        return _read_parquet(path, batch_size)
+    return _read_json(path)
+
+
+def _doc_type(doc: Any) -> str | None:
+    """``Feature``, ``Collection``... A pre-1.0 collection had no ``type`` (STAC added it
+    in 1.0.0-rc.1); one with ``extent`` and ``license`` gets ``"type": "Collection"``
+    here, the only change ever made to a loaded document."""
+    if not isinstance(doc, dict):
+        return None
+    value = doc.get("type")
+    if value is None and "extent" in doc and "license" in doc:
+        doc["type"] = value = "Collection"
+    return value if isinstance(value, str) else None
+
+
+# --- collections ----------------------------------------------------------------------
+def _write_collection(
+    catalog: Catalog, doc: JSON, on_conflict: OnConflict, report: DocumentLoadReport
+) -> None:
+    cid = check_collection(doc)
+    try:
+        catalog.create_collection(doc)
+        report.collections_created.append(cid)
+    except ConflictError:
+        if on_conflict == "error":
+            raise ConflictError(
+                f"collection {cid!r} already exists (use --on-conflict skip or update)"
+            ) from None
+        if on_conflict == "update":
+            catalog.update_collection(cid, doc)
+            report.collections_updated.append(cid)
+
+
+# --- loading --------------------------------------------------------------------------
+class _ItemStream:
+    """The valid items of one file, checked on the way (so that a bad item is reported
+    with its line) and with their collection made sure of."""
+
+    def __init__(
+        self,
+        docs: Iterator[Document | DocumentError],
+        *,
+        catalog: Catalog,
+        on_conflict: OnConflict,
+        create_collections: bool,
+        known: dict[str, bool],
+        report: DocumentLoadReport,
+        tick: Callable[[], None],
+        made: list[str],
+    ) -> None:
+        self.docs = docs
+        self.catalog = catalog
+        self.on_conflict = on_conflict
+        self.create_collections = create_collections
+        self.known = known
+        self.report = report
+        self.tick = tick
+        self.last_location = ""
+        self.made = made
+        self.missing: dict[str, int] = {}
+
+    def _collection_exists(self, cid: str, location: str) -> bool:
+        if cid not in self.known:
+            try:
+                self.catalog.get_collection(cid)
+                self.known[cid] = True
+            except NotFoundError:
+                if self.create_collections:
+                    self.catalog.create_collection(
+                        minimal_collection(cid, made_by="eoshare load from its items")
+                    )
+                    self.report.collections_created.append(cid)
+                    self.made.append(cid)
+                    self.known[cid] = True
+                else:
+                    self.known[cid] = False
+        if not self.known[cid]:
+            # Said once per collection and file, with a count at the end (see
+            # finish()): a big file must not print the same line for every item.
+            self.missing[cid] = self.missing.get(cid, 0) + 1
+            if self.missing[cid] == 1:
+                self.report.problem(
+                    location,
+                    f"collection {cid!r} does not exist; load its collection document "
+                    "first or pass --create-collections",
+                )
+        return self.known[cid]
+
+    def finish(self, path: Path) -> None:
+        """Report the items skipped for want of their collection, after the first."""
+        for cid, count in self.missing.items():
+            if count > 1:
+                self.report.problem(
+                    str(path), f"{count - 1} more items of missing collection {cid!r} not loaded"
+                )
+                self.report.problem_count += count - 2
+
+    def __iter__(self) -> Iterator[JSON]:
+        for entry in self.docs:
+            if isinstance(entry, DocumentError):
+                self.report.problem(entry.location, entry.reason)
+                continue
+            location, doc = entry.location, entry.doc
+            self.last_location = location
+            kind = _doc_type(doc)
+            try:
+                if kind == "Collection":
+                    # Only .ndjson files reach here with a collection (.json ones are
+                    # written in the first pass); write it before the items after it.
+                    _write_collection(self.catalog, doc, self.on_conflict, self.report)
+                    continue
+                if kind != "Feature":
+                    raise InvalidItemError(
+                        f"expected a STAC Item (type 'Feature'), got type {kind!r}"
+                    )
+                facts = check_item(doc)
+                if facts.collection is None:
+                    raise InvalidItemError(f"item {facts.id!r} names no 'collection'")
+            except (InvalidRequestError, ConflictError) as exc:
+                self.report.problem(location, exc.detail)
+                continue
+            if not self._collection_exists(facts.collection, location):
+                continue
+            self.tick()
+            yield doc
+
+
+def load_documents(
+    paths: Sequence[str | Path],
+    *,
+    catalog: Catalog,
+    on_conflict: OnConflict = "error",
+    create_collections: bool = False,
+    batch_size: int = 1000,
+    progress: bool = False,
+) -> DocumentLoadReport:
+    """Load STAC files into the catalogue; called by ``eoshare load``.
+
+    First pass: the collections in ``.json`` files are created (or, with
+    ``on_conflict="update"``, replaced). Second pass: the items of every file, streamed
+    to ``catalog.upsert_items`` in batches of ``batch_size``. A file that cannot be read
+    or a batch the catalogue refuses (e.g. a duplicate with ``on_conflict="error"``) is
+    reported and the next file is loaded; batches already written stay written. With
+    ``create_collections``, a collection that items name but nobody defined is made,
+    and afterwards its extent is set from its items."""
+    if batch_size < 1:
+        raise InvalidRequestError("--batch-size must be at least 1")
+    files = [Path(p) for p in paths]
+    report = DocumentLoadReport()
+    failed: set[Path] = set()
+
+    # Pass 1: collections first, so that items in any file can refer to them.
+    for path in files:
+        try:
+            if _kind(path) != "json":
+                continue
+            for entry in read_documents(path):
+                if isinstance(entry, DocumentError) or _doc_type(entry.doc) != "Collection":
+                    continue
+                try:
+                    _write_collection(catalog, entry.doc, on_conflict, report)
+                except (InvalidRequestError, ConflictError) as exc:
+                    report.problem(entry.location, exc.detail)
+        except (EoshareError, OSError) as exc:
+            report.problem(str(path), _reason(exc))
+            failed.add(path)
+
+    # Pass 2: items, streamed.
+    known: dict[str, bool] = {}
+    made: list[str] = []  # collections made from their items, to get their extent
+    bar = _progress(progress)
+    with bar if bar is not None else contextlib.nullcontext():
+        task = bar.add_task("loading", total=None) if bar is not None else None
+
+        def tick() -> None:
+            if bar is not None and task is not None:
+                bar.advance(task)
+
+        for path in files:
+            if path in failed:
+                continue
+            before = report.problem_count
+            stream: _ItemStream | None = None
+            try:
+                docs = read_documents(path, batch_size=batch_size)
+                if _kind(path) == "json":
+                    # Collections were written in pass 1; skip them now.
+                    docs = (
+                        e
+                        for e in docs
+                        if isinstance(e, DocumentError) or _doc_type(e.doc) != "Collection"
+                    )
+                stream = _ItemStream(
+                    docs,
+                    catalog=catalog,
+                    on_conflict=on_conflict,
+                    create_collections=create_collections,
+                    known=known,
+                    report=report,
+                    tick=tick,
+                    made=made,
+                )
+                written = catalog.upsert_items(
+                    stream, on_conflict=on_conflict, batch_size=batch_size
+                )
+            except (EoshareError, OSError) as exc:
+                where = stream.last_location if stream and stream.last_location else str(path)
+                reason = _reason(exc)
+                if isinstance(exc, ConflictError):
+                    reason += " (use --on-conflict skip or update)"
+                report.problem(where, reason)
+                failed.add(path)
+                continue
+            stream.finish(path)
+            report.inserted += written.inserted
+            report.updated += written.updated
+            report.skipped += written.skipped
+            if report.problem_count > before:
+                failed.add(path)
+            else:
+                report.files_loaded += 1
+            log.info(
+                "loaded file",
+                extra={
+                    "file": str(path),
+                    "inserted": written.inserted,
+                    "updated": written.updated,
+                    "skipped": written.skipped,
+                },
+            )
+    report.files_failed = len(failed)
+
+    for cid in made:
+        refresh_extent(catalog, cid)
+    return report
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, EoshareError):
+        return exc.detail
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}: {task.completed} items"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )

@@ -1,0 +1,58 @@
+"""The store contract: where asset bytes live. A local directory by default; an
+S3-compatible object store later (issue: downloads and storage). Keys are relative,
+'/'-separated paths such as ``sentinel-2/S2A_.../B04.tif``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What the store knows about one object."""
+
+    key: str
+    size: int
+    # "sha256:<hex>"; None where the store does not know it
+    sha256: str | None = None
+
+
+class Store(Protocol):
+    """Asset bytes. Raises ``NotFoundError`` for an absent key, ``InvalidRequestError``
+    for a key that tries to leave the store, ``StorageError`` for I/O failures."""
+
+    url: str
+
+    def put_file(self, key: str, source: Path) -> StoredObject:
+        """Copy a local file in, atomically: readers see the old object or the whole
+        new one, never a part. Called by ingest and uploads."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+        """Write small bytes atomically (thumbnails, manifests)."""
+        ...
+
+    def stat(self, key: str) -> StoredObject:
+        """Size (and checksum if known) of one object."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable, seekable binary stream. Called by downloads and tiles."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object; absent is not an error."""
+        ...
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key under a prefix. Called by ``eoshare verify``."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path for readers that want one (GDAL), or None for remote stores."""
+        ...
