@@ -28,8 +28,12 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import rasterio
+from rasterio.features import rasterize
 from rasterio.transform import Affine
 from rasterio.warp import transform as warp_transform
+from shapely.affinity import rotate
+from shapely.geometry import Polygon, box
+from shapely.geometry.polygon import orient
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -232,9 +236,10 @@ def value_noise(x: F32 | F64, y: F32 | F64, cell: float, seed: int) -> F32:
     y0 = int(iy.min())
     nx = int(ix.max()) - x0 + 2
     ny = int(iy.max()) - y0 + 2
-    lx = np.arange(x0, x0 + nx, dtype=np.int64)[np.newaxis, :]
-    ly = np.arange(y0, y0 + ny, dtype=np.int64)[:, np.newaxis]
-    table = (_hash01(*np.broadcast_arrays(lx, ly), seed) * 2.0 - 1.0).astype(np.float32).ravel()
+    lx, ly = np.meshgrid(
+        np.arange(x0, x0 + nx, dtype=np.int64), np.arange(y0, y0 + ny, dtype=np.int64)
+    )
+    table = (_hash01(lx, ly, seed) * 2.0 - 1.0).astype(np.float32).ravel()
     idx = (iy - y0) * nx + (ix - x0)
     a = np.take(table, idx)
     b = np.take(table, idx + 1)
@@ -327,6 +332,9 @@ def _terrain(site: Site, grid: Grid) -> _Terrain:
     s = site.seed
     two_px = 2.0 * gsd_m
     relief = fractal_noise(x, y, cell=12_000.0, octaves=8, seed=s, min_cell=two_px)
+    # cities grow on the higher, drier ground: keep the centre out of the lakes
+    r = np.hypot(x, y)
+    relief += (0.6 * np.exp(-((r / (2.5 * site.city_radius_m)) ** 2))).astype(np.float32)
     moisture = fractal_noise(x, y, cell=9_000.0, octaves=5, seed=s + 1, min_cell=two_px)
     texture = value_noise(x, y, max(two_px, 25.0), s + 2)
 
@@ -352,7 +360,6 @@ def _terrain(site: Site, grid: Grid) -> _Terrain:
         sea = seaward > coast
 
     # the city: a lobed blob round the centre plus a few satellite towns
-    r = np.hypot(x, y)
     lobes = 0.55 + 0.45 * fractal_noise(x, y, cell=3000.0, octaves=4, seed=s + 5, min_cell=two_px)
     score = np.exp(-((r / site.city_radius_m) ** 2)) * lobes
     towns = value_noise(x, y, 7000.0, s + 6)
@@ -414,9 +421,10 @@ def land_cover(site: Site, grid: Grid, when: date) -> LandCover:
 
 
 def _gsd_metres(grid: Grid) -> float:
+    pixel = abs(float(grid.transform.a))
     if grid.crs == "EPSG:4326":
-        return abs(grid.transform.a) * math.pi / 180.0 * EARTH_RADIUS_M
-    return abs(grid.transform.a)
+        return pixel * math.pi / 180.0 * EARTH_RADIUS_M
+    return pixel
 
 
 # --------------------------------------------------------------------------- scenes
@@ -491,27 +499,61 @@ def _rng(*parts: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]))
 
 
-def _footprint(grid: Grid, kind: Footprint, rng: np.random.Generator) -> Bool:
-    """The part of the grid the instrument saw. Real scenes rarely fill their tile: a
-    path/row scene is a tilted rectangle with nodata corners; a tile at the edge of a
-    swath is cut by a slanted line."""
-    h, w = grid.height, grid.width
-    if kind == "full":
-        return np.ones((h, w), dtype=bool)
-    rows = np.arange(h, dtype=np.float64)[:, np.newaxis] + 0.5
-    cols = np.arange(w, dtype=np.float64)[np.newaxis, :] + 0.5
+def footprint_pixels(spec: SceneSpec) -> Polygon:
+    """The part of the grid the instrument saw, as a polygon in pixel coordinates
+    (column, row). Real scenes rarely fill their tile: a path/row scene is a tilted
+    rectangle with nodata corners; a tile at the edge of a swath is cut by a slanted
+    line. ``build.py`` turns it into the item geometry; ``render`` into the nodata mask.
+    """
+    g = spec.grid()
+    w, h = float(g.width), float(g.height)
+    tile = box(0.0, 0.0, w, h)
+    if spec.footprint == "full":
+        return tile
+    # its own random stream, so the footprint does not shift when pixels change
+    rng = _rng(spec.site.seed, spec.seed, spec.when.toordinal(), 7)
     # a sun-synchronous descending pass runs ~10-14 degrees off north-south
-    tilt = math.radians(rng.uniform(9.0, 14.0))
-    if kind == "swath_edge":
+    tilt = rng.uniform(9.0, 14.0)
+    if spec.footprint == "swath_edge":
         # the swath's edge crosses the tile; keep 55-85 % of it
         keep = rng.uniform(0.55, 0.85)
-        u = (cols - w * keep) * math.cos(tilt) + (rows - h / 2.0) * math.sin(tilt)
-        return u < 0.0
-    cy = h / 2.0 + rng.uniform(-0.04, 0.04) * h
+        half_plane = box(-10.0 * w, -10.0 * h, w * keep, 11.0 * h)
+        cut = rotate(half_plane, tilt, origin=(w * keep, h / 2.0))
+        clipped = cut.intersection(tile)
+        assert isinstance(clipped, Polygon)
+        return clipped
     cx = w / 2.0 + rng.uniform(-0.04, 0.04) * w
-    u = (cols - cx) * math.cos(tilt) + (rows - cy) * math.sin(tilt)
-    v = -(cols - cx) * math.sin(tilt) + (rows - cy) * math.cos(tilt)
-    mask: Bool = (np.abs(u) < 0.42 * w) & (np.abs(v) < 0.44 * h)
+    cy = h / 2.0 + rng.uniform(-0.04, 0.04) * h
+    scene = box(cx - 0.42 * w, cy - 0.44 * h, cx + 0.42 * w, cy + 0.44 * h)
+    rotated = rotate(scene, tilt, origin=(cx, cy))
+    assert isinstance(rotated, Polygon)
+    return rotated
+
+
+def footprint_lonlat(spec: SceneSpec) -> Polygon:
+    """The footprint as a counter-clockwise lon/lat polygon (an item's geometry)."""
+    g = spec.grid()
+    pixel_poly = footprint_pixels(spec)
+    cols, rows = (np.asarray(v) for v in pixel_poly.exterior.coords.xy)
+    t = g.transform
+    xs = t.c + t.a * cols + t.b * rows
+    ys = t.f + t.d * cols + t.e * rows
+    if g.crs == "EPSG:4326":
+        lons, lats = xs.tolist(), ys.tolist()
+    else:
+        lons, lats = warp_transform(g.crs, "EPSG:4326", xs.tolist(), ys.tolist())
+    ring = [(round(x, 7), round(y, 7)) for x, y in zip(lons, lats, strict=True)]
+    return orient(Polygon(ring), 1.0)
+
+
+def _footprint_mask(spec: SceneSpec, grid: Grid) -> Bool:
+    """Pixels whose centre lies inside the footprint (GDAL's rasterize rule)."""
+    poly = footprint_pixels(spec)
+    burnt = rasterize(
+        [(poly, 1)], out_shape=(grid.height, grid.width), transform=Affine.identity(), fill=0,
+        dtype="uint8",
+    )  # fmt: skip
+    mask: Bool = burnt.astype(bool)
     return mask
 
 
@@ -547,7 +589,7 @@ def render(spec: SceneSpec) -> RenderedScene:
     grid = spec.grid()
     rng = _rng(spec.site.seed, spec.seed, spec.when.toordinal())
     cover = land_cover(spec.site, grid, spec.when)
-    valid = _footprint(grid, spec.footprint, rng)
+    valid = _footprint_mask(spec, grid)
     if spec.sensor.kind == "sar":
         return _render_sar(spec, grid, cover, valid, rng)
     return _render_optical(spec, grid, cover, valid, rng)

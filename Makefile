@@ -1,0 +1,44 @@
+# eoshare — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= eoshare-data
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help venv demo serve test lint typecheck pytest bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	@bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## create the virtual environment and install eoshare with its dev tools
+
+demo: $(STAMP)  ## build the demo data set and serve it on http://127.0.0.1:8000
+	$(BIN)/eoshare demo --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
+
+serve: $(STAMP)  ## serve an existing data directory
+	$(BIN)/eoshare serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)  ## ruff (lint + format check)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)  ## mypy --strict on src/
+	$(BIN)/mypy
+
+pytest: $(STAMP)  ## the test suite alone
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest  ## everything CI runs: lint, type check, the whole suite
+
+bench: $(STAMP)  ## benchmarks (never part of make test); figures go to benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/bench_catalog.py $(BENCH_ARGS)
+
+clean:  ## remove the environment, caches and the demo data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DATA_DIR) benchmarks/.work

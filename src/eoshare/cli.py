@@ -1,0 +1,341 @@
+"""The ``eoshare`` command line (console script ``eoshare = eoshare.cli:main``).
+
+Commands: ``serve`` (the HTTP API), ``ingest`` (raster files -> COG + STAC items),
+``load`` (STAC documents -> the catalogue), ``demo`` (build a demo dataset and serve it).
+
+Every command reads the settings once (``load_settings``), sets up JSON logging at
+``settings.log_level`` and builds the services it needs. Errors are one readable line on
+stderr (``error: <file>: <reason>``) and a non-zero exit: never a traceback. Exit codes:
+0 success, 1 some input failed or an error, 2 bad usage (typer/click), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from eoshare import __version__
+from eoshare.errors import EoshareError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from eoshare.settings import Settings
+
+app = typer.Typer(
+    name="eoshare",
+    help="eoshare: share satellite Earth-observation data through a STAC API.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A traceback is never the answer to bad input; unexpected bugs still show one.
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class OnConflictChoice(str, Enum):
+    error = "error"
+    skip = "skip"
+    update = "update"
+
+
+# --- shared helpers -------------------------------------------------------------------
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the errors users cause into one line and an exit code."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except EoshareError as exc:
+        _fail(exc.detail)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        _fail(f"invalid setting {field}: {first.get('msg', exc)}")
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+def _settings(**overrides: Any) -> Settings:
+    from eoshare.logs import setup_logging
+    from eoshare.settings import load_settings
+
+    settings = load_settings(**overrides)
+    setup_logging(settings.log_level)
+    return settings
+
+
+def _progress_wanted() -> bool:
+    # Bars only for a person watching; scripts and CI logs get the summary alone.
+    return sys.stderr.isatty()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"eoshare {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """eoshare: share satellite Earth-observation data through a STAC API."""
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the catalogue and the store live (default: EOSHARE_DATA_DIR or ./eoshare-data).",
+        file_okay=False,
+    ),
+]
+
+
+# --- serve ----------------------------------------------------------------------------
+def _app_from_env() -> FastAPI:
+    """The app factory uvicorn imports in --reload mode (settings come from the env)."""
+    from eoshare.api.app import create_app
+    from eoshare.settings import load_settings
+
+    return create_app(load_settings())
+
+
+def _run_server(settings: Settings, *, reload: bool = False) -> None:
+    import uvicorn
+
+    if reload:
+        # uvicorn's reloader re-imports the app in a child process, so the settings go
+        # there through the environment.
+        os.environ["EOSHARE_DATA_DIR"] = str(settings.data_dir)
+        uvicorn.run(
+            "eoshare.cli:_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            reload=True,
+            log_config=None,
+        )
+        return
+    from eoshare.api.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDir = None,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Serve the STAC API (and the web UI) over HTTP."""
+    with _errors():
+        settings = _settings(host=host, port=port, data_dir=data_dir)
+        _run_server(settings, reload=reload)
+
+
+# --- ingest ---------------------------------------------------------------------------
+def _parse_datetime(value: str) -> datetime:
+    from eoshare.catalog.validate import parse_datetime
+
+    with contextlib.suppress(ValueError):
+        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+    try:
+        return parse_datetime(value, what="--datetime")
+    except InvalidRequestError as exc:
+        raise typer.BadParameter(exc.detail) from exc
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Raster files (GeoTIFF, COG...).")],
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", help="The collection to add items to.")
+    ],
+    when: Annotated[
+        str | None,
+        typer.Option(
+            "--datetime",
+            help="Acquisition time (RFC 3339 or YYYY-MM-DD) when the files do not say.",
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="Regex matched in file names: the matched text (its 'asset' group) is the "
+            "asset key, the rest the item id. Default: a band suffix like _B04, _SCL, _TCI.",
+        ),
+    ] = None,
+    one_item: Annotated[
+        bool, typer.Option("--one-item", help="Put all the files into one item.")
+    ] = False,
+    item_id: Annotated[
+        str | None, typer.Option("--id", help="The item id (one item only).")
+    ] = None,
+    create_collection: Annotated[
+        bool,
+        typer.Option("--create-collection", help="Create the collection if it does not exist."),
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Ingest raster files: convert to COG, store, and catalogue them as STAC items."""
+    if group is not None and one_item:
+        raise typer.BadParameter("use either --group or --one-item, not both")
+    dt = _parse_datetime(when) if when is not None else None
+    with _errors():
+        from eoshare.catalog import open_catalog
+        from eoshare.ingest.raster import ingest_rasters
+        from eoshare.storage import open_store
+
+        settings = _settings(data_dir=data_dir)
+        catalog = open_catalog(settings.catalog_url)
+        try:
+            report = ingest_rasters(
+                paths,
+                catalog=catalog,
+                store=open_store(settings.storage_url),
+                collection_id=collection,
+                group=group,
+                one_item=one_item,
+                datetime=dt,
+                item_id=item_id,
+                create_collection=create_collection,
+                progress=_progress_wanted(),
+            )
+        finally:
+            catalog.close()
+    for failure in report.failures:
+        typer.echo(f"error: {failure.path}: {failure.reason}", err=True)
+    items = len(report.item_ids)
+    summary = f"ingested {items} item{'s' * (items != 1)}"
+    if report.updated:
+        summary += f" ({report.inserted} new, {report.updated} updated)"
+    failed = len({f.path for f in report.failures})
+    if failed:
+        summary += f", {failed} file{'s' * (failed != 1)} failed"
+    typer.echo(summary, err=bool(failed))
+    if failed:
+        raise typer.Exit(1)
+
+
+# --- load -----------------------------------------------------------------------------
+@app.command()
+def load(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="STAC files: .json (Item, Collection, ItemCollection), "
+            ".ndjson/.jsonl, .parquet (stac-geoparquet)."
+        ),
+    ],  # fmt: skip
+    on_conflict: Annotated[
+        OnConflictChoice,
+        typer.Option("--on-conflict", help="What to do with an item that already exists."),
+    ] = OnConflictChoice.error,
+    create_collections: Annotated[
+        bool,
+        typer.Option(
+            "--create-collections", help="Create collections that items name but no file defines."
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Items per database transaction.")
+    ] = 1000,
+    data_dir: DataDir = None,
+) -> None:
+    """Load STAC Items and Collections into the catalogue."""
+    with _errors():
+        from eoshare.catalog import open_catalog
+        from eoshare.ingest.stacdocs import load_documents
+
+        settings = _settings(data_dir=data_dir)
+        catalog = open_catalog(settings.catalog_url)
+        try:
+            report = load_documents(
+                files,
+                catalog=catalog,
+                on_conflict=on_conflict.value,
+                create_collections=create_collections,
+                batch_size=batch_size,
+                progress=_progress_wanted(),
+            )
+        finally:
+            catalog.close()
+    for problem in report.problems:
+        typer.echo(f"error: {problem.location}: {problem.reason}", err=True)
+    if report.problem_count > len(report.problems):
+        typer.echo(f"error: ... and {report.problem_count - len(report.problems)} more", err=True)
+    parts = [f"loaded {report.inserted + report.updated} items"]
+    detail = [f"{report.inserted} new"]
+    if report.updated:
+        detail.append(f"{report.updated} updated")
+    if report.skipped:
+        detail.append(f"{report.skipped} skipped")
+    parts[0] += f" ({', '.join(detail)})"
+    if report.collections_created or report.collections_updated:
+        n = len(report.collections_created) + len(report.collections_updated)
+        parts.append(f"{n} collection{'s' * (n != 1)} written")
+    if report.problem_count:
+        parts.append(
+            f"{report.problem_count} document{'s' * (report.problem_count != 1)} not loaded"
+        )
+    if report.files_failed:
+        parts.append(f"{report.files_failed} file{'s' * (report.files_failed != 1)} failed")
+    typer.echo(", ".join(parts), err=not report.ok)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# --- demo -----------------------------------------------------------------------------
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the demo once it is built.")
+    ] = True,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Build a synthetic demo dataset, then serve it."""
+    with _errors():
+        settings = _settings(data_dir=data_dir, host=host, port=port)
+        # Imported here: the demo builder pulls in heavy modules that the other
+        # commands do not need.
+        from eoshare.demo.build import build_demo
+
+        build_demo(settings.data_dir, progress=_progress_wanted())
+        typer.echo(f"demo data ready in {settings.data_dir}", err=True)
+        if serve_after:
+            _run_server(settings)
+
+
+def main() -> None:
+    """The console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
