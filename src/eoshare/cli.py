@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -41,7 +41,7 @@ app = typer.Typer(
 )
 
 
-class OnConflictChoice(str, Enum):
+class OnConflictChoice(StrEnum):
     error = "error"
     skip = "skip"
     update = "update"
@@ -107,7 +107,8 @@ DataDir = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Where the catalogue and the store live (default: EOSHARE_DATA_DIR or ./eoshare-data).",
+        help="Where the catalogue and the store live "
+        "(default: EOSHARE_DATA_DIR or ./eoshare-data).",
         file_okay=False,
     ),
 ]
@@ -250,7 +251,7 @@ def load(
             help="STAC files: .json (Item, Collection, ItemCollection), "
             ".ndjson/.jsonl, .parquet (stac-geoparquet)."
         ),
-    ],  # fmt: skip
+    ],
     on_conflict: Annotated[
         OnConflictChoice,
         typer.Option("--on-conflict", help="What to do with an item that already exists."),
@@ -324,8 +325,9 @@ def demo(
         settings = _settings(data_dir=data_dir, host=host, port=port)
         # Imported here: the demo builder pulls in heavy modules that the other
         # commands do not need.
-        from eoshare.demo.build import build_demo
+        import importlib
 
+        build_demo = importlib.import_module("eoshare.demo.build").build_demo
         build_demo(settings.data_dir, progress=_progress_wanted())
         typer.echo(f"demo data ready in {settings.data_dir}", err=True)
         if serve_after:

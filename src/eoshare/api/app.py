@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.base_url = settings.api.base_url
     # services are built here, once, and reached through dependencies (api/deps.py)
-    app.state.catalog = open_catalog(settings.catalog_url)
+    app.state.catalog = open_catalog(settings.catalog_url, count_limit=settings.api.count_limit)
     app.state.store = open_store(settings.storage_url)
 
     errors.install(app)

@@ -59,7 +59,9 @@ _TITLES = {
 }
 
 
-def problem(status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def problem(
+    status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     """An RFC 9457 problem response."""
     title = _TITLES.get(status, "Error")
     body = {

@@ -205,11 +205,7 @@ def build_query(
         raise InvalidRequestError("filter-crs must be http://www.opengis.net/def/crs/OGC/1.3/CRS84")
     start, end = parse_datetime_range(datetime_text)
     cql = parse_filter(filter, filter_lang) if filter not in (None, "") else None
-    terms: tuple[str, ...]
-    if isinstance(q, list):
-        terms = tuple(str(t) for t in q if str(t).strip())
-    else:
-        terms = split_csv(q)
+    terms = tuple(str(t) for t in q if str(t).strip()) if isinstance(q, list) else split_csv(q)
     return SearchQuery(
         collections=collections,
         ids=ids,

@@ -9,15 +9,16 @@ from eoshare.errors import InvalidRequestError
 __all__ = ["Catalog", "ItemPage", "LoadReport", "SearchQuery", "SortField", "open_catalog"]
 
 
-def open_catalog(url: str) -> Catalog:
+def open_catalog(url: str, *, count_limit: int = 100_000) -> Catalog:
     """The catalogue for a URL: ``sqlite:///abs/path.db`` or ``sqlite://:memory:``."""
     if url.startswith("sqlite://"):
         from eoshare.catalog.sqlite import SqliteCatalog
 
         path = url.removeprefix("sqlite://")
         if path.startswith("/") and path != "/:memory:":
-            return SqliteCatalog(path)
-        return SqliteCatalog(":memory:" if path in (":memory:", "/:memory:") else path)
+            return SqliteCatalog(path, count_limit=count_limit)
+        memory = path in (":memory:", "/:memory:")
+        return SqliteCatalog(":memory:" if memory else path, count_limit=count_limit)
     raise InvalidRequestError(
         f"unsupported catalogue URL {url!r}; use sqlite:///path/to/catalog.db"
     )

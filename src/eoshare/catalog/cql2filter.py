@@ -20,7 +20,9 @@ JSON = dict[str, Any]
 def parse_filter(value: str | JSON, lang: str | None = None) -> JSON:
     """Parse a filter given as CQL2 text or CQL2 JSON (a dict or a JSON string)."""
     if lang not in (None, "cql2-text", "cql2-json"):
-        raise InvalidFilterError(f"filter-lang {lang!r} is not supported; use cql2-text or cql2-json")
+        raise InvalidFilterError(
+            f"filter-lang {lang!r} is not supported; use cql2-text or cql2-json"
+        )
     try:
         if isinstance(value, dict):
             expr = cql2.parse_json(json.dumps(value))
@@ -61,11 +63,13 @@ def query_to_cql2(query: Any) -> JSON | None:
         except ValueError as exc:
             raise InvalidFilterError(f"query is not valid JSON: {exc}") from exc
     if not isinstance(query, dict):
-        raise InvalidFilterError("query must be an object such as {\"eo:cloud_cover\": {\"lt\": 10}}")
+        raise InvalidFilterError('query must be an object such as {"eo:cloud_cover": {"lt": 10}}')
     terms: list[JSON] = []
     for name, ops in query.items():
         if not isinstance(ops, dict) or not ops:
-            raise InvalidFilterError(f"query: {name!r} must map operators to values, e.g. {{\"lt\": 10}}")
+            raise InvalidFilterError(
+                f'query: {name!r} must map operators to values, e.g. {{"lt": 10}}'
+            )
         prop = {"property": name}
         for op, value in ops.items():
             if op in _QUERY_OPS:

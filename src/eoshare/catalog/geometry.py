@@ -9,6 +9,7 @@ their bbox has ``minx > maxx`` as RFC 7946 section 5.2 prescribes.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 import shapely
@@ -127,7 +128,7 @@ def split_bbox(bbox: Bbox) -> list[Bbox]:
 
 def _rings(geometry: dict[str, Any]) -> list[list[list[float]]]:
     gtype = geometry["type"]
-    c = geometry.get("coordinates")
+    c: Any = geometry.get("coordinates")
     if gtype == "Point":
         return [[c]]
     if gtype in ("MultiPoint", "LineString"):
@@ -145,7 +146,7 @@ def _jumps_antimeridian(geometry: dict[str, Any]) -> bool:
     """True when some edge jumps more than 180 degrees of longitude: the ring was
     written across the antimeridian instead of being split."""
     for ring in _rings(geometry):
-        for a, b in zip(ring, ring[1:], strict=False):
+        for a, b in pairwise(ring):
             if abs(a[0] - b[0]) > 180.0:
                 return True
     return False
@@ -169,7 +170,7 @@ def compute_bbox(geometry: dict[str, Any]) -> Bbox:
     # Smallest arc of longitude holding every vertex: the complement of the widest gap.
     ordered = sorted(set(lons))
     best_gap, minx, maxx = -1.0, ordered[0], ordered[-1]
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in pairwise(ordered):
         if b - a > best_gap:
             best_gap, minx, maxx = b - a, b, a
     if 360.0 - (ordered[-1] - ordered[0]) >= best_gap:

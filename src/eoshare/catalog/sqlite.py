@@ -115,9 +115,7 @@ def _eo_ts(value: Any) -> str | None:
 def _eo_unaccent(value: Any) -> Any:
     if not isinstance(value, str):
         return value
-    return "".join(
-        c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c)
-    )
+    return "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
 
 
 def _json_type(value: Any) -> str:
@@ -165,9 +163,16 @@ class SqliteCatalog:
     """The default ``Catalog`` backend. Safe to share between threads: each thread
     gets its own connection; SQLite's WAL lets readers run beside one writer."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, count_limit: int = 100_000) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
+        self._uri = False
+        if self.path == ":memory:":
+            # every thread has its own connection: share one named in-memory database
+            self.path = f"file:eoshare-{id(self)}?mode=memory&cache=shared"
+            self._uri = True
+        # numberMatched is counted up to this many rows, then left out
+        self.count_limit = count_limit
+        if not self._uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -179,8 +184,13 @@ class SqliteCatalog:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False,
-                                       isolation_level=None)
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=30.0,
+                    check_same_thread=False,
+                    isolation_level=None,
+                    uri=self._uri,
+                )
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
             conn.execute("PRAGMA journal_mode=WAL")
@@ -226,9 +236,11 @@ class SqliteCatalog:
         return [orjson.loads(r[0]) for r in rows]
 
     def get_collection(self, collection_id: str) -> JSON:
-        row = self._conn().execute(
-            "SELECT content FROM collections WHERE id = ?", (collection_id,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT content FROM collections WHERE id = ?", (collection_id,))
+            .fetchone()
+        )
         if row is None:
             raise NotFoundError(f"collection {collection_id!r} does not exist")
         return dict(orjson.loads(row[0]))
@@ -269,7 +281,8 @@ class SqliteCatalog:
                 (collection_id, collection_id),
             )
             conn.execute(
-                "DELETE FROM items_fts WHERE rowid IN (SELECT rowid FROM items WHERE collection = ?)",
+                "DELETE FROM items_fts WHERE rowid IN "
+                "(SELECT rowid FROM items WHERE collection = ?)",
                 (collection_id,),
             )
             conn.execute("DELETE FROM items WHERE collection = ?", (collection_id,))
@@ -374,8 +387,7 @@ class SqliteCatalog:
                     raise InvalidItemError(f"item {facts.id!r} names no collection")
                 if facts.collection is not None and facts.collection != cid:
                     raise InvalidItemError(
-                        f"item {facts.id!r} belongs to collection {facts.collection!r}, "
-                        f"not {cid!r}"
+                        f"item {facts.id!r} belongs to collection {facts.collection!r}, not {cid!r}"
                     )
             except InvalidItemError as exc:
                 if on_invalid is None:
@@ -468,7 +480,7 @@ class SqliteCatalog:
             rows = conn.execute(sql + " ORDER BY rowid LIMIT 1000", params).fetchall()
             if not rows:
                 return
-            for rowid, content in rows:
+            for _, content in rows:
                 yield orjson.loads(content)
             last = rows[-1][0]
 
@@ -525,7 +537,7 @@ class SqliteCatalog:
             if query.offset == 0 and not has_more:
                 matched = len(items)
             else:
-                cap = 100_000
+                cap = self.count_limit
                 (matched,) = conn.execute(
                     f"SELECT count(*) FROM (SELECT 1 FROM items WHERE {where} LIMIT ?)",
                     [*params, cap + 1],
@@ -591,7 +603,9 @@ class SqliteCatalog:
         if query.q:
             match = fts_query(query.q)
             if match:
-                clauses.append("items.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH ?)")
+                clauses.append(
+                    "items.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH ?)"
+                )
                 params.append(match)
             else:
                 clauses.append("0")

@@ -110,7 +110,8 @@ class FilterTranslator:
             name = name[len("properties.") :]
         if self._known is not None and not self._known(name):
             raise InvalidFilterError(
-                f"{name!r} is not a queryable; GET /queryables lists the properties a filter may use"
+                f"{name!r} is not a queryable; "
+                "GET /queryables lists the properties a filter may use"
             )
         if name in COLUMNS:
             return COLUMNS[name]

@@ -14,9 +14,7 @@ from typing import Any
 from eoshare.catalog.geometry import Bbox, check_bbox, check_geometry, compute_bbox
 from eoshare.errors import InvalidItemError, InvalidRequestError
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -101,7 +99,7 @@ def check_item(item: Any) -> ItemFacts:
             raise InvalidItemError(f"'type' must be 'Feature', got {item.get('type')!r}")
         if not isinstance(item.get("stac_version"), str):
             raise InvalidItemError("'stac_version' must be a string such as '1.1.0'")
-        _check_id(ident, "'id'")
+        ident = _check_id(ident, "'id'")
         collection = item.get("collection")
         if collection is not None:
             _check_id(collection, "'collection'")
@@ -152,7 +150,7 @@ def check_collection(collection: Any) -> str:
             raise InvalidItemError(f"'type' must be 'Collection', got {collection.get('type')!r}")
         if not isinstance(collection.get("stac_version"), str):
             raise InvalidItemError("'stac_version' must be a string such as '1.1.0'")
-        _check_id(ident, "'id'")
+        ident = _check_id(ident, "'id'")
         if not isinstance(collection.get("description"), str):
             raise InvalidItemError("'description' must be a string")
         if not isinstance(collection.get("license"), str):
@@ -161,15 +159,19 @@ def check_collection(collection: Any) -> str:
         if not isinstance(extent, dict):
             raise InvalidItemError("'extent' must be an object with 'spatial' and 'temporal'")
         spatial = extent.get("spatial")
-        if not isinstance(spatial, dict) or not isinstance(spatial.get("bbox"), list) or not (
-            spatial["bbox"]
+        if (
+            not isinstance(spatial, dict)
+            or not isinstance(spatial.get("bbox"), list)
+            or not (spatial["bbox"])
         ):
             raise InvalidItemError("'extent.spatial.bbox' must be a non-empty array of bboxes")
         for i, b in enumerate(spatial["bbox"]):
             check_bbox(b, what=f"extent.spatial.bbox[{i}]")
         temporal = extent.get("temporal")
-        if not isinstance(temporal, dict) or not isinstance(temporal.get("interval"), list) or not (
-            temporal["interval"]
+        if (
+            not isinstance(temporal, dict)
+            or not isinstance(temporal.get("interval"), list)
+            or not (temporal["interval"])
         ):
             raise InvalidItemError("'extent.temporal.interval' must be a non-empty array")
         for i, interval in enumerate(temporal["interval"]):

@@ -511,7 +511,16 @@ def _build_item(
         "geometry": _geojson(footprint),
         "bbox": [minx, miny, maxx, maxy],
         "properties": properties,
-        "links": [],
+        # STAC requires this link when 'collection' is set. Relative to the item's API
+        # URL (/collections/{cid}/items/{iid}) it resolves to /collections/{cid}; the
+        # API replaces it with an absolute link when serving.
+        "links": [
+            {
+                "rel": "collection",
+                "href": f"../../{quote(collection_id)}",
+                "type": "application/json",
+            }
+        ],
         "assets": assets,
     }
 

@@ -68,7 +68,8 @@ class DocumentLoadReport(LoadReport):
         self.problem_count += 1
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(LoadProblem(location, reason))
-        log.warning("not loaded", extra={"location": location, "reason": reason})
+        # debug only: the CLI prints every problem itself, as one readable line
+        log.debug("not loaded", extra={"location": location, "reason": reason})
 
     @property
     def ok(self) -> bool:

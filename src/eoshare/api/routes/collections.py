@@ -36,7 +36,7 @@ def _matches(
         if boxes:
             b = boxes[0]
             two_d = (b[0], b[1], b[3], b[4]) if len(b) == 6 else tuple(b)
-            if not bbox_geometry(bbox).intersects(bbox_geometry(two_d)):  # type: ignore[arg-type]
+            if not bbox_geometry(bbox).intersects(bbox_geometry(two_d)):
                 return False
     if start is not None or end is not None:
         intervals = extent.get("temporal", {}).get("interval") or [[None, None]]
@@ -63,7 +63,9 @@ def list_collections(
     settings: Settings,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy")] = None,
     datetime: Annotated[str | None, Query(description="instant or range")] = None,
-    q_: Annotated[str | None, Query(alias="q", description="free-text terms, comma-separated")] = None,
+    q_: Annotated[
+        str | None, Query(alias="q", description="free-text terms, comma-separated")
+    ] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     token: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
@@ -80,7 +82,9 @@ def list_collections(
     params = {"bbox": bbox, "datetime": datetime, "q": q_, "limit": limit}
     links = [link("self", with_query(here, {**params, "token": token})), link("root", f"{base}/")]
     if offset + lim < len(found):
-        links.append(link("next", with_query(here, {**params, "token": encode_token(offset + lim)})))
+        links.append(
+            link("next", with_query(here, {**params, "token": encode_token(offset + lim)}))
+        )
     if offset > 0:
         links.append(
             link("prev", with_query(here, {**params, "token": encode_token(max(offset - lim, 0))}))
@@ -107,7 +111,9 @@ def get_collection(request: Request, collection_id: str, catalog: Catalog) -> JS
     summary="Queryables of a collection",
     tags=["Filter"],
 )
-def collection_queryables(request: Request, collection_id: str, catalog: Catalog) -> SchemaJSONResponse:
+def collection_queryables(
+    request: Request, collection_id: str, catalog: Catalog
+) -> SchemaJSONResponse:
     """The properties a CQL2 filter may use on this collection's items."""
     schema = catalog.queryables(collection_id)
     return SchemaJSONResponse(

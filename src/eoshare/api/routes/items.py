@@ -64,7 +64,9 @@ def collection_items(
     response_class=GeoJSONResponse,
     summary="One item",
 )
-def get_item(request: Request, collection_id: str, item_id: str, catalog: Catalog) -> GeoJSONResponse:
+def get_item(
+    request: Request, collection_id: str, item_id: str, catalog: Catalog
+) -> GeoJSONResponse:
     """One item with its links."""
     base = base_url(request)
     item = catalog.get_item(collection_id, item_id)

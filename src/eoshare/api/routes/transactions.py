@@ -69,9 +69,15 @@ def json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
         if kind in ("move", "copy"):
             src_parent, src_key = _parent(doc, _pointer(str(op.get("from", ""))))
             try:
-                value = src_parent[int(src_key)] if isinstance(src_parent, list) else src_parent[src_key]
+                value = (
+                    src_parent[int(src_key)]
+                    if isinstance(src_parent, list)
+                    else src_parent[src_key]
+                )
             except (KeyError, IndexError, ValueError) as exc:
-                raise InvalidRequestError(f"JSON Patch 'from' {op.get('from')!r} does not exist") from exc
+                raise InvalidRequestError(
+                    f"JSON Patch 'from' {op.get('from')!r} does not exist"
+                ) from exc
             if kind == "move":
                 if isinstance(src_parent, list):
                     src_parent.pop(int(src_key))
@@ -108,14 +114,18 @@ def json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
     return doc
 
 
-def apply_patch(doc: dict[str, Any], patch: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+def apply_patch(
+    doc: dict[str, Any], patch: dict[str, Any] | list[dict[str, Any]]
+) -> dict[str, Any]:
     result = json_patch(doc, patch) if isinstance(patch, list) else merge_patch(doc, patch)
     if not isinstance(result, dict):
         raise InvalidRequestError("the patch must leave a JSON object")
     return result
 
 
-@router.post("/collections", status_code=201, response_class=JSONResponse, summary="Create a collection")
+@router.post(
+    "/collections", status_code=201, response_class=JSONResponse, summary="Create a collection"
+)
 def create_collection(request: Request, body: AnyBody, catalog: Catalog, _: Admin) -> JSONResponse:
     created = catalog.create_collection(body)
     base = base_url(request)
@@ -126,7 +136,9 @@ def create_collection(request: Request, body: AnyBody, catalog: Catalog, _: Admi
     )
 
 
-@router.put("/collections/{collection_id}", response_class=JSONResponse, summary="Replace a collection")
+@router.put(
+    "/collections/{collection_id}", response_class=JSONResponse, summary="Replace a collection"
+)
 def replace_collection(
     request: Request, collection_id: str, body: AnyBody, catalog: Catalog, _: Admin
 ) -> JSONResponse:
@@ -134,7 +146,9 @@ def replace_collection(
     return JSONResponse(collection_links(base_url(request), updated))
 
 
-@router.patch("/collections/{collection_id}", response_class=JSONResponse, summary="Patch a collection")
+@router.patch(
+    "/collections/{collection_id}", response_class=JSONResponse, summary="Patch a collection"
+)
 def patch_collection(
     request: Request, collection_id: str, body: PatchBody, catalog: Catalog, _: Admin
 ) -> JSONResponse:
@@ -170,9 +184,7 @@ def create_item(
     return GeoJSONResponse(
         item_links(base, created),
         status_code=201,
-        headers={
-            "Location": f"{base}/collections/{q(collection_id)}/items/{q(created['id'])}"
-        },
+        headers={"Location": f"{base}/collections/{q(collection_id)}/items/{q(created['id'])}"},
     )
 
 

@@ -1,0 +1,194 @@
+"""A real eoshare server for the API tests.
+
+The catalogue is built through the catalogue API (``open_catalog`` +
+``create_collection`` + ``upsert_items``) from the real STAC documents in
+``../shared/data/stac``, plus a few antimeridian-crossing items made here from
+Chatham Islands scenes. Then uvicorn serves it from a subprocess on 127.0.0.1, as in
+production; the tests talk to it over HTTP only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from eoshare.catalog import open_catalog
+from eoshare.errors import InvalidItemError
+
+JSON = dict[str, Any]
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+LANDSAT = "landsat-8-c2-l2"
+S1 = "sentinel-1-grd"
+S2 = "sentinel-2-l2a"
+ANTI = "antimeridian-test"
+VALIDATOR_TX = "validator-transactions"
+
+# the collections that hold the shared data; tests that compare with an independent
+# computation restrict their searches to these (transaction tests add others)
+DATA_COLLECTIONS = (LANDSAT, S1, S2, ANTI)
+
+
+@dataclass
+class Loaded:
+    """What was put into the catalogue: the independent truth the tests compare with."""
+
+    collections: dict[str, JSON] = field(default_factory=dict)
+    items: dict[tuple[str, str], JSON] = field(default_factory=dict)
+    # true shapes of the antimeridian test items in unwrapped longitudes (x < -180)
+    unwrapped: dict[str, list[list[list[float]]]] = field(default_factory=dict)
+    invalid: list[tuple[str, str]] = field(default_factory=list)
+
+    def of(self, *collections: str) -> list[JSON]:
+        wanted = set(collections or DATA_COLLECTIONS)
+        return [i for (c, _), i in self.items.items() if c in wanted]
+
+
+@dataclass
+class Server:
+    url: str
+    loaded: Loaded
+    token: str = ADMIN_TOKEN
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def _ndjson(path: Path) -> list[JSON]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _collection_from(template: JSON, cid: str, title: str) -> JSON:
+    doc = copy.deepcopy(template)
+    doc["id"] = cid
+    doc["title"] = title
+    # the shared collection points at Planetary Computer; its own self/root links
+    # are replaced by the server anyway
+    doc["links"] = [x for x in doc.get("links", []) if x.get("rel") in ("license", "about")]
+    return doc
+
+
+def antimeridian_items(chatham: list[JSON]) -> tuple[list[JSON], dict[str, list[list[list[float]]]]]:
+    """Chatham Islands scenes moved west by 3.5 degrees so that they straddle 180 degrees.
+
+    Written in both styles found in the wild: a MultiPolygon split at +-180 with a bbox
+    whose minx > maxx (RFC 7946), and one ring whose longitudes jump across the line
+    (some with a bbox, some without, so that the server computes it)."""
+    out: list[JSON] = []
+    unwrapped: dict[str, list[list[list[float]]]] = {}
+    valid = [i for i in chatham if all("href" in a for a in i.get("assets", {}).values())]
+    for n, src in enumerate(valid[:12]):
+        ring = [[p[0] - 3.5, p[1]] for p in src["geometry"]["coordinates"][0]]
+        xs = [p[0] for p in ring]
+        if not (min(xs) < -180.0 < max(xs)):
+            continue
+        ident = f"anti-{n:02d}-{src['id']}"
+        unwrapped[ident] = [ring]
+        lats = [p[1] for p in ring]
+        bbox = [min(xs) + 360.0, min(lats), max(xs), max(lats)]
+        item = copy.deepcopy(src)
+        item["id"] = ident
+        item["collection"] = ANTI
+        item["links"] = []
+        if n % 2 == 0:
+            import shapely
+            from shapely.geometry import Polygon, box, mapping
+
+            poly = Polygon(ring)
+            west = poly.intersection(box(-540.0, -90.0, -180.0, 90.0))
+            east = poly.intersection(box(-180.0, -90.0, 180.0, 90.0))
+            west = shapely.affinity.translate(west, xoff=360.0)
+            parts = [mapping(west)["coordinates"], mapping(east)["coordinates"]]
+            # snap the cut edge exactly to +-180 (shapely may leave 1e-13 noise)
+            for part in parts:
+                for r in part:
+                    for p in r:
+                        if abs(abs(p[0]) - 180.0) < 1e-9:
+                            p[0] = 180.0 if p[0] > 0 else -180.0
+            item["geometry"] = {
+                "type": "MultiPolygon",
+                "coordinates": [[[list(p) for p in r] for r in part] for part in parts],
+            }
+            item["bbox"] = bbox
+        else:
+            item["geometry"] = {
+                "type": "Polygon",
+                "coordinates": [[[x + 360.0 if x < -180.0 else x, y] for x, y in ring]],
+            }
+            if n % 4 == 1:
+                item["bbox"] = bbox
+            else:
+                item.pop("bbox", None)
+        out.append(item)
+    return out, unwrapped
+
+
+def populate(catalog_url: str, stac: Path) -> Loaded:
+    """Load the shared STAC documents into a fresh catalogue (through its API)."""
+    loaded = Loaded()
+    catalog = open_catalog(catalog_url)
+    try:
+        templates = {
+            cid: json.loads((stac / f"collection_{cid}_pc.json").read_text())
+            for cid in ("landsat-c2-l2", "sentinel-1-grd", "sentinel-2-l2a")
+        }
+        collections = [
+            templates["landsat-c2-l2"],
+            _collection_from(templates["landsat-c2-l2"], LANDSAT, "Landsat 8 Collection 2 L2"),
+            _collection_from(templates["sentinel-1-grd"], S1, "Sentinel-1 GRD"),
+            templates["sentinel-2-l2a"],
+            _collection_from(templates["landsat-c2-l2"], ANTI, "Antimeridian test scenes"),
+            _collection_from(templates["sentinel-2-l2a"], VALIDATOR_TX, "Validator scratch"),
+        ]
+        # the shared sentinel-1-grd collection has the id we want already
+        collections[2] = templates["sentinel-1-grd"]
+        for doc in collections:
+            catalog.create_collection(doc)
+            loaded.collections[doc["id"]] = doc
+
+        chatham = _ndjson(stac / "landsat-8-c2-l2_chatham-islands_pc.ndjson")
+        anti, loaded.unwrapped = antimeridian_items(chatham)
+        batches = [
+            _ndjson(stac / "landsat-8-c2-l2_netherlands_pc.ndjson"),
+            chatham,
+            _ndjson(stac / "sentinel-2-l2a_pc_and_earthsearch.ndjson"),
+            _ndjson(stac / "sentinel-1-grd_earthsearch.ndjson"),
+            [json.loads((stac / "item_S1A_IW_GRDH_1SDV_20220428T034417_pc.json").read_text())],
+            anti,
+        ]
+
+        def refused(item: JSON, exc: InvalidItemError) -> None:
+            loaded.invalid.append((str(item.get("id")), exc.detail))
+
+        for batch in batches:
+            before = len(loaded.invalid)
+            catalog.upsert_items(batch, on_invalid=refused)
+            bad = {ident for ident, _ in loaded.invalid[before:]}
+            for item in batch:
+                if item["id"] not in bad:
+                    loaded.items[(item["collection"], item["id"])] = item
+    finally:
+        catalog.close()
+    return loaded
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib_contextmanager := None  # placeholder removed below
