@@ -397,6 +397,9 @@ class SqliteCatalog:
                 continue
             if facts.collection is None:
                 item = {**item, "collection": cid}
+            if facts.bbox is not None and "bbox" not in item:
+                # STAC requires a bbox beside a geometry; computed (antimeridian-aware)
+                item = {**item, "bbox": list(facts.bbox)}
             geom_wkb = None
             if item.get("geometry") is not None:
                 from eoshare.catalog.geometry import index_geometry
