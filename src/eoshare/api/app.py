@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
+from eoshare.access import OpenAccess
 from eoshare.api import errors
 from eoshare.api.routes import collections, items, landing, search, transactions
 from eoshare.catalog import open_catalog
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # services are built here, once, and reached through dependencies (api/deps.py)
     app.state.catalog = open_catalog(settings.catalog_url, count_limit=settings.api.count_limit)
     app.state.store = open_store(settings.storage_url)
+    app.state.access = OpenAccess()
 
     errors.install(app)
     for module in (landing, collections, items, search, transactions):

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from eoshare.access import ANONYMOUS, Principal
+from eoshare.access import AccessPolicy as AccessBackend
 from eoshare.catalog.base import Catalog as CatalogBackend
 from eoshare.errors import AccessDeniedError, NotAuthenticatedError
 from eoshare.settings import Settings as SettingsModel
@@ -28,7 +30,20 @@ def get_settings(request: Request) -> SettingsModel:
     return settings
 
 
+def get_access(request: Request) -> AccessBackend:
+    access: AccessBackend = request.app.state.access
+    return access
+
+
+def get_principal(request: Request) -> Principal:
+    """Who is calling. Anonymous until authentication exists (the agreements issue)."""
+    principal: Principal = getattr(request.state, "principal", ANONYMOUS)
+    return principal
+
+
 Catalog = Annotated[CatalogBackend, Depends(get_catalog)]
+Access = Annotated[AccessBackend, Depends(get_access)]
+Caller = Annotated[Principal, Depends(get_principal)]
 Store = Annotated[StoreBackend, Depends(get_store)]
 Settings = Annotated[SettingsModel, Depends(get_settings)]
 

@@ -71,6 +71,11 @@ def _check_assets(doc: dict[str, Any], where: str) -> None:
             raise InvalidItemError(f"{where}: asset {key!r} needs a string 'href'")
 
 
+def _prefixed(where: str, detail: str) -> str:
+    # the link and asset checks already name the document
+    return detail if detail.startswith(f"{where}:") else f"{where}: {detail}"
+
+
 class ItemFacts:
     """What the catalogue indexes about a valid item."""
 
@@ -135,7 +140,7 @@ def check_item(item: Any) -> ItemFacts:
         _check_links(item, where)
         _check_assets(item, where)
     except InvalidRequestError as exc:
-        raise InvalidItemError(f"{where}: {exc.detail}") from exc
+        raise InvalidItemError(_prefixed(where, exc.detail)) from exc
     return ItemFacts(ident, collection, bbox, iso(start), iso(end))
 
 
@@ -186,5 +191,5 @@ def check_collection(collection: Any) -> str:
         _check_links(collection, where)
         _check_assets(collection, where)
     except InvalidRequestError as exc:
-        raise InvalidItemError(f"{where}: {exc.detail}") from exc
+        raise InvalidItemError(_prefixed(where, exc.detail)) from exc
     return ident

@@ -25,6 +25,7 @@ demo)" in titles).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -511,10 +512,8 @@ def _already_built(
 
 def _drop_collection(catalog: Catalog, store: Store, collection_id: str) -> None:
     """Remove a demo collection, its items and its stored files, if present."""
-    try:
+    with contextlib.suppress(NotFoundError):
         catalog.delete_collection(collection_id)
-    except NotFoundError:
-        pass
     for key in list(store.iter_keys(f"{collection_id}/")):
         store.delete(key)
 

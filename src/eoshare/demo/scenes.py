@@ -678,7 +678,7 @@ def write_scene(scene: RenderedScene, out_dir: Path, stem: str) -> dict[str, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, data in scene.bands.items():
-        path = out_dir / f"{stem}_{name.upper()}.tif"
+        path = out_dir / f"{stem}_{name}.tif"
         is_sar = scene.spec.sensor.kind == "sar"
         _write(
             path,
@@ -694,7 +694,7 @@ def write_scene(scene: RenderedScene, out_dir: Path, stem: str) -> dict[str, Pat
         )
         written[name] = path
     if scene.visual is not None:
-        path = out_dir / f"{stem}_VISUAL.tif"
+        path = out_dir / f"{stem}_visual.tif"
         _write(
             path,
             scene.grid,

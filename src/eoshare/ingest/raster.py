@@ -40,7 +40,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.vrt import WarpedVRT
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
-from shapely.geometry import Polygon, mapping
+from shapely.geometry import MultiPoint, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 from shapely.ops import unary_union
@@ -374,7 +374,16 @@ def _prepare(member: _Member, workdir: Path) -> _Prepared:
                     ) as vrt:  # fmt: skip
                         _to_cog(vrt, cog_path, categorical=categorical)
                     source_is_cog = False
+                    # The GCPs outline the swath itself, which is tilted inside the warped
+                    # grid: their hull is a truer footprint than the grid's rectangle.
+                    gcp_lons, gcp_lats = rasterio.warp.transform(
+                        gcp_crs, "EPSG:4326", [g.x for g in gcps], [g.y for g in gcps]
+                    )
+                    gcp_hull: BaseGeometry | None = orient(
+                        MultiPoint(list(zip(gcp_lons, gcp_lats, strict=True))).convex_hull, 1.0
+                    )
                 else:
+                    gcp_hull = None
                     source_is_cog = cog_validate(path, quiet=True)[0]
                     if not source_is_cog:
                         _to_cog(src, cog_path, categorical=categorical)
@@ -385,7 +394,7 @@ def _prepare(member: _Member, workdir: Path) -> _Prepared:
             if not valid:
                 raise _FileError(path, f"conversion to COG failed: {'; '.join(errors)}")
             with rasterio.open(cog_path) as ds:
-                footprint = _footprint(ds)
+                footprint = gcp_hull if gcp_hull is not None else _footprint(ds)
                 stats = _statistics(ds)
                 names = _common_names(path, member.asset_key, ds)
                 epsg = ds.crs.to_epsg()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from eoshare.api.deps import Catalog, Settings
+from eoshare.api.deps import Access, Caller, Catalog, Settings
 from eoshare.api.links import base_url, item_links, link, q
 from eoshare.api.params import build_query, parse_bbox_text, parse_fields
 from eoshare.api.responses import GeoJSONResponse
@@ -25,6 +26,8 @@ def collection_items(
     collection_id: str,
     catalog: Catalog,
     settings: Settings,
+    access: Access,
+    caller: Caller,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy")] = None,
     datetime: Annotated[str | None, Query(description="instant, or range start/end")] = None,
     limit: Annotated[int | None, Query(description="items per page")] = None,
@@ -54,7 +57,7 @@ def collection_items(
         default_limit=settings.api.default_limit,
         max_limit=settings.api.max_limit,
     )
-    page = catalog.search(sq)
+    page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     response = page_response(request, page, sq, parse_fields(fields), self_url=str(request.url))
     return response
 
@@ -65,11 +68,16 @@ def collection_items(
     summary="One item",
 )
 def get_item(
-    request: Request, collection_id: str, item_id: str, catalog: Catalog
+    request: Request,
+    collection_id: str,
+    item_id: str,
+    catalog: Catalog,
+    access: Access,
+    caller: Caller,
 ) -> GeoJSONResponse:
     """One item with its links."""
     base = base_url(request)
-    item = catalog.get_item(collection_id, item_id)
+    item = catalog.get_item(collection_id, item_id, visible=access.visible_filter(caller))
     return GeoJSONResponse(item_links(base, item))
 
 

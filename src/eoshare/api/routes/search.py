@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from eoshare.api.deps import Catalog, Settings
+from eoshare.api.deps import Access, Caller, Catalog, Settings
 from eoshare.api.links import GEOJSON, base_url, item_links, link
 from eoshare.api.params import (
     Fields,
@@ -76,6 +77,8 @@ def search_get(
     request: Request,
     catalog: Catalog,
     settings: Settings,
+    access: Access,
+    caller: Caller,
     collections: Annotated[str | None, Query(description="collection ids, comma-separated")] = None,
     ids: Annotated[str | None, Query(description="item ids, comma-separated")] = None,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy")] = None,
@@ -109,17 +112,22 @@ def search_get(
         default_limit=settings.api.default_limit,
         max_limit=settings.api.max_limit,
     )
-    page = catalog.search(sq)
+    page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     return page_response(request, page, sq, parse_fields(fields), self_url=str(request.url))
 
 
 @router.post("/search", response_class=GeoJSONResponse, summary="Search items (POST)")
 def search_post(
-    request: Request, body: SearchBody, catalog: Catalog, settings: Settings
+    request: Request,
+    body: SearchBody,
+    catalog: Catalog,
+    settings: Settings,
+    access: Access,
+    caller: Caller,
 ) -> GeoJSONResponse:
     """The same search with a JSON body (for long geometries and filters)."""
     sq, fields = from_body(body, settings.api.default_limit, settings.api.max_limit)
-    page = catalog.search(sq)
+    page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     raw = body.model_dump(by_alias=True, exclude_none=True)
     raw.pop("token", None)
     return page_response(
