@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -72,3 +73,18 @@ def collection_links(base: str, collection: JSON) -> JSON:
 def with_query(url: str, params: dict[str, Any]) -> str:
     clean = {k: v for k, v in params.items() if v is not None and v != ""}
     return f"{url}?{urlencode(clean)}" if clean else url
+
+
+# Functions that add to an item on its way out (asset download hrefs, tile links...).
+# Each area registers its own in ``create_app`` (``app.state.item_decorators``); they run
+# in order after the server links are set, and must not change the stored document.
+ItemDecorator = Callable[[Request, str, JSON], JSON]
+
+
+def render_item(request: Request, item: JSON) -> JSON:
+    """An item exactly as a client should get it: server links + every decorator."""
+    base = base_url(request)
+    out = item_links(base, item)
+    for decorate in getattr(request.app.state, "item_decorators", ()):
+        out = decorate(request, base, out)
+    return out

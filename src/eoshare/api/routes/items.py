@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from eoshare.api.deps import Access, Caller, Catalog, Settings
-from eoshare.api.links import base_url, item_links, link, q
+from eoshare.api.links import link, q, render_item
 from eoshare.api.params import build_query, parse_bbox_text, parse_fields
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.api.routes.search import page_response
@@ -76,9 +76,8 @@ def get_item(
     caller: Caller,
 ) -> GeoJSONResponse:
     """One item with its links."""
-    base = base_url(request)
     item = catalog.get_item(collection_id, item_id, visible=access.visible_filter(caller))
-    return GeoJSONResponse(item_links(base, item))
+    return GeoJSONResponse(render_item(request, item))
 
 
 __all__ = ["link", "q", "router"]

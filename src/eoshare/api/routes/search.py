@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from eoshare.api.deps import Access, Caller, Catalog, Settings
-from eoshare.api.links import GEOJSON, base_url, item_links, link
+from eoshare.api.links import GEOJSON, base_url, link, render_item
 from eoshare.api.params import (
     Fields,
     SearchBody,
@@ -40,7 +40,7 @@ def page_response(
     GET pages link with the same query string and a new token; POST pages link with
     ``method: POST`` and the same body plus the token, as STAC API prescribes."""
     base = base_url(request)
-    features = [apply_fields(item_links(base, item), fields) for item in page.items]
+    features = [apply_fields(render_item(request, item), fields) for item in page.items]
     links = [link("self", self_url, GEOJSON), link("root", f"{base}/")]
     for rel, offset in (("next", page.next_offset), ("prev", page.prev_offset)):
         if offset is None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Request
 from starlette.responses import Response
 
 from eoshare.api.deps import Admin, Catalog
-from eoshare.api.links import base_url, collection_links, item_links, q
+from eoshare.api.links import base_url, collection_links, q, render_item
 from eoshare.api.responses import GeoJSONResponse, JSONResponse
 from eoshare.errors import InvalidRequestError
 
@@ -182,7 +182,7 @@ def create_item(
         return JSONResponse({"inserted": report.inserted}, status_code=201)
     created = catalog.create_item(collection_id, body)
     return GeoJSONResponse(
-        item_links(base, created),
+        render_item(request, created),
         status_code=201,
         headers={"Location": f"{base}/collections/{q(collection_id)}/items/{q(created['id'])}"},
     )
@@ -197,7 +197,7 @@ def replace_item(
     request: Request, collection_id: str, item_id: str, body: AnyBody, catalog: Catalog, _: Admin
 ) -> GeoJSONResponse:
     updated = catalog.update_item(collection_id, item_id, body)
-    return GeoJSONResponse(item_links(base_url(request), updated))
+    return GeoJSONResponse(render_item(request, updated))
 
 
 @router.patch(
@@ -215,7 +215,7 @@ def patch_item(
 ) -> GeoJSONResponse:
     current = catalog.get_item(collection_id, item_id)
     updated = catalog.update_item(collection_id, item_id, apply_patch(current, body))
-    return GeoJSONResponse(item_links(base_url(request), updated))
+    return GeoJSONResponse(render_item(request, updated))
 
 
 @router.delete(
