@@ -56,3 +56,8 @@ class Store(Protocol):
     def local_path(self, key: str) -> Path | None:
         """A filesystem path for readers that want one (GDAL), or None for remote stores."""
         ...
+
+    def gdal_path(self, key: str) -> tuple[str, dict[str, str]]:
+        """A path GDAL/rasterio can open (a file path, or ``/vsis3/bucket/key``) and the
+        GDAL configuration options it needs (endpoint, credentials). Called by tiles."""
+        ...

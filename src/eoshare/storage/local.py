@@ -214,3 +214,7 @@ class LocalStore:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def gdal_path(self, key: str) -> tuple[str, dict[str, str]]:
+        """The file path itself; GDAL needs no options for a local file."""
+        return str(self._path(key)), {}
