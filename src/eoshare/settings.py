@@ -33,6 +33,63 @@ class ApiSettings(BaseModel):
     base_url: str | None = None
 
 
+class OidcProviderSettings(BaseModel):
+    """One external OpenID Connect identity provider (an agency's own IdP)."""
+
+    issuer: str
+    audience: str
+    # keys: a JWKS file, or a JWKS URL (fetched and cached); one of them is needed
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    # asymmetric algorithms only: HS* would let a public key act as a shared secret
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256"])
+    # every token of this IdP belongs to this member; or read it from member_claim
+    member: str | None = None
+    member_claim: str = "eoshare_member"
+    roles_claim: str = "eoshare_roles"
+    username_claim: str = "sub"
+    # roles an external IdP may grant; operator stays local by default
+    allowed_roles: list[str] = Field(
+        default_factory=lambda: ["viewer", "analyst", "provider-admin"]
+    )
+    leeway_s: int = 10
+
+
+class AccessSettings(BaseModel):
+    """Members, agreements and authentication (``EOSHARE_ACCESS__*``)."""
+
+    # <data_dir>/access.db when empty
+    db: str = ""
+    # collections without an agreement: "open" to all, or seen by "operators" only
+    unlisted: str = "open"
+    # the access level of a collection a provider-admin creates before setting terms
+    new_collection_access: str = "provider"
+    token_days: float = 90
+    session_ttl_s: int = 8 * 3600
+    cookie_name: str = "eoshare_session"
+    # Secure cookies need https; set false for http://127.0.0.1 development only
+    cookie_secure: bool = True
+    oidc: list[OidcProviderSettings] = Field(default_factory=list)
+
+
+class TilesSettings(BaseModel):
+    """Map tiles, previews, point values and statistics (``EOSHARE_TILES__*``)."""
+
+    # the in-process cache of rendered tiles and previews, in bytes (0 turns it off)
+    cache_bytes: int = 64 * 1024 * 1024
+    # Cache-Control max-age of tiles, previews and TileJSON/WMTS documents
+    max_age_s: int = 3600
+    # the largest image (width x height, in pixels) one request may ask for
+    max_pixels: int = 4096 * 4096
+    # the default and the largest preview/statistics size (longest side, in pixels)
+    preview_size: int = 1024
+    max_preview_size: int = 4096
+    # how many items a mosaic tile reads at most (newest first)
+    mosaic_max_items: int = 30
+    # the longest band-math expression accepted
+    max_expression_chars: int = 512
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -49,10 +106,16 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "info"
     api: ApiSettings = Field(default_factory=ApiSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    tiles: TilesSettings = Field(default_factory=TilesSettings)
 
     @property
     def catalog_url(self) -> str:
         return self.catalog or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def access_db_path(self) -> Path:
+        return Path(self.access.db) if self.access.db else (self.data_dir / "access.db")
 
     @property
     def storage_url(self) -> str:

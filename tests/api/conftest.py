@@ -75,9 +75,10 @@ def _collection_from(template: JSON, cid: str, title: str) -> JSON:
     doc = copy.deepcopy(template)
     doc["id"] = cid
     doc["title"] = title
-    # the shared collection points at Planetary Computer; its own self/root links
-    # are replaced by the server anyway
-    doc["links"] = [x for x in doc.get("links", []) if x.get("rel") in ("license", "about")]
+    # the copy keeps the template's titled links only (license, about, ...): its
+    # Planetary Computer self/root links make no sense here
+    doc["links"] = [x for x in doc.get("links", []) if x.get("title") and x.get("rel") not in (
+        "self", "root", "parent", "items")]
     return doc
 
 
@@ -135,6 +136,23 @@ def antimeridian_items(chatham: list[JSON]) -> tuple[list[JSON], dict[str, list[
     return out, unwrapped
 
 
+def probe_item(src: JSON) -> JSON:
+    """A Netherlands scene moved to 20.5E 20.5N: stac-api-validator checks that ``ids``
+    does not override the other parameters with a search in bbox 20,20,21,21 of the
+    collection, and needs an item there."""
+    item = copy.deepcopy(src)
+    ring = src["geometry"]["coordinates"][0]
+    cx = sum(p[0] for p in ring[:-1]) / (len(ring) - 1)
+    cy = sum(p[1] for p in ring[:-1]) / (len(ring) - 1)
+    moved = [[p[0] - cx + 20.5, p[1] - cy + 20.5] for p in ring]
+    item["id"] = "probe-" + src["id"]
+    item["geometry"] = {"type": "Polygon", "coordinates": [moved]}
+    xs, ys = [p[0] for p in moved], [p[1] for p in moved]
+    item["bbox"] = [min(xs), min(ys), max(xs), max(ys)]
+    item["links"] = []
+    return item
+
+
 def populate(catalog_url: str, stac: Path) -> Loaded:
     """Load the shared STAC documents into a fresh catalogue (through its API)."""
     loaded = Loaded()
@@ -160,8 +178,9 @@ def populate(catalog_url: str, stac: Path) -> Loaded:
 
         chatham = _ndjson(stac / "landsat-8-c2-l2_chatham-islands_pc.ndjson")
         anti, loaded.unwrapped = antimeridian_items(chatham)
+        netherlands = _ndjson(stac / "landsat-8-c2-l2_netherlands_pc.ndjson")
         batches = [
-            _ndjson(stac / "landsat-8-c2-l2_netherlands_pc.ndjson"),
+            [*netherlands, probe_item(netherlands[0])],
             chatham,
             _ndjson(stac / "sentinel-2-l2a_pc_and_earthsearch.ndjson"),
             _ndjson(stac / "sentinel-1-grd_earthsearch.ndjson"),

@@ -302,9 +302,7 @@ def test_file_without_georeferencing_is_refused(
     assert list(store.iter_keys()) == []
 
 
-def test_missing_date_is_refused_clearly(
-    raster: Path, catalog: Catalog, store: LocalStore
-) -> None:
+def test_missing_date_is_refused_clearly(raster: Path, catalog: Catalog, store: LocalStore) -> None:
     report = _ingest([raster / "rasterio_RGB.byte.tif"], catalog, store)
     assert "pass --datetime" in report.failures[0].reason
     assert list(store.iter_keys()) == []

@@ -42,10 +42,10 @@ def item_links(base: str, item: JSON) -> JSON:
     coll = f"{base}/collections/{q(cid)}"
     out = dict(item)
     out["links"] = [
-        link("self", f"{coll}/items/{q(item['id'])}", GEOJSON),
-        link("parent", coll),
-        link("collection", coll),
-        link("root", f"{base}/"),
+        link("self", f"{coll}/items/{q(item['id'])}", GEOJSON, title="This item"),
+        link("parent", coll, title="The collection"),
+        link("collection", coll, title="The collection"),
+        link("root", f"{base}/", title="Landing page"),
         *own_links(item),
     ]
     return out
@@ -55,10 +55,10 @@ def collection_links(base: str, collection: JSON) -> JSON:
     coll = f"{base}/collections/{q(collection['id'])}"
     out = dict(collection)
     out["links"] = [
-        link("self", coll),
-        link("parent", f"{base}/"),
-        link("root", f"{base}/"),
-        link("items", f"{coll}/items", GEOJSON),
+        link("self", coll, title="This collection"),
+        link("parent", f"{base}/", title="Landing page"),
+        link("root", f"{base}/", title="Landing page"),
+        link("items", f"{coll}/items", GEOJSON, title="Items"),
         link(
             "http://www.opengis.net/def/rel/ogc/1.0/queryables",
             f"{coll}/queryables",

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from eoshare.catalog.base import SearchQuery, SortField
-from eoshare.catalog.cql2filter import and_all, parse_filter, query_to_cql2
+from eoshare.catalog.cql2filter import parse_filter, parse_query
 from eoshare.catalog.geometry import check_bbox, check_geometry
 from eoshare.catalog.validate import parse_datetime
 from eoshare.errors import InvalidRequestError
@@ -27,8 +27,9 @@ class SearchBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    collections: list[str] | None = None
-    ids: list[str] | None = None
+    # an array; a single id (or a comma-separated list) is accepted as text too
+    collections: list[str] | str | None = None
+    ids: list[str] | str | None = None
     bbox: list[float] | None = None
     intersects: dict[str, Any] | None = None
     datetime: str | None = None
@@ -45,10 +46,17 @@ class SearchBody(BaseModel):
 
 @dataclass(frozen=True)
 class Fields:
-    """The fields extension: which parts of each item to return."""
+    """The fields extension: which parts of each item to return.
+
+    ``include`` given and not empty: the item's identity (type, stac_version, id,
+    collection) and those fields (a field both included and excluded stays).
+    ``include`` given but null or empty, with ``exclude``: the default set less those.
+    ``include`` absent, with ``exclude``: the whole item less those.
+    Neither: the whole item."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    include_given: bool = False
 
     @property
     def active(self) -> bool:
@@ -138,6 +146,7 @@ def parse_sortby(value: Any) -> tuple[SortField, ...]:
 
 
 def parse_fields(value: Any) -> Fields:
+    """GET's ``id,+assets,-geometry`` text or POST's ``{"include": [], "exclude": []}``."""
     if value is None or value == "":
         return Fields()
     if isinstance(value, str):
@@ -147,14 +156,19 @@ def parse_fields(value: Any) -> Fields:
                 exclude.append(raw[1:])
             else:
                 include.append(raw.lstrip("+"))
-        return Fields(tuple(include), tuple(exclude))
+        return Fields(tuple(include), tuple(exclude), bool(include))
     if isinstance(value, dict):
+        unknown = set(value) - {"include", "exclude"}
+        if unknown:
+            raise InvalidRequestError(
+                f"fields has unknown members {sorted(unknown)}; use include and exclude"
+            )
         inc, exc = value.get("include") or [], value.get("exclude") or []
         if not isinstance(inc, list) or not isinstance(exc, list):
             raise InvalidRequestError("fields.include and fields.exclude must be lists")
-        if not all(isinstance(x, str) for x in [*inc, *exc]):
-            raise InvalidRequestError("fields entries must be strings")
-        return Fields(tuple(inc), tuple(exc))
+        if not all(isinstance(x, str) and x for x in [*inc, *exc]):
+            raise InvalidRequestError("fields entries must be non-empty strings")
+        return Fields(tuple(inc), tuple(exc), "include" in value)
     raise InvalidRequestError("fields must be an object with include/exclude lists")
 
 
@@ -213,7 +227,8 @@ def build_query(
         intersects=parse_intersects(intersects),
         datetime_start=start,
         datetime_end=end,
-        filter=and_all(cql, query_to_cql2(query)),
+        filter=cql,
+        query=parse_query(query),
         q=terms,
         sortby=parse_sortby(sortby),
         limit=check_limit(limit, default_limit, max_limit),
@@ -221,11 +236,19 @@ def build_query(
     )
 
 
+def _ids(value: list[str] | str | None) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return split_csv(value)
+    return tuple(value or ())
+
+
 def from_body(body: SearchBody, default_limit: int, max_limit: int) -> tuple[SearchQuery, Fields]:
     bbox = check_bbox(body.bbox) if body.bbox is not None else None
+    if "fields" in body.model_fields_set and body.fields is None:
+        raise InvalidRequestError("fields must be an object with include/exclude lists, not null")
     query = build_query(
-        collections=tuple(body.collections or ()),
-        ids=tuple(body.ids or ()),
+        collections=_ids(body.collections),
+        ids=_ids(body.ids),
         bbox=bbox,
         intersects=body.intersects,
         datetime_text=body.datetime,
@@ -248,6 +271,8 @@ def restrict(query: SearchQuery, **changes: Any) -> SearchQuery:
 
 
 # --- fields ---------------------------------------------------------------------------
+
+_IDENTITY = ("type", "stac_version", "id", "collection")
 
 _DEFAULT_FIELDS = (
     "type",
@@ -298,24 +323,38 @@ def _split(field: str) -> list[str]:
     return [head, *rest.split(".")]
 
 
+def _pick(item: JSON, names: tuple[str, ...]) -> JSON:
+    out: JSON = {}
+    for f in names:
+        path = _split(f)
+        found, value = _get(item, path)
+        if not found and len(path) == 1:
+            # a bare property name: properties.<name>
+            found, value = _get(item, ["properties", path[0]])
+            path = ["properties", path[0]]
+        if found:
+            _set(out, path, json.loads(json.dumps(value)))
+    return out
+
+
 def apply_fields(item: JSON, fields: Fields) -> JSON:
-    """The fields extension: include adds to the default set, exclude removes."""
+    """The fields extension (see ``Fields`` for the rules)."""
     if not fields.active:
         return item
     if fields.include:
-        out: JSON = {}
-        for f in (*_DEFAULT_FIELDS, *fields.include):
-            path = _split(f)
-            found, value = _get(item, path)
-            if not found and len(path) == 1:
-                found, value = _get(item, ["properties", path[0]])
-                path = ["properties", path[0]]
-            if found:
-                _set(out, path, value)
+        # the extension calls include a hint; an item without its identity (type,
+        # stac_version, id, collection) cannot be told apart or read by clients
+        out = _pick(item, (*_IDENTITY, *fields.include))
+    elif fields.include_given:
+        out = _pick(item, _DEFAULT_FIELDS)
     else:
         out = json.loads(json.dumps(item))
+    kept = [_split(f) for f in fields.include]
     for f in fields.exclude:
-        if f in fields.include:
+        path = _split(f)
+        # a field both included and excluded is included, as is anything included
+        # below an excluded parent ("-properties,+properties.eo:cloud_cover")
+        if any(k[: len(path)] == path for k in kept):
             continue
-        _drop(out, _split(f))
+        _drop(out, path)
     return out

@@ -8,6 +8,7 @@ translates into its own query language (``sqlite_filter`` for SQLite).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import cql2
@@ -24,10 +25,12 @@ def parse_filter(value: str | JSON, lang: str | None = None) -> JSON:
             f"filter-lang {lang!r} is not supported; use cql2-text or cql2-json"
         )
     try:
+        if isinstance(value, str) and (
+            lang == "cql2-json" or (lang is None and value.lstrip().startswith("{"))
+        ):
+            value = json.loads(value)
         if isinstance(value, dict):
-            expr = cql2.parse_json(json.dumps(value))
-        elif lang == "cql2-json" or (lang is None and value.lstrip().startswith("{")):
-            expr = cql2.parse_json(value)
+            expr = cql2.parse_json(json.dumps(_legacy_between(value)))
         else:
             expr = cql2.parse_text(value)
         result = expr.to_json()
@@ -43,6 +46,26 @@ def parse_filter(value: str | JSON, lang: str | None = None) -> JSON:
     return result
 
 
+def _legacy_between(expr: Any) -> Any:
+    """Drafts of CQL2 JSON wrote ``between`` as ``[property, [low, high]]``; STAC API
+    validators and older clients still send it. Rewrite it to ``[property, low, high]``."""
+    if isinstance(expr, list):
+        return [_legacy_between(x) for x in expr]
+    if not isinstance(expr, dict):
+        return expr
+    out = {k: _legacy_between(v) for k, v in expr.items()}
+    args = out.get("args")
+    if (
+        str(out.get("op", "")).lower() == "between"
+        and isinstance(args, list)
+        and len(args) == 2
+        and isinstance(args[1], list)
+        and len(args[1]) == 2
+    ):
+        out["args"] = [args[0], *args[1]]
+    return out
+
+
 _QUERY_OPS = {
     "eq": "=",
     "neq": "<>",
@@ -53,15 +76,42 @@ _QUERY_OPS = {
 }
 
 
-def query_to_cql2(query: Any) -> JSON | None:
-    """Translate the STAC query extension ({"eo:cloud_cover": {"lt": 10}}) into CQL2 JSON."""
-    if query is None:
+def parse_query(query: Any) -> JSON | None:
+    """The STAC query extension's object, from a body or a GET parameter (JSON text),
+    checked: raises InvalidFilterError for anything query_to_cql2 would refuse."""
+    if query is None or query == "":
         return None
     if isinstance(query, str):
         try:
             query = json.loads(query)
         except ValueError as exc:
             raise InvalidFilterError(f"query is not valid JSON: {exc}") from exc
+    if not isinstance(query, dict):
+        raise InvalidFilterError('query must be an object such as {"eo:cloud_cover": {"lt": 10}}')
+    query_to_cql2(query)
+    return query
+
+
+def _number(value: Any) -> Any:
+    """A query-extension operand written as text ("55.13") for a numeric property."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def query_to_cql2(query: Any, numeric: Callable[[str], bool] | None = None) -> JSON | None:
+    """Translate the STAC query extension ({"eo:cloud_cover": {"lt": 10}}) into CQL2 JSON.
+
+    The query extension is loosely typed (its GET form and many clients send every value
+    as text); ``numeric(name)`` says which properties hold numbers, so that their text
+    operands compare as numbers rather than as strings."""
+    if query is None:
+        return None
+    if isinstance(query, str):
+        query = parse_query(query)
     if not isinstance(query, dict):
         raise InvalidFilterError('query must be an object such as {"eo:cloud_cover": {"lt": 10}}')
     terms: list[JSON] = []
@@ -71,7 +121,10 @@ def query_to_cql2(query: Any) -> JSON | None:
                 f'query: {name!r} must map operators to values, e.g. {{"lt": 10}}'
             )
         prop = {"property": name}
+        as_number = numeric is not None and numeric(name)
         for op, value in ops.items():
+            if as_number:
+                value = [_number(v) for v in value] if isinstance(value, list) else _number(value)
             if op in _QUERY_OPS:
                 terms.append({"op": _QUERY_OPS[op], "args": [prop, value]})
             elif op in ("startsWith", "endsWith", "contains"):

@@ -24,6 +24,7 @@ import shapely
 from shapely import prepared
 
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
+from eoshare.catalog.cql2filter import query_to_cql2
 from eoshare.catalog.geometry import split_bbox
 from eoshare.catalog.sqlite_filter import COLUMNS, FilterTranslator, json_path, literal_geometry
 from eoshare.catalog.validate import check_collection, check_item, iso, parse_datetime
@@ -66,6 +67,22 @@ CREATE TABLE IF NOT EXISTS queryables (
     PRIMARY KEY (collection, name, type)
 );
 """
+
+# STAC common metadata: always queryable, whether or not any item carries them yet, so
+# that a filter on e.g. ``mission`` matches nothing instead of being refused.
+COMMON: dict[str, JSON] = {
+    "title": {"title": "Title", "type": "string"},
+    "description": {"title": "Description", "type": "string"},
+    "platform": {"title": "Platform", "type": "string"},
+    "constellation": {"title": "Constellation", "type": "string"},
+    "mission": {"title": "Mission", "type": "string"},
+    "instruments": {"title": "Instruments", "type": "array", "items": {"type": "string"}},
+    "gsd": {"title": "Ground sample distance", "type": "number"},
+    "created": {"title": "Created", "type": "string", "format": "date-time"},
+    "updated": {"title": "Updated", "type": "string", "format": "date-time"},
+    "start_datetime": {"title": "Start of the acquisition", "type": "string", "format": "date-time"},
+    "end_datetime": {"title": "End of the acquisition", "type": "string", "format": "date-time"},
+}
 
 _TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
 _TEXT_LISTS = ("keywords", "instruments")
@@ -509,8 +526,11 @@ class SqliteCatalog:
             "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
             "datetime": {"title": "Acquisition time", "type": "string", "format": "date-time"},
         }
+        for name, common in COMMON.items():
+            if name not in types:
+                props[name] = dict(common)
         for name in sorted(types):
-            if name in props:
+            if name in props and name not in COMMON:
                 continue
             kinds = types[name] - {"null"}
             schema: JSON
@@ -559,7 +579,7 @@ class SqliteCatalog:
         types = self._property_types(collections)
 
         def known(name: str) -> bool:
-            return name in COLUMNS or name == "geometry" or name in types
+            return name in COLUMNS or name == "geometry" or name in types or name in COMMON
 
         return known
 
@@ -616,6 +636,15 @@ class SqliteCatalog:
             tr = FilterTranslator(self._known(query.collections))
             clauses.append(tr.translate(query.filter))
             params += tr.params
+        if query.query:
+            types = self._property_types(query.collections)
+            legacy = query_to_cql2(
+                query.query, lambda name: types.get(name, set()) - {"null"} == {"number"}
+            )
+            if legacy is not None:
+                tr = FilterTranslator(self._known(query.collections))
+                clauses.append(tr.translate(legacy))
+                params += tr.params
         if query.visible is not None:
             tr = FilterTranslator()
             clauses.append(tr.translate(query.visible))

@@ -426,6 +426,9 @@ def _enrich_item(item: JSON, scene: PlannedScene, rendered: RenderedScene) -> JS
     if mission.sensor.kind == "sar":
         props.update(_SAR_FIELDS)
         extensions.add("https://stac-extensions.github.io/sar/v1.3.0/schema.json")
+        # ingest declares the eo extension on every item; a radar item has no eo:
+        # field, and the eo schema rejects a declaration with nothing behind it
+        extensions = {e for e in extensions if "/eo/" not in e}
         for name in SAR_BANDS:
             asset = item["assets"][name]
             asset["title"] = f"{name.upper()} backscatter (linear sigma0)"

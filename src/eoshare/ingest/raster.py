@@ -406,6 +406,8 @@ def _prepare(member: _Member, workdir: Path) -> _Prepared:
                 proj["proj:bbox"] = [float(v) for v in ds.bounds]
                 metres = (ds.crs.linear_units or "").lower() in ("metre", "meter", "m")
                 gsd = float(abs(ds.res[0])) if ds.crs.is_projected and metres else None
+                area_or_point = ds.tags().get("AREA_OR_POINT") or tags.get("AREA_OR_POINT")
+                sampling = "point" if (area_or_point or "").lower() == "point" else "area"
                 bands: list[JSON] = []
                 for i in range(ds.count):
                     name = member.asset_key if ds.count == 1 else f"{member.asset_key}_{i + 1}"
@@ -417,6 +419,10 @@ def _prepare(member: _Member, workdir: Path) -> _Prepared:
                     if ds.nodata is not None:
                         band["nodata"] = _json_number(ds.nodata)
                     band["statistics"] = stats[i]
+                    # raster v2 needs at least one raster:* field; these two are facts.
+                    band["raster:sampling"] = sampling
+                    if gsd is not None:
+                        band["raster:spatial_resolution"] = gsd
                     bands.append(band)
                 rgb = ds.count >= 3 and (
                     member.asset_key.upper() == "TCI"

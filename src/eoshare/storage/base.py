@@ -18,6 +18,11 @@ class StoredObject:
     size: int
     # "sha256:<hex>"; None where the store does not know it
     sha256: str | None = None
+    # a validator that changes whenever the bytes do (mtime+size locally, the S3 ETag);
+    # used for HTTP ETag/If-Range. None where the store has none.
+    etag: str | None = None
+    # last modification, seconds since the epoch (for Last-Modified); None if unknown
+    modified: float | None = None
 
 
 class Store(Protocol):
@@ -41,6 +46,14 @@ class Store(Protocol):
 
     def open(self, key: str) -> BinaryIO:
         """A readable, seekable binary stream. Called by downloads and tiles."""
+        ...
+
+    def iter_bytes(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 1024 * 1024
+    ) -> Iterator[bytes]:
+        """The bytes ``[start, end)`` of an object (``end`` None: to its end), streamed in
+        chunks of at most ``chunk_size``. Called by downloads, orders and migrate; a
+        closed generator releases its file or connection."""
         ...
 
     def exists(self, key: str) -> bool: ...

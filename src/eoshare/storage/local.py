@@ -155,7 +155,12 @@ class LocalStore:
             raise StorageError(f"cannot stat {key!r}: {exc}") from exc
         if not path.is_file():
             raise NotFoundError(f"no object {key!r} in the store")
-        return StoredObject(key=key, size=st.st_size)
+        return StoredObject(
+            key=key,
+            size=st.st_size,
+            etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
+            modified=st.st_mtime,
+        )
 
     def sha256(self, key: str) -> str:
         """Hash an object's bytes now: ``sha256:<hex>``. Used by checks and tests."""
@@ -175,6 +180,14 @@ class LocalStore:
             raise NotFoundError(f"no object {key!r} in the store") from exc
         except OSError as exc:
             raise StorageError(f"cannot open {key!r}: {exc}") from exc
+
+    def iter_bytes(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = _CHUNK
+    ) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of one object, read with ``pread`` in chunks; the file is
+        opened before the first chunk is asked for, so a missing key fails early."""
+        f = self.open(key)
+        return _read_range(f, key, start, end, chunk_size)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -218,3 +231,24 @@ class LocalStore:
     def gdal_path(self, key: str) -> tuple[str, dict[str, str]]:
         """The file path itself; GDAL needs no options for a local file."""
         return str(self._path(key)), {}
+
+
+def _read_range(
+    f: BinaryIO, key: str, start: int, end: int | None, chunk_size: int
+) -> Iterator[bytes]:
+    # A generator of its own so that closing it (a client that went away) closes the file.
+    fd = f.fileno()
+    try:
+        pos = start
+        while end is None or pos < end:
+            want = chunk_size if end is None else min(chunk_size, end - pos)
+            try:
+                chunk = os.pread(fd, want, pos)
+            except OSError as exc:
+                raise StorageError(f"cannot read {key!r}: {exc}") from exc
+            if not chunk:
+                break
+            pos += len(chunk)
+            yield chunk
+    finally:
+        f.close()

@@ -57,12 +57,12 @@ def landing_page(request: Request, catalog: Catalog, settings: Settings) -> JSON
     """The STAC API root: what this node is and where everything lives."""
     base = base_url(request)
     links = [
-        link("self", f"{base}/"),
-        link("root", f"{base}/"),
-        link("conformance", f"{base}/conformance"),
-        link("data", f"{base}/collections"),
-        link("search", f"{base}/search", GEOJSON, method="GET"),
-        link("search", f"{base}/search", GEOJSON, method="POST"),
+        link("self", f"{base}/", title="Landing page"),
+        link("root", f"{base}/", title="Landing page"),
+        link("conformance", f"{base}/conformance", title="Conformance classes"),
+        link("data", f"{base}/collections", title="Collections"),
+        link("search", f"{base}/search", GEOJSON, method="GET", title="Item search"),
+        link("search", f"{base}/search", GEOJSON, method="POST", title="Item search"),
         link(
             "http://www.opengis.net/def/rel/ogc/1.0/queryables",
             f"{base}/queryables",

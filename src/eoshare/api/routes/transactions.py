@@ -25,6 +25,15 @@ PatchBody = Annotated[
 ]
 
 
+def _answer(request: Request, response: Response) -> Response:
+    """RFC 7240: ``Prefer: return=minimal`` asks for 204 No Content instead of the
+    updated document (OGC API Features Part 4 allows either)."""
+    prefer = request.headers.get("prefer", "")
+    if any(p.strip().lower() == "return=minimal" for p in prefer.split(",")):
+        return Response(status_code=204, headers={"Preference-Applied": "return=minimal"})
+    return response
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -141,9 +150,9 @@ def create_collection(request: Request, body: AnyBody, catalog: Catalog, _: Admi
 )
 def replace_collection(
     request: Request, collection_id: str, body: AnyBody, catalog: Catalog, _: Admin
-) -> JSONResponse:
+) -> Response:
     updated = catalog.update_collection(collection_id, body)
-    return JSONResponse(collection_links(base_url(request), updated))
+    return _answer(request, JSONResponse(collection_links(base_url(request), updated)))
 
 
 @router.patch(
@@ -151,10 +160,10 @@ def replace_collection(
 )
 def patch_collection(
     request: Request, collection_id: str, body: PatchBody, catalog: Catalog, _: Admin
-) -> JSONResponse:
+) -> Response:
     current = catalog.get_collection(collection_id)
     updated = catalog.update_collection(collection_id, apply_patch(current, body))
-    return JSONResponse(collection_links(base_url(request), updated))
+    return _answer(request, JSONResponse(collection_links(base_url(request), updated)))
 
 
 @router.delete("/collections/{collection_id}", status_code=204, summary="Delete a collection")
@@ -195,9 +204,9 @@ def create_item(
 )
 def replace_item(
     request: Request, collection_id: str, item_id: str, body: AnyBody, catalog: Catalog, _: Admin
-) -> GeoJSONResponse:
+) -> Response:
     updated = catalog.update_item(collection_id, item_id, body)
-    return GeoJSONResponse(render_item(request, updated))
+    return _answer(request, GeoJSONResponse(render_item(request, updated)))
 
 
 @router.patch(
@@ -212,10 +221,10 @@ def patch_item(
     body: PatchBody,
     catalog: Catalog,
     _: Admin,
-) -> GeoJSONResponse:
+) -> Response:
     current = catalog.get_item(collection_id, item_id)
     updated = catalog.update_item(collection_id, item_id, apply_patch(current, body))
-    return GeoJSONResponse(render_item(request, updated))
+    return _answer(request, GeoJSONResponse(render_item(request, updated)))
 
 
 @router.delete(

@@ -1,0 +1,244 @@
+"""Members, users and sharing agreements as plain values (no I/O here).
+
+An ``Agreement`` is keyed by collection id and set by the collection's provider (its
+owning member). ``agreement_from_dict``/``Agreement.to_dict`` are the one way in and out,
+used by the store, the admin API, the CLI and ``eoshare apply``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, cast
+
+from eoshare.errors import InvalidRequestError
+
+JSON = dict[str, Any]
+
+AccessLevel = Literal["open", "members", "partners", "provider"]
+ACCESS_LEVELS: tuple[AccessLevel, ...] = ("open", "members", "partners", "provider")
+EmbargoOpensTo = Literal["public", "members"]
+
+VIEWER = "viewer"
+ANALYST = "analyst"
+PROVIDER_ADMIN = "provider-admin"
+OPERATOR = "operator"
+ROLES = (VIEWER, ANALYST, PROVIDER_ADMIN, OPERATOR)
+
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def check_code(value: Any, what: str) -> str:
+    """A member code or user name: lower-case letters, digits, ``_ . -``."""
+    if not isinstance(value, str) or not _CODE.match(value):
+        raise InvalidRequestError(
+            f"{what} must be 1-64 characters of a-z, 0-9, '_', '.', '-' "
+            f"(starting with a letter or digit), got {str(value)[:80]!r}"
+        )
+    return value
+
+
+def check_roles(values: Any) -> frozenset[str]:
+    if isinstance(values, str):
+        values = [v for v in values.split(",") if v]
+    if not isinstance(values, list | tuple | set | frozenset):
+        raise InvalidRequestError("roles must be a list of role names")
+    out = frozenset(str(v).strip() for v in values)
+    unknown = sorted(out - set(ROLES))
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown role(s) {', '.join(unknown)}; known roles: {', '.join(ROLES)}"
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Member:
+    """An agency of a country that publishes or uses data."""
+
+    code: str
+    name: str
+    country: str  # ISO 3166-1 alpha-2
+
+    @classmethod
+    def from_dict(cls, d: JSON) -> Member:
+        code = check_code(d.get("code"), "member code")
+        name = d.get("name") or code
+        country = str(d.get("country", "")).upper()
+        if not _COUNTRY.match(country):
+            raise InvalidRequestError(
+                f"member {code!r}: country must be an ISO 3166-1 alpha-2 code such as 'KE'"
+            )
+        return cls(code=code, name=str(name), country=country)
+
+    def to_dict(self) -> JSON:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class User:
+    """A person (or a service) that signs in. ``member`` None: the public."""
+
+    username: str
+    member: str | None = None
+    roles: frozenset[str] = field(default_factory=frozenset)
+    disabled: bool = False
+
+    def to_dict(self) -> JSON:
+        return {
+            "username": self.username,
+            "member": self.member,
+            "roles": sorted(self.roles),
+            "disabled": self.disabled,
+        }
+
+
+def _opt_number(d: JSON, key: str, *, integer: bool = False) -> Any:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise InvalidRequestError(f"agreement field {key!r} must be a non-negative number")
+    if integer:
+        if int(value) != value:
+            raise InvalidRequestError(f"agreement field {key!r} must be a whole number")
+        return int(value)
+    if key == "reduced_resolution_m" and value <= 0:
+        raise InvalidRequestError("agreement field 'reduced_resolution_m' must be over 0")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The sharing terms of one collection, set by its provider."""
+
+    collection: str
+    provider: str  # the owning member's code
+    access: AccessLevel = "provider"
+    partners: frozenset[str] = field(default_factory=frozenset)
+    # items become visible (and fully available) this many days after acquisition
+    embargo_days: int | None = None
+    embargo_opens_to: EmbargoOpensTo = "public"
+    # callers without full rights see metadata, thumbnails and tiles no finer than this
+    reduced_resolution_m: float | None = None
+    licence: str | None = None
+    # accepted once per user before the first download
+    terms: str | None = None
+    disaster_open: bool = False
+    quota_user_bytes_per_day: int | None = None
+    quota_member_bytes_per_day: int | None = None
+
+    @property
+    def name(self) -> str:
+        """How problem documents name the agreement."""
+        return f"agreement of collection {self.collection!r} (provider {self.provider})"
+
+    def summary(self) -> str:
+        """The agreement in plain words, for people."""
+        who = {
+            "open": "Open to everyone",
+            "members": "Open to users of every member agency",
+            "partners": "Open to users of the provider and its partner agencies"
+            + (f" ({', '.join(sorted(self.partners))})" if self.partners else ""),
+            "provider": "Restricted to the provider's own users",
+        }[self.access]
+        parts = [f"{who}; provided by {self.provider}."]
+        if self.embargo_days is not None and self.access != "open":
+            to = "everyone" if self.embargo_opens_to == "public" else "all member agencies"
+            parts.append(f"Each scene opens to {to} {self.embargo_days} days after acquisition.")
+        if self.reduced_resolution_m is not None and self.access != "open":
+            parts.append(
+                "Others may see metadata, thumbnails and map tiles no finer than "
+                f"{self.reduced_resolution_m:g} m, but not download full-resolution files."
+            )
+        if self.terms:
+            parts.append("Terms must be accepted once before the first download.")
+        if self.licence:
+            parts.append(f"Licence: {self.licence}.")
+        return " ".join(parts)
+
+    def to_dict(self) -> JSON:
+        return {
+            "collection": self.collection,
+            "provider": self.provider,
+            "access": self.access,
+            "partners": sorted(self.partners),
+            "embargo_days": self.embargo_days,
+            "embargo_opens_to": self.embargo_opens_to,
+            "reduced_resolution_m": self.reduced_resolution_m,
+            "licence": self.licence,
+            "terms": self.terms,
+            "disaster_open": self.disaster_open,
+            "quota_user_bytes_per_day": self.quota_user_bytes_per_day,
+            "quota_member_bytes_per_day": self.quota_member_bytes_per_day,
+        }
+
+    def public_view(self) -> JSON:
+        """``eoshare:agreement`` as shown on a collection to any caller who may see it."""
+        return {
+            "access": self.access,
+            "provider": self.provider,
+            "summary": self.summary(),
+            "licence": self.licence,
+            "embargo_days": self.embargo_days,
+            "reduced_resolution_m": self.reduced_resolution_m,
+            "terms": self.terms,
+            "partners": sorted(self.partners),
+            "disaster_open": self.disaster_open,
+        }
+
+
+_AGREEMENT_KEYS = set(Agreement.__dataclass_fields__)
+
+
+def agreement_from_dict(d: JSON, *, collection: str | None = None) -> Agreement:
+    """Validate an agreement document (from the API, the CLI or an applied file)."""
+    if not isinstance(d, dict):
+        raise InvalidRequestError("an agreement must be a JSON/TOML object")
+    d = dict(d)
+    if collection is not None:
+        d.setdefault("collection", collection)
+        if d["collection"] != collection:
+            raise InvalidRequestError(
+                f"the agreement names collection {d['collection']!r}, not {collection!r}"
+            )
+    unknown = sorted(set(d) - _AGREEMENT_KEYS)
+    if unknown:
+        raise InvalidRequestError(f"unknown agreement field(s): {', '.join(unknown)}")
+    cid = d.get("collection")
+    if not isinstance(cid, str) or not cid:
+        raise InvalidRequestError("an agreement needs a 'collection'")
+    provider = check_code(d.get("provider"), f"the provider of agreement {cid!r}")
+    access = d.get("access", "provider")
+    if access not in ACCESS_LEVELS:
+        raise InvalidRequestError(
+            f"agreement {cid!r}: access must be one of {', '.join(ACCESS_LEVELS)}"
+        )
+    partners_raw = d.get("partners") or []
+    if not isinstance(partners_raw, list):
+        raise InvalidRequestError(f"agreement {cid!r}: partners must be a list of member codes")
+    partners = frozenset(check_code(p, "partner member code") for p in partners_raw)
+    opens_to = d.get("embargo_opens_to", "public")
+    if opens_to not in ("public", "members"):
+        raise InvalidRequestError(f"agreement {cid!r}: embargo_opens_to is 'public' or 'members'")
+    for key in ("licence", "terms"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise InvalidRequestError(f"agreement {cid!r}: {key} must be text")
+    disaster = d.get("disaster_open", False)
+    if not isinstance(disaster, bool):
+        raise InvalidRequestError(f"agreement {cid!r}: disaster_open must be true or false")
+    return Agreement(
+        collection=cid,
+        provider=provider,
+        access=cast(AccessLevel, access),
+        partners=partners,
+        embargo_days=_opt_number(d, "embargo_days", integer=True),
+        embargo_opens_to=cast(EmbargoOpensTo, opens_to),
+        reduced_resolution_m=_opt_number(d, "reduced_resolution_m"),
+        licence=d.get("licence") or None,
+        terms=d.get("terms") or None,
+        disaster_open=disaster,
+        quota_user_bytes_per_day=_opt_number(d, "quota_user_bytes_per_day", integer=True),
+        quota_member_bytes_per_day=_opt_number(d, "quota_member_bytes_per_day", integer=True),
+    )

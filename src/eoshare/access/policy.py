@@ -1,0 +1,335 @@
+"""``AgreementPolicy``: the ``AccessPolicy`` that enforces members' sharing agreements.
+
+Who has *full rights* on a collection: operators; users of the provider (the owning
+member); anyone for ``open``; any member user for ``members``; users of a listed partner
+for ``partners``. An embargo gives full rights on each item N days after its acquisition
+(to everyone, or to member users only). Without full rights, a collection with
+``reduced_resolution_m`` still shows its items' metadata, thumbnails and tiles no finer
+than that; otherwise its items are hidden (404, as if absent).
+
+Visibility is a CQL2 JSON expression over ``collection`` and ``datetime`` only, so that
+the SQLite catalogue, pgstac and a remote STAC API can all apply it. It is built once per
+(member, operator?, agreements version, minute) and cached: the minute is there because
+an embargo's cut-off moves with the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from eoshare.access.agreements import OPERATOR, Agreement, Member, User
+from eoshare.access.base import Action, Decision, Principal
+from eoshare.access.store import AccessStore, iso
+
+JSON = dict[str, Any]
+CollectionView = Literal["full", "partial", "hidden"]
+log = logging.getLogger("eoshare.audit")
+
+# "false" in CQL2 JSON that every backend understands
+NOTHING: JSON = {"op": "=", "args": [1, 0]}
+BYTE_ACTIONS = (Action.DOWNLOAD, Action.PROCESS)
+
+
+def is_operator(principal: Principal) -> bool:
+    return OPERATOR in principal.roles
+
+
+def principal_for(user: User, member: Member | None, *, via: str = "token") -> Principal:
+    return Principal(
+        user=user.username,
+        member=user.member,
+        country=member.country if member else None,
+        roles=user.roles,
+    )
+
+
+def item_acquired(item: JSON) -> datetime | None:
+    """When the scene was acquired: ``datetime``, else ``start_datetime``."""
+    props = item.get("properties") or {}
+    text = props.get("datetime") or props.get("start_datetime")
+    if not isinstance(text, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+@dataclass
+class _Snapshot:
+    version: int
+    agreements: dict[str, Agreement]
+    members: dict[str, Member]
+    filters: dict[tuple[Any, ...], JSON | None] = field(default_factory=dict)
+
+
+class AgreementPolicy:
+    """Decides from the agreements in an ``AccessStore``. Built once in ``create_app``."""
+
+    def __init__(self, store: AccessStore, *, unlisted: str = "open") -> None:
+        self.store = store
+        self.unlisted_open = unlisted == "open"
+        self._lock = threading.Lock()
+        self._snap: _Snapshot | None = None
+        self._checked = 0.0
+
+    # --- the cached view of agreements ------------------------------------------------
+    def snapshot(self) -> _Snapshot:
+        # The version is one indexed read; checking it at most every 50 ms keeps a burst
+        # of tile requests from all hitting the database, while a CLI change still shows
+        # up at once for a person.
+        now = time.monotonic()
+        snap = self._snap
+        if snap is not None and now - self._checked < 0.05:
+            return snap
+        version = self.store.version()
+        self._checked = now
+        if snap is not None and snap.version == version:
+            return snap
+        with self._lock:
+            snap = _Snapshot(
+                version,
+                {a.collection: a for a in self.store.list_agreements()},
+                {m.code: m for m in self.store.list_members()},
+            )
+            self._snap = snap
+        return snap
+
+    def invalidate(self) -> None:
+        self._checked = 0.0
+
+    def agreement(self, collection: str) -> Agreement | None:
+        return self.snapshot().agreements.get(collection)
+
+    def member(self, code: str | None) -> Member | None:
+        return self.snapshot().members.get(code) if code else None
+
+    # --- rights -----------------------------------------------------------------------
+    @staticmethod
+    def full_rights(principal: Principal, a: Agreement) -> bool:
+        """Full rights on every item of the collection, embargo aside."""
+        if is_operator(principal) or a.access == "open":
+            return True
+        m = principal.member
+        if m is None:
+            return False
+        if m == a.provider or a.access == "members":
+            return True
+        return a.access == "partners" and m in a.partners
+
+    @staticmethod
+    def embargo_applies(principal: Principal, a: Agreement) -> bool:
+        """Whether an embargo, once over, opens items to this principal."""
+        return a.embargo_days is not None and (
+            a.embargo_opens_to == "public" or principal.member is not None
+        )
+
+    def _embargo_over(self, principal: Principal, a: Agreement, item: JSON) -> bool:
+        if not self.embargo_applies(principal, a) or a.embargo_days is None:
+            return False
+        acquired = item_acquired(item)
+        return acquired is not None and acquired <= datetime.now(UTC) - timedelta(
+            days=a.embargo_days
+        )
+
+    def collection_view(self, principal: Principal, collection: str) -> CollectionView:
+        """What the caller sees of a collection: all its items' metadata ("full"), some
+        of them ("partial", an embargo), or none ("hidden": it answers 404)."""
+        a = self.agreement(collection)
+        if a is None:
+            return "full" if self.unlisted_open or is_operator(principal) else "hidden"
+        if self.full_rights(principal, a) or a.reduced_resolution_m is not None:
+            return "full"
+        if self.embargo_applies(principal, a):
+            return "partial"
+        return "hidden"
+
+    def can_view(self, principal: Principal, item: JSON) -> bool:
+        """The item-level truth the CQL2 filter expresses (used by tests and checks)."""
+        cid = str(item.get("collection", ""))
+        view = self.collection_view(principal, cid)
+        if view != "partial":
+            return view == "full"
+        a = self.agreement(cid)
+        return a is not None and self._embargo_over(principal, a, item)
+
+    # --- AccessPolicy -----------------------------------------------------------------
+    def visible_filter(self, principal: Principal) -> JSON | None:
+        if is_operator(principal):
+            return None
+        snap = self.snapshot()
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        key = (principal.member, principal.member is None, now)
+        try:
+            return snap.filters[key]
+        except KeyError:
+            pass
+        result = self._build_filter(principal, snap, now)
+        if len(snap.filters) > 10_000:  # new minute, many members: start again
+            snap.filters.clear()
+        snap.filters[key] = result
+        return result
+
+    def _build_filter(self, principal: Principal, snap: _Snapshot, now: datetime) -> JSON | None:
+        shown: list[str] = []
+        hidden: list[str] = []
+        embargoed: dict[int, list[str]] = {}
+        for cid, a in sorted(snap.agreements.items()):
+            if self.full_rights(principal, a) or a.reduced_resolution_m is not None:
+                shown.append(cid)
+                continue
+            hidden.append(cid)
+            if self.embargo_applies(principal, a) and a.embargo_days is not None:
+                embargoed.setdefault(a.embargo_days, []).append(cid)
+        clauses: list[JSON] = []
+        for days, cids in sorted(embargoed.items()):
+            cutoff = iso(now - timedelta(days=days))
+            clauses.append(
+                {
+                    "op": "and",
+                    "args": [
+                        _in(cids),
+                        {"op": "<=", "args": [{"property": "datetime"}, {"timestamp": cutoff}]},
+                    ],
+                }
+            )
+        if self.unlisted_open:
+            if not hidden:
+                return None
+            clauses.insert(0, {"op": "not", "args": [_in(hidden)]})
+        elif shown:
+            clauses.insert(0, _in(shown))
+        if not clauses:
+            return NOTHING
+        return clauses[0] if len(clauses) == 1 else {"op": "or", "args": clauses}
+
+    def decide(
+        self, principal: Principal, item: JSON, asset_key: str | None, action: Action
+    ) -> Decision:
+        cid = str(item.get("collection", ""))
+        a = self.agreement(cid)
+        if a is None:
+            if self.unlisted_open or is_operator(principal):
+                return Decision.full()
+            return Decision.denied(f"collection {cid!r} is not shared", agreement=None)
+        full = self.full_rights(principal, a) or self._embargo_over(principal, a, item)
+        if full:
+            if action in BYTE_ACTIONS:
+                refused = self._byte_checks(principal, a)
+                if refused is not None:
+                    return refused
+            return Decision.full(agreement=a.collection)
+        if a.reduced_resolution_m is not None:
+            if action in BYTE_ACTIONS:
+                return Decision.denied(
+                    f"the full-resolution files of collection {cid!r} are restricted by the "
+                    f"{a.name}: {self._who(a)}. Callers without full rights may use metadata, "
+                    f"thumbnails and map tiles no finer than {a.reduced_resolution_m:g} m. "
+                    f"{self._how(a)}",
+                    agreement=a.collection,
+                )
+            return Decision.reduced(a.reduced_resolution_m, agreement=a.collection)
+        # Not visible at all: callers should have answered 404 before asking.
+        return Decision.denied("not found", agreement=None)
+
+    def _byte_checks(self, principal: Principal, a: Agreement) -> Decision | None:
+        if is_operator(principal) or principal.member == a.provider:
+            return None
+        if a.terms:
+            if principal.user is None:
+                return Decision.denied(
+                    f"the {a.name} has terms that must be accepted before the first "
+                    "download: sign in, then POST "
+                    f"/collections/{a.collection}/accept-terms",
+                    agreement=a.collection,
+                )
+            if not self.store.has_accepted(principal.user, a.collection, a.terms):
+                return Decision.denied(
+                    f"the terms of the {a.name} have not been accepted yet: read them in the "
+                    "collection's eoshare:agreement, then POST "
+                    f"/collections/{a.collection}/accept-terms",
+                    agreement=a.collection,
+                )
+        if a.quota_user_bytes_per_day is not None and principal.user is not None:
+            used = self.store.bytes_today(username=principal.user)
+            if used >= a.quota_user_bytes_per_day:
+                return Decision.denied(
+                    f"the daily quota per user of the {a.name} "
+                    f"({a.quota_user_bytes_per_day} bytes) is used up; try again tomorrow (UTC)",
+                    agreement=a.collection,
+                )
+        if a.quota_member_bytes_per_day is not None and principal.member is not None:
+            used = self.store.bytes_today(member=principal.member)
+            if used >= a.quota_member_bytes_per_day:
+                return Decision.denied(
+                    f"the daily quota per member of the {a.name} "
+                    f"({a.quota_member_bytes_per_day} bytes) is used up; try again tomorrow "
+                    "(UTC)",
+                    agreement=a.collection,
+                )
+        return None
+
+    @staticmethod
+    def _who(a: Agreement) -> str:
+        return {
+            "open": "open to everyone",
+            "members": "full data for users of member agencies",
+            "partners": "full data for users of the provider and its partners",
+            "provider": "full data for the provider's own users",
+        }[a.access]
+
+    def _how(self, a: Agreement) -> str:
+        provider = self.member(a.provider)
+        name = f"{provider.name} ({provider.code})" if provider else a.provider
+        if a.access == "members":
+            return "To obtain access, sign in as a user of a member agency."
+        if a.access == "partners":
+            return f"To obtain access, sign in as a user of a partner agency, or ask {name}."
+        return f"To obtain access, ask the provider, {name}."
+
+    def record(
+        self,
+        principal: Principal,
+        item: JSON,
+        asset_key: str | None,
+        action: Action,
+        decision: Decision,
+        nbytes: int,
+    ) -> None:
+        self.store.record(
+            username=principal.user,
+            member=principal.member,
+            country=principal.country,
+            collection=item.get("collection"),
+            item=item.get("id"),
+            asset=asset_key,
+            action=str(action),
+            decision=decision.kind,
+            nbytes=nbytes,
+        )
+        log.info(
+            "grant",
+            extra={
+                "user": principal.user,
+                "member": principal.member,
+                "country": principal.country,
+                "collection": item.get("collection"),
+                "item": item.get("id"),
+                "asset": asset_key,
+                "action": str(action),
+                "decision": decision.kind,
+                "bytes": nbytes,
+            },
+        )
+
+
+def _in(cids: list[str]) -> JSON:
+    if len(cids) == 1:
+        return {"op": "=", "args": [{"property": "collection"}, cids[0]]}
+    return {"op": "in", "args": [{"property": "collection"}, cids]}

@@ -1,0 +1,42 @@
+"""Building the access services from settings (``create_app`` and the CLI share it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eoshare.access.auth import Authenticator
+from eoshare.access.oidc import OidcVerifier
+from eoshare.access.policy import AgreementPolicy
+from eoshare.access.store import AccessStore
+from eoshare.errors import InvalidRequestError
+from eoshare.settings import Settings
+
+
+@dataclass
+class AccessServices:
+    store: AccessStore
+    policy: AgreementPolicy
+    auth: Authenticator
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_access(settings: Settings, *, with_oidc: bool = True) -> AccessServices:
+    if settings.access.unlisted not in ("open", "operators"):
+        raise InvalidRequestError("EOSHARE_ACCESS__UNLISTED is 'open' or 'operators'")
+    if settings.access.new_collection_access not in ("open", "members", "partners", "provider"):
+        raise InvalidRequestError(
+            "EOSHARE_ACCESS__NEW_COLLECTION_ACCESS is open, members, partners or provider"
+        )
+    store = AccessStore(settings.access_db_path)
+    policy = AgreementPolicy(store, unlisted=settings.access.unlisted)
+    oidc = None
+    if with_oidc and settings.access.oidc:
+        try:
+            oidc = OidcVerifier(settings.access.oidc)
+        except (OSError, ValueError) as exc:
+            store.close()
+            raise InvalidRequestError(f"OIDC settings: {exc}") from exc
+    auth = Authenticator(store, policy, admin_token=settings.api.admin_token, oidc=oidc)
+    return AccessServices(store, policy, auth)

@@ -1,0 +1,141 @@
+"""The browser UI's page and static files, under ``/ui/``; and the negotiation that
+gives a browser asking ``/`` for HTML the UI instead of the STAC landing page.
+
+The files are in the ``eoshare.web`` package (``eoshare/web/static``). None of these
+routes is part of the API, so they are left out of the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.responses import FileResponse, Response
+
+from eoshare import web
+from eoshare.api.links import base_url
+from eoshare.errors import NotFoundError
+
+router = APIRouter(tags=["Web UI"], include_in_schema=False)
+
+# The page is small and changes with each release: browsers revalidate it (ETag) every
+# time rather than keep a stale copy that loads scripts of another version.
+REVALIDATE = "no-cache"
+SECURITY_HEADERS = {
+    # no inline script or style anywhere in the UI; tiles and thumbnails may come from
+    # wherever an item's links point (a peer node, an object store)
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data: blob: http: https:; connect-src 'self' http: https:; "
+        "font-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
+        "form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".txt": "text/plain; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+}
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_JSON_TYPES = ("application/json", "application/geo+json", "application/ld+json")
+
+
+def _accept_q(accept: str, wanted: tuple[str, ...]) -> float:
+    """The highest q the Accept header gives any of ``wanted``, by exact type only."""
+    best = 0.0
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        if media.strip().lower() not in wanted:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        best = max(best, q)
+    return best
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether a client asked for HTML before JSON: browsers do, STAC clients don't.
+
+    Only explicit ``text/html`` counts; ``*/*`` (or no header) keeps the JSON that every
+    STAC client expects at ``/``. JSON is compared with its own q, or with ``*/*``'s."""
+    if not accept:
+        return False
+    html_q = _accept_q(accept, _HTML_TYPES)
+    if html_q <= 0:
+        return False
+    json_q = max(_accept_q(accept, _JSON_TYPES), _accept_q(accept, ("*/*",)) - 1e-9)
+    return html_q > json_q
+
+
+def _base_href(request: Request) -> str:
+    path = urlsplit(base_url(request)).path.rstrip("/")
+    return f"{path}/ui/"
+
+
+def ui_page(request: Request) -> Response:
+    """The UI's one page, in the language the browser prefers (the UI can switch)."""
+    lang = web.negotiate_language(request.headers.get("accept-language"))
+    body = web.index_html(_base_href(request), lang)
+    return HTMLResponse(
+        body,
+        headers={**SECURITY_HEADERS, "Cache-Control": REVALIDATE, "Vary": "Accept, Accept-Language"},
+    )
+
+
+@router.get("/ui")
+def ui_redirect(request: Request) -> RedirectResponse:
+    return RedirectResponse(_base_href(request), status_code=308)
+
+
+@router.get("/ui/", response_class=HTMLResponse)
+def ui_index(request: Request) -> Response:
+    """The web UI."""
+    return ui_page(request)
+
+
+def _static_file(path: str) -> Path:
+    """The file under the static folder that ``path`` names; NotFoundError otherwise
+    (``..``, hidden names, folders and anything outside the folder)."""
+    parts = [p for p in path.split("/") if p]
+    if not parts or any(p.startswith(".") or "\\" in p or "\x00" in p for p in parts):
+        raise NotFoundError(f"no file /ui/{path}")
+    root = web.STATIC.resolve()
+    candidate = root.joinpath(*parts).resolve()
+    if not candidate.is_relative_to(root) or not candidate.is_file():
+        raise NotFoundError(f"no file /ui/{path}")
+    return candidate
+
+
+@router.get("/ui/{path:path}")
+def ui_static(request: Request, path: str) -> Response:
+    """A static file of the UI (scripts, styles, translations, vendored libraries)."""
+    if path == "index.html":
+        return ui_page(request)
+    file = _static_file(path)
+    media_type = _TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0]
+    response = FileResponse(
+        file,
+        media_type=media_type or "application/octet-stream",
+        headers={**SECURITY_HEADERS, "Cache-Control": REVALIDATE},
+    )
+    etag = response.headers.get("etag")
+    if etag and etag in request.headers.get("if-none-match", ""):
+        return Response(
+            status_code=304, headers={"ETag": etag, "Cache-Control": REVALIDATE}
+        )
+    return response
