@@ -334,6 +334,26 @@ def demo(
             _run_server(settings)
 
 
+# --- access: members, users, tokens, agreements, apply, usage (eoshare.access.cli) ----
+def _register_access() -> None:
+    from eoshare.access.cli import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_access()
+
+
+# --- downloads and storage: storage migrate, verify, get (eoshare.downloads.cli) ------
+def _register_downloads() -> None:
+    from eoshare.downloads.cli import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_downloads()
+
+
 def main() -> None:
     """The console script."""
     app()

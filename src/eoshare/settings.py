@@ -90,6 +90,33 @@ class TilesSettings(BaseModel):
     max_expression_chars: int = 512
 
 
+class S3Settings(BaseModel):
+    """Credentials for an ``s3://`` store (else AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    region: str | None = None
+
+
+class DownloadsSettings(BaseModel):
+    """Downloads, signed links, bulk orders and uploads (``EOSHARE_DOWNLOADS__*``)."""
+
+    # "kid:secret" entries, newest first: the first signs, all verify (key rotation).
+    # Empty: a key is generated once and kept in <data_dir>/signing-keys.json.
+    signing_keys: list[str] = Field(default_factory=list)
+    link_ttl_s: int = 3600
+    max_link_ttl_s: int = 7 * 24 * 3600
+    chunk_bytes: int = 1024 * 1024
+    order_ttl_s: int = 7 * 24 * 3600
+    order_max_items: int = 1000
+    order_max_bytes: int = 500 * 1024**3
+    # open (unexpired) orders one caller may hold at once
+    orders_per_caller: int = 20
+    upload_chunk_bytes: int = 8 * 1024 * 1024
+    upload_max_bytes: int = 50 * 1024**3
+    upload_ttl_s: int = 2 * 24 * 3600
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -108,6 +135,8 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     tiles: TilesSettings = Field(default_factory=TilesSettings)
+    downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
 
     @property
     def catalog_url(self) -> str:

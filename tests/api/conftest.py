@@ -63,6 +63,9 @@ class Server:
     loaded: Loaded
     token: str = ADMIN_TOKEN
 
+    def __repr__(self) -> str:  # keep pytest and hypothesis reports short
+        return f"Server({self.url})"
+
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
@@ -82,14 +85,17 @@ def _collection_from(template: JSON, cid: str, title: str) -> JSON:
     return doc
 
 
-def antimeridian_items(chatham: list[JSON]) -> tuple[list[JSON], dict[str, list[list[list[float]]]]]:
+Rings = list[list[list[float]]]
+
+
+def antimeridian_items(chatham: list[JSON]) -> tuple[list[JSON], dict[str, Rings]]:
     """Chatham Islands scenes moved west by 3.5 degrees so that they straddle 180 degrees.
 
     Written in both styles found in the wild: a MultiPolygon split at +-180 with a bbox
     whose minx > maxx (RFC 7946), and one ring whose longitudes jump across the line
     (some with a bbox, some without, so that the server computes it)."""
     out: list[JSON] = []
-    unwrapped: dict[str, list[list[list[float]]]] = {}
+    unwrapped: dict[str, Rings] = {}
     valid = [i for i in chatham if all("href" in a for a in i.get("assets", {}).values())]
     for n, src in enumerate(valid[:12]):
         ring = [[p[0] - 3.5, p[1]] for p in src["geometry"]["coordinates"][0]]
@@ -145,7 +151,7 @@ def probe_item(src: JSON) -> JSON:
     cx = sum(p[0] for p in ring[:-1]) / (len(ring) - 1)
     cy = sum(p[1] for p in ring[:-1]) / (len(ring) - 1)
     moved = [[p[0] - cx + 20.5, p[1] - cy + 20.5] for p in ring]
-    item["id"] = "probe-" + src["id"]
+    item["id"] = "probe-" + src["id"].lower()
     item["geometry"] = {"type": "Polygon", "coordinates": [moved]}
     xs, ys = [p[0] for p in moved], [p[1] for p in moved]
     item["bbox"] = [min(xs), min(ys), max(xs), max(ys)]

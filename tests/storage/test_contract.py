@@ -13,6 +13,7 @@ from rasterio.windows import Window
 from eoshare.errors import InvalidRequestError, NotFoundError
 from eoshare.storage import open_store
 from eoshare.storage.base import Store
+from eoshare.storage.gdal import rasterio_env
 from eoshare.storage.s3 import S3Store
 
 
@@ -126,7 +127,7 @@ def test_gdal_reads_a_window_through_gdal_path(store: Store, shared_data: Path) 
     cog = shared_data / "raster" / "S2A_29RKH_20200219_0_L2A_B04.tif"
     store.put_file("s2/B04.tif", cog)
     path, options = store.gdal_path("s2/B04.tif")
-    with rasterio.Env(**options), rasterio.open(path) as ds:
+    with rasterio_env(options), rasterio.open(path) as ds:
         window = ds.read(1, window=Window(100, 200, 64, 32))
     with rasterio.open(cog) as ref:
         expected = ref.read(1, window=Window(100, 200, 64, 32))

@@ -117,7 +117,9 @@ def apply_declarations(
         if same:
             report.unchanged += 1
             continue
-        report.changes.append(f"user {name}: member {member or '-'}, roles {','.join(sorted(roles))}")
+        report.changes.append(
+            f"user {name}: member {member or '-'}, roles {','.join(sorted(roles))}"
+        )
         if not dry_run:
             store.put_user(name, member=member, roles=roles, password=password, who=who)
 

@@ -67,9 +67,7 @@ class Authenticator:
                 user = self.store.user_for_session(creds.session)
             except NotAuthenticatedError:
                 return Authenticated(ANONYMOUS, "anonymous")
-            return Authenticated(
-                principal_for(user, self.policy.member(user.member)), "session"
-            )
+            return Authenticated(principal_for(user, self.policy.member(user.member)), "session")
         return Authenticated(ANONYMOUS, "anonymous")
 
     def _bearer(self, token: str) -> Authenticated:

@@ -24,8 +24,18 @@ from eoshare.settings import OidcProviderSettings
 
 log = logging.getLogger("eoshare.auth")
 
-_ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
-               "EdDSA"}
+_ASYMMETRIC = {
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,9 @@ class OidcVerifier:
         except jwt.InvalidSignatureError as exc:
             raise NotAuthenticatedError("the access token's signature is not valid") from exc
         except jwt.PyJWTError as exc:
-            raise NotAuthenticatedError(f"the access token is not valid ({type(exc).__name__})") from exc
+            raise NotAuthenticatedError(
+                f"the access token is not valid ({type(exc).__name__})"
+            ) from exc
         return self._identity(p, claims)
 
     @staticmethod

@@ -22,9 +22,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from eoshare.access.agreements import OPERATOR, Agreement, Member, User
+from eoshare.access.agreements import (
+    OPERATOR,
+    PROVIDER_ADMIN,
+    Agreement,
+    Member,
+    User,
+    agreement_from_dict,
+)
 from eoshare.access.base import Action, Decision, Principal
 from eoshare.access.store import AccessStore, iso
+from eoshare.errors import AccessDeniedError, InvalidRequestError, NotFoundError
 
 JSON = dict[str, Any]
 CollectionView = Literal["full", "partial", "hidden"]
@@ -158,6 +166,55 @@ class AgreementPolicy:
             return view == "full"
         a = self.agreement(cid)
         return a is not None and self._embargo_over(principal, a, item)
+
+    # --- publishing rights ------------------------------------------------------------
+    def check_publish(
+        self,
+        principal: Principal,
+        collection: str | None,
+        *,
+        exists: bool,
+        creating: bool,
+        new_access: str = "provider",
+    ) -> None:
+        """Raise unless ``principal`` may create/change/delete ``collection`` and its items.
+        Called by the transaction routes (``api.deps.require_admin``)."""
+        if is_operator(principal):
+            return
+        if PROVIDER_ADMIN not in principal.roles or principal.member is None:
+            raise AccessDeniedError(
+                "publishing needs the provider-admin role of the collection's member "
+                "(or an operator)"
+            )
+        if not collection:
+            raise InvalidRequestError("the collection needs an 'id'")
+        if exists and self.collection_view(principal, collection) == "hidden":
+            # as if absent, so that writes do not reveal hidden collections
+            if creating:
+                raise AccessDeniedError(f"the collection id {collection!r} is not available")
+            raise NotFoundError(f"collection {collection!r} does not exist")
+        a = self.agreement(collection)
+        if a is None:
+            if exists or not creating:
+                raise AccessDeniedError(
+                    f"collection {collection!r} has no provider on record: only operators "
+                    "may change it"
+                )
+            # a new collection: the creator's member becomes its provider, under the
+            # node's default terms until the provider sets its agreement
+            self.store.put_agreement(
+                agreement_from_dict(
+                    {"collection": collection, "provider": principal.member, "access": new_access}
+                ),
+                who=principal.user or "?",
+            )
+            self.invalidate()
+            return
+        if a.provider != principal.member:
+            raise AccessDeniedError(
+                f"collection {collection!r} is provided by member {a.provider!r}: only its "
+                "provider-admins and operators may change it"
+            )
 
     # --- AccessPolicy -----------------------------------------------------------------
     def visible_filter(self, principal: Principal) -> JSON | None:

@@ -18,7 +18,6 @@ import hmac
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -197,14 +196,16 @@ class AccessStore:
         return Member(*rows[0])
 
     def list_members(self) -> list[Member]:
-        return [Member(*r) for r in self._read("SELECT code, name, country FROM members ORDER BY code")]
+        return [
+            Member(*r) for r in self._read("SELECT code, name, country FROM members ORDER BY code")
+        ]
 
     def delete_member(self, code: str, *, who: str) -> None:
         self.get_member(code)
         with self._tx() as conn:
-            used = conn.execute(
-                "SELECT count(*) FROM users WHERE member = ?", (code,)
-            ).fetchone()[0]
+            used = conn.execute("SELECT count(*) FROM users WHERE member = ?", (code,)).fetchone()[
+                0
+            ]
             if used:
                 raise ConflictError(f"member {code!r} still has {used} user(s)")
             conn.execute("DELETE FROM members WHERE code = ?", (code,))
@@ -243,8 +244,12 @@ class AccessStore:
                 who,
                 "user.put",
                 username,
-                {"member": member, "roles": sorted(role_set), "disabled": disabled,
-                 "password_changed": pw is not None},
+                {
+                    "member": member,
+                    "roles": sorted(role_set),
+                    "disabled": disabled,
+                    "password_changed": pw is not None,
+                },
             )
             self._bump(conn)
         return User(username, member, role_set, disabled)
@@ -315,8 +320,13 @@ class AccessStore:
                 "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, NULL)",
                 (token_id, sha256(secret), username, label, info.created, info.expires),
             )
-            self._log(conn, who, "token.create", token_id,
-                      {"username": username, "expires": info.expires, "label": label})
+            self._log(
+                conn,
+                who,
+                "token.create",
+                token_id,
+                {"username": username, "expires": info.expires, "label": label},
+            )
         return info, secret
 
     def list_tokens(self, username: str | None = None) -> list[TokenInfo]:
@@ -371,7 +381,9 @@ class AccessStore:
         expires = iso(now_utc() + timedelta(seconds=ttl_s))
         with self._tx() as conn:
             conn.execute("DELETE FROM sessions WHERE expires < ?", (iso(now_utc()),))
-            conn.execute("INSERT INTO sessions VALUES (?, ?, ?)", (sha256(secret), username, expires))
+            conn.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?)", (sha256(secret), username, expires)
+            )
         return secret
 
     def user_for_session(self, secret: str) -> User:
@@ -506,8 +518,19 @@ class AccessStore:
             self._db.execute(
                 "INSERT INTO audit (at, day, username, member, country, collection, item, "
                 "asset, action, decision, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (iso(when), when.strftime("%Y-%m-%d"), username, member, country, collection,
-                 item, asset, action, decision, int(nbytes)),
+                (
+                    iso(when),
+                    when.strftime("%Y-%m-%d"),
+                    username,
+                    member,
+                    country,
+                    collection,
+                    item,
+                    asset,
+                    action,
+                    decision,
+                    int(nbytes),
+                ),
             )
 
     def bytes_today(self, *, username: str | None = None, member: str | None = None) -> int:
@@ -573,6 +596,3 @@ _DUMMY_HASH = (
     "0000000000000000000000000000000000000000000000000000000000000000"
 )
 
-
-def wait_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000

@@ -6,18 +6,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
-from eoshare.access import OpenAccess
+from eoshare.access.service import open_access
 from eoshare.api import errors
-from eoshare.api.routes import collections, items, landing, search, transactions
+from eoshare.api.routes import (
+    admin,
+    auth,
+    collections,
+    downloads,
+    items,
+    landing,
+    search,
+    tiles,
+    transactions,
+    usage,
+    web,
+)
 from eoshare.catalog import open_catalog
 from eoshare.logs import setup_logging
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
+from eoshare.tiles import TileService
 
 
 class BodyLimit:
@@ -76,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.catalog.close()
+        app.state.access_services.close()
 
     app = FastAPI(
         title=settings.api.title,
@@ -90,12 +103,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.base_url = settings.api.base_url
     # services are built here, once, and reached through dependencies (api/deps.py)
     app.state.catalog = open_catalog(settings.catalog_url, count_limit=settings.api.count_limit)
-    app.state.store = open_store(settings.storage_url)
-    app.state.access = OpenAccess()
+    app.state.store = open_store(
+        settings.storage_url, **settings.s3.model_dump(exclude_none=True)
+    )
+    # members, agreements, tokens: the one place that decides access (eoshare.access)
+    app.state.access_services = open_access(settings)
+    app.state.access = app.state.access_services.policy
+    app.state.item_decorators = [*getattr(app.state, "item_decorators", []), auth.decorate_item]
+    app.state.collection_decorators = [
+        *getattr(app.state, "collection_decorators", []),
+        auth.decorate_collection,
+    ]
+    # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
+    app.state.tiles = TileService(app.state.store, settings.tiles)
+    app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
+    app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
 
     errors.install(app)
     for module in (landing, collections, items, search, transactions):
         app.include_router(module.router)
+    app.include_router(web.router)  # the browser UI under /ui/ (eoshare.web)
+    for module in (auth, admin, usage):
+        app.include_router(module.router)
+    # downloads, signed links, orders, uploads (builds their services, adds the href decorator)
+    downloads.install(app, settings)
+    app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
 
     @app.middleware("http")
     async def _openapi_type(
@@ -106,6 +138,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response.headers["content-type"] = "application/vnd.oai.openapi+json;version=3.0"
         return response
 
-    app.add_middleware(GZipMiddleware, minimum_size=4096)
+    # who is calling: sets request.state.principal (401 problems for bad credentials)
+    app.add_middleware(
+        auth.AuthMiddleware,
+        auth=app.state.access_services.auth,
+        cookie_name=settings.access.cookie_name,
+    )
+    # GZip for documents only: asset bytes (/download, order zips) pass through untouched
+    app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     return app

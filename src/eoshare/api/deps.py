@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from eoshare.access import ANONYMOUS, Principal
 from eoshare.access import AccessPolicy as AccessBackend
 from eoshare.catalog.base import Catalog as CatalogBackend
-from eoshare.errors import AccessDeniedError, NotAuthenticatedError
+from eoshare.errors import AccessDeniedError, NotAuthenticatedError, NotFoundError
 from eoshare.settings import Settings as SettingsModel
 from eoshare.storage.base import Store as StoreBackend
 
@@ -48,20 +48,44 @@ Store = Annotated[StoreBackend, Depends(get_store)]
 Settings = Annotated[SettingsModel, Depends(get_settings)]
 
 
-def require_admin(request: Request) -> None:
-    """Write routes need the configured admin token (until members and roles exist)."""
-    settings: SettingsModel = request.app.state.settings
-    expected = settings.api.admin_token
-    if not expected:
-        raise AccessDeniedError(
-            "transactions are disabled on this node: set EOSHARE_API__ADMIN_TOKEN to enable them"
-        )
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+async def require_admin(request: Request) -> None:
+    """Publishing rights for the transaction routes: operators (the configured admin
+    token is one, for backwards compatibility) and the provider-admins of the member that
+    owns the collection (its agreement's provider). A provider-admin who creates a new
+    collection makes its member the provider."""
+    principal = get_principal(request)
+    if principal.anonymous:
         raise NotAuthenticatedError("this route needs 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise NotAuthenticatedError("the bearer token is not valid")
+    cid = request.path_params.get("collection_id")
+    if cid is None and request.method == "POST":
+        # POST /collections: the id is in the body (already read and cached by FastAPI)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        cid = body.get("id") if isinstance(body, dict) else None
+    check = getattr(request.app.state.access, "check_publish", None)
+    if check is None:  # a policy without publishing rights: operators only
+        if "operator" not in principal.roles:
+            raise AccessDeniedError("publishing is for operators on this node")
+        return
+    catalog: CatalogBackend = request.app.state.catalog
+    exists = False
+    if isinstance(cid, str) and cid:
+        try:
+            await run_in_threadpool(catalog.get_collection, cid)
+            exists = True
+        except NotFoundError:
+            exists = False
+    settings: SettingsModel = request.app.state.settings
+    await run_in_threadpool(
+        check,
+        principal,
+        cid if isinstance(cid, str) else None,
+        exists=exists,
+        creating=request.method == "POST" and "collection_id" not in request.path_params,
+        new_access=settings.access.new_collection_access,
+    )
 
 
 Admin = Annotated[None, Depends(require_admin)]

@@ -88,3 +88,30 @@ def render_item(request: Request, item: JSON) -> JSON:
     for decorate in getattr(request.app.state, "item_decorators", ()):
         out = decorate(request, base, out)
     return out
+
+
+# Functions that shape a collection for the caller (``app.state.collection_decorators``,
+# registered in ``create_app``): the access area adds ``eoshare:agreement`` and returns
+# None for a collection the caller may not know exists.
+CollectionDecorator = Callable[[Request, str, JSON], JSON | None]
+
+
+def render_collection(request: Request, collection: JSON) -> JSON | None:
+    """A collection as the caller should get it, or None when it is hidden from them."""
+    base = base_url(request)
+    out: JSON | None = collection_links(base, collection)
+    for decorate in getattr(request.app.state, "collection_decorators", ()):
+        if out is None:
+            break
+        out = decorate(request, base, out)
+    return out
+
+
+def visible_collection(request: Request, collection: JSON) -> JSON:
+    """``render_collection``, answering a hidden collection exactly like an absent one."""
+    out = render_collection(request, collection)
+    if out is None:
+        from eoshare.errors import NotFoundError
+
+        raise NotFoundError(f"collection {collection.get('id')!r} does not exist")
+    return out

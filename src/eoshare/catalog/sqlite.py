@@ -13,6 +13,7 @@ import contextlib
 import re
 import sqlite3
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
@@ -180,7 +181,9 @@ class SqliteCatalog:
     """The default ``Catalog`` backend. Safe to share between threads: each thread
     gets its own connection; SQLite's WAL lets readers run beside one writer."""
 
-    def __init__(self, path: str | Path, *, count_limit: int = 100_000) -> None:
+    def __init__(
+        self, path: str | Path, *, count_limit: int = 100_000, count_budget_s: float = 0.025
+    ) -> None:
         self.path = str(path)
         self._uri = False
         if self.path == ":memory:":
@@ -189,6 +192,8 @@ class SqliteCatalog:
             self._uri = True
         # numberMatched is counted up to this many rows, then left out
         self.count_limit = count_limit
+        # ...and for at most this long (see _count)
+        self.count_budget_s = count_budget_s
         if not self._uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -560,13 +565,7 @@ class SqliteCatalog:
             if query.offset == 0 and not has_more:
                 matched = len(items)
             else:
-                cap = self.count_limit
-                (matched,) = conn.execute(
-                    f"SELECT count(*) FROM (SELECT 1 FROM items WHERE {where} LIMIT ?)",
-                    [*params, cap + 1],
-                ).fetchone()
-                if matched > cap:
-                    matched = None
+                matched = self._count(conn, where, params)
         prev_offset = max(query.offset - query.limit, 0) if query.offset > 0 else None
         return ItemPage(
             items=items,
@@ -574,6 +573,38 @@ class SqliteCatalog:
             next_offset=query.offset + query.limit if has_more else None,
             prev_offset=prev_offset,
         )
+
+    def _count(self, conn: sqlite3.Connection, where: str, params: list[Any]) -> int | None:
+        """How many items match, or None when that is over ``count_limit`` or takes
+        longer than ``count_budget_s`` (numberMatched is optional in STAC API). The time
+        bound matters for filters that no index serves (a property inside the JSON
+        document): counting them reads every item, seconds for a large catalogue, when
+        the page itself needed only a few rows."""
+        cap = self.count_limit
+        deadline = time.perf_counter() + self.count_budget_s
+        calls = 0
+
+        def over_budget() -> int:
+            # SQLite calls this every 100 virtual-machine steps (5 to 10 per row);
+            # non-zero interrupts the query. Never within the first 1000 steps: a small
+            # count always completes, however busy the machine.
+            nonlocal calls
+            calls += 1
+            return int(calls > 10 and time.perf_counter() > deadline)
+
+        conn.set_progress_handler(over_budget, 100)
+        try:
+            (matched,) = conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM items WHERE {where} LIMIT ?)",
+                [*params, cap + 1],
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc) and over_budget():
+                return None
+            raise _translate(exc) from exc
+        finally:
+            conn.set_progress_handler(None, 0)
+        return None if matched > cap else int(matched)
 
     def _known(self, collections: tuple[str, ...]) -> Callable[[str], bool]:
         types = self._property_types(collections)

@@ -517,10 +517,14 @@ def _build_item(
             "file:size": p.size,
             "eoshare:key": key,
         }
+    extensions = list(STAC_EXTENSIONS)
+    if not any("eo:" in str(a) for a in assets.values()):
+        # the eo schema requires eo fields once declared (radar has none)
+        extensions = [e for e in extensions if "/eo/" not in e]
     return {
         "type": "Feature",
         "stac_version": STAC_VERSION,
-        "stac_extensions": list(STAC_EXTENSIONS),
+        "stac_extensions": extensions,
         "id": group.item_id,
         "collection": collection_id,
         "geometry": _geojson(footprint),

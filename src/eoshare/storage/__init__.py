@@ -28,4 +28,6 @@ def open_store(url: str, **s3_options: Any) -> Store:
         return LocalStore(url)
     from eoshare.errors import InvalidRequestError
 
-    raise InvalidRequestError(f"unsupported storage URL {url!r}; use file:///path or s3://bucket/prefix")
+    raise InvalidRequestError(
+        f"unsupported storage URL {url!r}; use file:///path or s3://bucket/prefix"
+    )

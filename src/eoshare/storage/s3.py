@@ -262,7 +262,7 @@ class S3Store:
     def open(self, key: str) -> BinaryIO:
         """A seekable reader; each buffered read is one ranged GET."""
         size = self.stat(key).size
-        return io.BufferedReader(_RangeReader(self, key, size), buffer_size=_CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(_RangeReader(self, key, size), buffer_size=_CHUNK)
 
     def iter_bytes(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = _CHUNK
@@ -335,4 +335,3 @@ class S3Store:
         else:
             options["AWS_NO_SIGN_REQUEST"] = "YES"
         return f"/vsis3/{self.bucket}/{full}", options
-

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from eoshare.api.deps import Catalog, Settings
-from eoshare.api.links import base_url, collection_links, link, q, with_query
+from eoshare.api.links import (
+    base_url,
+    link,
+    q,
+    render_collection,
+    visible_collection,
+    with_query,
+)
 from eoshare.api.params import (
     check_limit,
     decode_token,
@@ -75,7 +82,10 @@ def list_collections(
     terms = split_csv(q_)
     lim = check_limit(limit, 100, settings.api.max_limit)
     offset = decode_token(token)
-    found = [c for c in catalog.list_collections() if _matches(c, box, start, end, terms)]
+    # shaped for the caller first (hidden ones dropped, item-derived extents of partly
+    # visible ones removed), so that matching and counting never see what they hide
+    shown = [r for c in catalog.list_collections() if (r := render_collection(request, c))]
+    found = [c for c in shown if _matches(c, box, start, end, terms)]
     page = found[offset : offset + lim]
     base = base_url(request)
     here = f"{base}/collections"
@@ -91,7 +101,7 @@ def list_collections(
         )
     return JSONResponse(
         {
-            "collections": [collection_links(base, c) for c in page],
+            "collections": page,
             "links": links,
             "numberMatched": len(found),
             "numberReturned": len(page),
@@ -102,7 +112,7 @@ def list_collections(
 @router.get("/collections/{collection_id}", response_class=JSONResponse, summary="One collection")
 def get_collection(request: Request, collection_id: str, catalog: Catalog) -> JSONResponse:
     """One collection with its links."""
-    return JSONResponse(collection_links(base_url(request), catalog.get_collection(collection_id)))
+    return JSONResponse(visible_collection(request, catalog.get_collection(collection_id)))
 
 
 @router.get(
@@ -115,6 +125,7 @@ def collection_queryables(
     request: Request, collection_id: str, catalog: Catalog
 ) -> SchemaJSONResponse:
     """The properties a CQL2 filter may use on this collection's items."""
+    visible_collection(request, catalog.get_collection(collection_id))  # 404 when hidden
     schema = catalog.queryables(collection_id)
     return SchemaJSONResponse(
         {

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from eoshare.api.deps import Access, Caller, Catalog, Settings
-from eoshare.api.links import link, q, render_item
+from eoshare.api.links import link, q, render_item, visible_collection
 from eoshare.api.params import build_query, parse_bbox_text, parse_fields
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.api.routes.search import page_response
@@ -41,7 +41,8 @@ def collection_items(
     q_: Annotated[str | None, Query(alias="q", description="free-text terms")] = None,
 ) -> GeoJSONResponse:
     """A page of the collection's items."""
-    catalog.get_collection(collection_id)  # 404 for an unknown collection
+    # 404 for an unknown collection, or one hidden from the caller
+    visible_collection(request, catalog.get_collection(collection_id))
     sq = build_query(
         collections=(collection_id,),
         bbox=parse_bbox_text(bbox),

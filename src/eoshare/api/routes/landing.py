@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from eoshare.api.deps import Catalog, Settings
-from eoshare.api.links import GEOJSON, base_url, link
+from eoshare.api.links import GEOJSON, base_url, link, render_collection
 from eoshare.api.responses import JSONResponse, SchemaJSONResponse
+from eoshare.api.routes.web import prefers_html, ui_page
 
 router = APIRouter(tags=["Core"])
 
@@ -53,8 +55,11 @@ CONFORMANCE = [
 
 
 @router.get("/", response_class=JSONResponse, summary="Landing page")
-def landing_page(request: Request, catalog: Catalog, settings: Settings) -> JSONResponse:
+def landing_page(request: Request, catalog: Catalog, settings: Settings) -> Response:
     """The STAC API root: what this node is and where everything lives."""
+    # a browser (Accept: text/html first) gets the web UI; STAC clients get JSON
+    if prefers_html(request.headers.get("accept")):
+        return ui_page(request)
     base = base_url(request)
     links = [
         link("self", f"{base}/", title="Landing page"),
@@ -78,6 +83,8 @@ def landing_page(request: Request, catalog: Catalog, settings: Settings) -> JSON
         link("service-doc", f"{base}/api.html", "text/html", title="API documentation"),
     ]
     for c in catalog.list_collections():
+        if render_collection(request, c) is None:  # hidden from this caller
+            continue
         links.append(link("child", f"{base}/collections/{c['id']}", title=c.get("title", c["id"])))
     return JSONResponse(
         {
@@ -88,7 +95,8 @@ def landing_page(request: Request, catalog: Catalog, settings: Settings) -> JSON
             "description": settings.api.description,
             "conformsTo": CONFORMANCE,
             "links": links,
-        }
+        },
+        headers={"Vary": "Accept"},
     )
 
 

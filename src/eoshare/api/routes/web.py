@@ -93,7 +93,11 @@ def ui_page(request: Request) -> Response:
     body = web.index_html(_base_href(request), lang)
     return HTMLResponse(
         body,
-        headers={**SECURITY_HEADERS, "Cache-Control": REVALIDATE, "Vary": "Accept, Accept-Language"},
+        headers={
+            **SECURITY_HEADERS,
+            "Cache-Control": REVALIDATE,
+            "Vary": "Accept, Accept-Language",
+        },
     )
 
 
@@ -135,7 +139,5 @@ def ui_static(request: Request, path: str) -> Response:
     )
     etag = response.headers.get("etag")
     if etag and etag in request.headers.get("if-none-match", ""):
-        return Response(
-            status_code=304, headers={"ETag": etag, "Cache-Control": REVALIDATE}
-        )
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": REVALIDATE})
     return response

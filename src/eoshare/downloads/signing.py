@@ -1,0 +1,197 @@
+"""Signed links: time-limited, tamper-proof download URLs bound to a caller and an asset.
+
+A link is the download URL plus four query parameters::
+
+    /download/{collection}/{item}/{asset}?exp=1767225600&sub=<principal>&kid=k1&sig=<mac>
+
+* ``exp``  expiry, Unix seconds (UTC);
+* ``sub``  the caller the link was made for: base64url of a compact JSON object
+  (``u`` user, ``m`` member, ``c`` country, ``r`` roles), so the download is decided for
+  that caller even though curl, wget, GDAL or a download manager sends no credentials;
+* ``kid``  which server key signed it;
+* ``sig``  base64url HMAC-SHA256 over ``v1``, the collection, item and asset key, ``sub``
+  and ``exp``, joined by newlines.
+
+Keys rotate: the first key signs, every listed key verifies, so old links keep working
+until they expire or their key is dropped. A bad, expired or tampered link raises
+``AccessDeniedError`` (403). Built once in ``create_app`` from ``DownloadsSettings``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eoshare.access import Principal
+from eoshare.errors import AccessDeniedError, InvalidRequestError, StorageError
+
+SIGNATURE_PARAMS = ("exp", "sub", "kid", "sig")
+_VERSION = b"v1"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode_principal(principal: Principal) -> str:
+    """A principal as the compact, URL-safe ``sub`` value."""
+    doc: dict[str, Any] = {}
+    if principal.user is not None:
+        doc["u"] = principal.user
+    if principal.member is not None:
+        doc["m"] = principal.member
+    if principal.country is not None:
+        doc["c"] = principal.country
+    if principal.roles:
+        doc["r"] = sorted(principal.roles)
+    return _b64(json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
+
+
+def decode_principal(sub: str) -> Principal:
+    try:
+        doc = json.loads(_unb64(sub))
+        if not isinstance(doc, dict):
+            raise ValueError
+        roles = doc.get("r", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ValueError
+        for k in ("u", "m", "c"):
+            if k in doc and not isinstance(doc[k], str):
+                raise ValueError
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise AccessDeniedError("the signed link is not valid: its 'sub' is malformed") from exc
+    return Principal(user=doc.get("u"), member=doc.get("m"), country=doc.get("c"),
+                     roles=frozenset(roles))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SignedLink:
+    """The query parameters of one signed link."""
+
+    exp: int
+    sub: str
+    kid: str
+    sig: str
+
+    def params(self) -> dict[str, str]:
+        return {"exp": str(self.exp), "sub": self.sub, "kid": self.kid, "sig": self.sig}
+
+
+class Signer:
+    """Signs and verifies download links with HMAC keys (``{kid: secret}``, first signs)."""
+
+    def __init__(self, keys: list[tuple[str, bytes]], *, ttl_s: int = 3600,
+                 max_ttl_s: int = 7 * 24 * 3600) -> None:  # fmt: skip
+        if not keys:
+            raise InvalidRequestError("at least one signing key is needed")
+        for kid, secret in keys:
+            if not kid or any(c in kid for c in ":&=?/ ") or len(secret) < 16:
+                raise InvalidRequestError(
+                    f"signing key {kid!r} needs a plain id and a secret of 16+ bytes"
+                )
+        self.current = keys[0][0]
+        self._keys = dict(keys)
+        self.ttl_s = ttl_s
+        self.max_ttl_s = max_ttl_s
+
+    def _mac(self, kid: str, collection: str, item: str, asset: str, sub: str, exp: int) -> str:
+        message = b"\n".join(
+            [_VERSION, collection.encode(), item.encode(), asset.encode(), sub.encode(),
+             str(exp).encode()]
+        )  # fmt: skip
+        return _b64(hmac.new(self._keys[kid], message, hashlib.sha256).digest())
+
+    def sign(self, principal: Principal, collection: str, item: str, asset: str,
+             *, ttl_s: int | None = None, expires: int | None = None) -> SignedLink:  # fmt: skip
+        """A link for ``principal`` to one asset, valid ``ttl_s`` seconds (or until
+        ``expires``), never longer than the configured maximum."""
+        now = int(time.time())
+        exp = expires if expires is not None else now + (ttl_s or self.ttl_s)
+        exp = min(exp, now + self.max_ttl_s)
+        sub = encode_principal(principal)
+        return SignedLink(exp, sub, self.current, self._mac(self.current, collection, item,
+                                                             asset, sub, exp))  # fmt: skip
+
+    def verify(self, collection: str, item: str, asset: str, params: dict[str, str]) -> Principal:
+        """The principal a valid link was made for; AccessDeniedError for any fault."""
+        missing = [p for p in SIGNATURE_PARAMS if not params.get(p)]
+        if missing:
+            raise AccessDeniedError(f"the signed link is incomplete: it lacks {', '.join(missing)}")
+        kid = params["kid"]
+        if kid not in self._keys:
+            raise AccessDeniedError("the signed link was made with a key this node no longer has")
+        try:
+            exp = int(params["exp"])
+        except ValueError as exc:
+            raise AccessDeniedError("the signed link is not valid: 'exp' is not a number") from exc
+        expected = self._mac(kid, collection, item, asset, params["sub"], exp)
+        if not hmac.compare_digest(expected.encode(), params["sig"].encode()):
+            raise AccessDeniedError(
+                "the signed link is not valid: its signature does not match "
+                "(it was changed, or made for another asset)"
+            )
+        if exp < time.time():
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
+            raise AccessDeniedError(f"the signed link expired at {when}; ask for a new one")
+        return decode_principal(params["sub"])
+
+
+def parse_keys(entries: list[str]) -> list[tuple[str, bytes]]:
+    """``["kid:secret", ...]`` from the settings -> ``[(kid, secret bytes), ...]``."""
+    keys = []
+    for entry in entries:
+        kid, sep, secret = entry.partition(":")
+        if not sep or not kid or not secret:
+            raise InvalidRequestError(
+                "each EOSHARE_DOWNLOADS__SIGNING_KEYS entry must be 'kid:secret'"
+            )
+        keys.append((kid.strip(), secret.strip().encode()))
+    return keys
+
+
+def load_or_create_keys(path: Path) -> list[tuple[str, bytes]]:
+    """The keys kept in ``path`` (JSON ``[{"kid":..., "secret":...}]``, newest first),
+    made with one random key on first use so that links survive restarts."""
+    try:
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            return [(str(k["kid"]), str(k["secret"]).encode()) for k in doc]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"cannot read the signing keys in {path}: {exc}") from exc
+    return rotate_keys(path)
+
+
+def rotate_keys(path: Path, keep: int = 3) -> list[tuple[str, bytes]]:
+    """Add a new random key at the head of ``path`` (it signs from now on), keeping the
+    ``keep`` newest so that links made with the previous keys still verify."""
+    old: list[dict[str, str]] = []
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"cannot read the signing keys in {path}: {exc}") from exc
+    new = {"kid": f"k{int(time.time())}{secrets.token_hex(2)}", "secret": secrets.token_urlsafe(32)}
+    doc = [new, *old][:keep]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(f"cannot write the signing keys to {path}: {exc}") from exc
+    return [(d["kid"], d["secret"].encode()) for d in doc]

@@ -1,0 +1,261 @@
+"""Resumable uploads by providers: a file sent in numbered, checksummed chunks, checked
+whole, then ingested. Nothing is visible in the catalogue or the store before
+``complete`` has verified every byte; an interrupted upload resumes by sending the
+chunks that ``status`` lists as missing.
+
+State: ``<data_dir>/uploads.db`` (one row per upload, one per received chunk) and the
+staged bytes in ``<data_dir>/uploads/<id>/<file name>`` (one sparse file written at each
+chunk's offset). Built once in ``create_app``; called by the /uploads routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eoshare.downloads.db import StateDB
+from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError, StorageError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    state TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS upload_chunks (
+    upload TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (upload, idx)
+);
+"""
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
+
+
+@dataclass
+class Upload:
+    id: str
+    owner: str
+    created: float
+    expires: float
+    # receiving -> complete (ingested) | failed (checksum) ; aborted rows are deleted
+    state: str
+    collection: str
+    filename: str
+    size: int
+    sha256: str
+    chunk_bytes: int
+    item_id: str | None = None
+    received: dict[int, int] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chunk_count(self) -> int:
+        return max(1, -(-self.size // self.chunk_bytes))
+
+    def chunk_size(self, index: int) -> int:
+        if index == self.chunk_count - 1:
+            return self.size - index * self.chunk_bytes
+        return self.chunk_bytes
+
+    @property
+    def missing(self) -> list[int]:
+        return [i for i in range(self.chunk_count) if i not in self.received]
+
+    @property
+    def received_bytes(self) -> int:
+        return sum(self.received.values())
+
+
+class UploadBook:
+    """Uploads in SQLite plus their staged bytes under ``root``."""
+
+    def __init__(self, db_path: Path, root: Path) -> None:
+        self.db = StateDB(db_path, _SCHEMA)
+        self.root = root
+
+    def staged_path(self, upload: Upload) -> Path:
+        return self.root / upload.id / upload.filename
+
+    def create(
+        self,
+        owner: str,
+        *,
+        collection: str,
+        filename: str,
+        size: int,
+        sha256: str,
+        chunk_bytes: int,
+        max_bytes: int,
+        ttl_s: int,
+        item_id: str | None = None,
+    ) -> Upload:
+        if not _FILENAME.match(filename) or filename in (".", ".."):
+            raise InvalidRequestError(
+                f"filename {filename!r} must be a plain file name (letters, digits, . _ + -)"
+            )
+        if size < 1:
+            raise InvalidRequestError("size must be at least 1 byte")
+        if size > max_bytes:
+            raise InvalidRequestError(f"size {size} is over the upload limit of {max_bytes} bytes")
+        sha = sha256.lower().removeprefix("sha256:")
+        if not _HEX64.match(sha):
+            raise InvalidRequestError("sha256 must be 64 hex digits (the whole file's sha256)")
+        now = time.time()
+        upload = Upload(
+            id=secrets.token_urlsafe(16), owner=owner, created=now, expires=now + ttl_s,
+            state="receiving", collection=collection, filename=filename, size=size,
+            sha256=sha, chunk_bytes=chunk_bytes, item_id=item_id,
+        )  # fmt: skip
+        path = self.staged_path(upload)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=False)
+            with open(path, "wb") as f:
+                f.truncate(size)  # sparse: the disk fills as chunks arrive
+        except OSError as exc:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise StorageError(f"cannot stage the upload: {exc.strerror or exc}") from exc
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO uploads (id, owner, created, expires, state, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (upload.id, owner, now, upload.expires, upload.state, json.dumps(_doc(upload))),
+            )
+        return upload
+
+    def get(self, upload_id: str) -> Upload:
+        conn = self.db.conn()
+        row = conn.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no upload {upload_id!r}")
+        doc = json.loads(row["doc"])
+        chunks = conn.execute(
+            "SELECT idx, size FROM upload_chunks WHERE upload = ?", (upload_id,)
+        ).fetchall()
+        return Upload(
+            id=row["id"], owner=row["owner"], created=row["created"], expires=row["expires"],
+            state=row["state"], collection=doc["collection"], filename=doc["filename"],
+            size=doc["size"], sha256=doc["sha256"], chunk_bytes=doc["chunk_bytes"],
+            item_id=doc.get("item_id"), received={int(r["idx"]): int(r["size"]) for r in chunks},
+            result=doc.get("result", {}),
+        )  # fmt: skip
+
+    def write_chunk(self, upload: Upload, index: int, data: bytes, sha256: str | None) -> Upload:
+        """Check one chunk (its length and, when given, its sha256) and write it at its
+        offset; sending a chunk again replaces it (a retried request is harmless)."""
+        if upload.state != "receiving":
+            raise ConflictError(f"upload {upload.id!r} is {upload.state}; it takes no chunks")
+        if not 0 <= index < upload.chunk_count:
+            raise InvalidRequestError(
+                f"chunk {index} is out of range: this upload has chunks 0..{upload.chunk_count - 1}"
+            )
+        expected = upload.chunk_size(index)
+        if len(data) != expected:
+            raise InvalidRequestError(
+                f"chunk {index} must be {expected} bytes, got {len(data)}; send it again"
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and digest != sha256.lower().removeprefix("sha256:"):
+            raise InvalidRequestError(
+                f"chunk {index} does not match its sha256 (corrupted in transit); send it again"
+            )
+        path = self.staged_path(upload)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, data, index * upload.chunk_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"upload {upload.id!r} has no staged file any more") from exc
+        except OSError as exc:
+            raise StorageError(
+                f"cannot store chunk {index}: {exc.strerror or exc}; send it again later"
+            ) from exc
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO upload_chunks (upload, idx, size, sha256) VALUES (?,?,?,?)",
+                (upload.id, index, len(data), digest),
+            )
+        upload.received[index] = len(data)
+        return upload
+
+    def verify(self, upload: Upload) -> Path:
+        """The staged file, once every chunk is in and the whole sha256 matches."""
+        if upload.missing:
+            shown = ", ".join(str(i) for i in upload.missing[:10])
+            raise ConflictError(
+                f"upload {upload.id!r} is missing {len(upload.missing)} chunk(s): {shown}"
+            )
+        path = self.staged_path(upload)
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                while block := f.read(1024 * 1024):
+                    digest.update(block)
+        except OSError as exc:
+            raise StorageError(f"cannot read the staged upload: {exc.strerror or exc}") from exc
+        if digest.hexdigest() != upload.sha256:
+            self.set_state(upload, "failed", {"error": "the file's sha256 does not match"})
+            raise InvalidRequestError(
+                f"upload {upload.id!r}: the whole file's sha256 {digest.hexdigest()} does not "
+                f"match the declared {upload.sha256}; start a new upload"
+            )
+        return path
+
+    def set_state(self, upload: Upload, state: str, result: dict[str, Any] | None = None) -> None:
+        upload.state = state
+        if result is not None:
+            upload.result = result
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE uploads SET state = ?, doc = ? WHERE id = ?",
+                (state, json.dumps(_doc(upload)), upload.id),
+            )
+
+    def discard_bytes(self, upload: Upload) -> None:
+        shutil.rmtree(self.root / upload.id, ignore_errors=True)
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM upload_chunks WHERE upload = ?", (upload.id,))
+
+    def delete(self, upload: Upload) -> None:
+        self.discard_bytes(upload)
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM uploads WHERE id = ?", (upload.id,))
+
+    def purge_expired(self) -> int:
+        rows = (
+            self.db.conn()
+            .execute(
+                "SELECT id FROM uploads WHERE expires < ? AND state = 'receiving'", (time.time(),)
+            )
+            .fetchall()
+        )
+        for row in rows:
+            self.delete(self.get(row["id"]))
+        return len(rows)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _doc(u: Upload) -> dict[str, Any]:
+    return {
+        "collection": u.collection, "filename": u.filename, "size": u.size,
+        "sha256": u.sha256, "chunk_bytes": u.chunk_bytes, "item_id": u.item_id,
+        "result": u.result,
+    }  # fmt: skip

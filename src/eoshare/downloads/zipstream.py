@@ -1,0 +1,67 @@
+"""A zip archive written while it is sent: entries are stored (COGs are compressed
+already), sizes and CRCs go in data descriptors, ZIP64 where needed, and nothing is
+held in memory beyond one chunk."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+
+
+class _Sink(io.RawIOBase):
+    """An unseekable writable that hands out what was written since the last drain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[bytes] = []
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        b = bytes(data)
+        self._parts.append(b)
+        self._pos += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def drain(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+def stream_zip(
+    entries: Iterable[tuple[str, Callable[[], Iterator[bytes]]]],
+    on_entry: Callable[[str, int], None] | None = None,
+) -> Iterator[bytes]:
+    """Zip bytes for ``(name, open_chunks)`` pairs; ``on_entry(name, nbytes)`` after
+    each entry is written whole (the audit record)."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, open_chunks in entries:
+            written = 0
+            info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+            with zf.open(info, "w", force_zip64=True) as dest:
+                chunks = open_chunks()
+                try:
+                    for chunk in chunks:
+                        dest.write(chunk)
+                        written += len(chunk)
+                        if out := sink.drain():
+                            yield out
+                finally:
+                    close = getattr(chunks, "close", None)
+                    if close is not None:
+                        close()
+            if on_entry is not None:
+                on_entry(name, written)
+            if out := sink.drain():
+                yield out
+    if out := sink.drain():
+        yield out

@@ -1,0 +1,87 @@
+"""The independent truth: what a search should return, computed with shapely and plain
+Python over the documents that were loaded, without any of eoshare's code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import shapely.affinity
+from shapely.geometry import Polygon, box, shape
+from shapely.geometry.base import BaseGeometry
+
+JSON = dict[str, Any]
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def interval(item: JSON) -> tuple[datetime, datetime]:
+    """[start, end] of an item: start/end_datetime where given, else datetime."""
+    p = item["properties"]
+    start = p.get("start_datetime") or p["datetime"]
+    end = p.get("end_datetime") or p["datetime"]
+    return when(start), when(end)
+
+
+def item_geometry(item: JSON, unwrapped: dict[str, Any] | None = None) -> BaseGeometry:
+    """The footprint as a plane shape; antimeridian test items use their true, unwrapped
+    ring (longitudes below -180) from when they were made."""
+    if unwrapped and item["id"] in unwrapped:
+        return Polygon(unwrapped[item["id"]][0])
+    return shape(item["geometry"])
+
+
+def query_box(bbox: tuple[float, float, float, float]) -> BaseGeometry:
+    minx, miny, maxx, maxy = bbox
+    if minx > maxx:  # crosses the antimeridian: continue east past 180
+        maxx += 360.0
+    return box(minx, miny, maxx, maxy)
+
+
+def meets(a: BaseGeometry, b: BaseGeometry) -> bool:
+    """Intersection on the cylinder: the plane shapes repeat every 360 degrees."""
+    return any(a.intersects(shapely.affinity.translate(b, xoff=dx)) for dx in (-720, -360, 0, 360, 720))
+
+
+def expect(items: Iterable[JSON], keep: Callable[[JSON], bool]) -> set[str]:
+    return {i["id"] for i in items if keep(i)}
+
+
+def search_all(client: httpx.Client, body: JSON, *, max_pages: int = 200) -> tuple[list[JSON], list[int | None]]:
+    """POST /search and follow every next link; the features of all pages, and each
+    page's numberMatched."""
+    features: list[JSON] = []
+    matched: list[int | None] = []
+    r = client.post("/search", json=body)
+    for _ in range(max_pages):
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("application/geo+json")
+        page = r.json()
+        assert page["numberReturned"] == len(page["features"])
+        features += page["features"]
+        matched.append(page.get("numberMatched"))
+        nxt = [link for link in page["links"] if link["rel"] == "next"]
+        if not nxt:
+            return features, matched
+        link = nxt[0]
+        if link.get("method", "GET") == "POST":
+            r = client.post(link["href"], json=link["body"])
+        else:
+            r = client.get(link["href"])
+    raise AssertionError("more pages than expected")
+
+
+def strip_server(doc: JSON) -> JSON:
+    """A document as stored: without what the server adds when it answers (its links,
+    and the access layer's per-asset ``eoshare:access`` hints)."""
+    out = {k: v for k, v in doc.items() if k != "links"}
+    if isinstance(out.get("assets"), dict):
+        out["assets"] = {
+            k: ({x: y for x, y in a.items() if x != "eoshare:access"} if isinstance(a, dict) else a)
+            for k, a in out["assets"].items()
+        }
+    return out

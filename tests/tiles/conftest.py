@@ -1,0 +1,183 @@
+"""Fixtures for the tile tests: real Sentinel-2 and Landsat 8 rasters from
+``../shared/data/raster`` ingested into a fresh node, served by the real app.
+
+Access decisions come from ``ScriptedPolicy``, an ``AccessPolicy`` whose answers each
+test sets (hidden items, denied or reduced decisions) and which keeps every grant it is
+asked to record, so the tests can check both enforcement and the audit.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from eoshare.access import Action, Decision, Principal
+from eoshare.api.app import create_app
+from eoshare.catalog import open_catalog
+from eoshare.ingest.raster import ingest_rasters
+from eoshare.settings import load_settings
+from eoshare.storage import open_store
+
+JSON = dict[str, Any]
+S2 = "S2A_29RKH_20200219_0_L2A"
+S2_LATER = "S2A_29RKH_later"
+L8 = "LC08_L1TP_016037_20170813_20170814_01_RT"
+S2C = "s2"
+L8C = "l8"
+
+
+@dataclass
+class ScriptedPolicy:
+    """An AccessPolicy with answers set by the test; records what it grants."""
+
+    hidden: set[str] = field(default_factory=set)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    grants: list[tuple[str | None, str | None, str, int]] = field(default_factory=list)
+
+    def visible_filter(self, principal: Principal) -> JSON | None:
+        if not self.hidden:
+            return None
+        return {
+            "op": "not",
+            "args": [{"op": "in", "args": [{"property": "id"}, sorted(self.hidden)]}],
+        }
+
+    def decide(
+        self, principal: Principal, item: JSON, asset_key: str | None, action: Action
+    ) -> Decision:
+        assert action == Action.TILE
+        return self.decisions.get(str(item.get("id")), Decision.full())
+
+    def record(
+        self,
+        principal: Principal,
+        item: JSON,
+        asset_key: str | None,
+        action: Action,
+        decision: Decision,
+        nbytes: int,
+    ) -> None:
+        self.grants.append((item.get("id"), asset_key, decision.kind, nbytes))
+
+    def reset(self) -> None:
+        self.hidden.clear()
+        self.decisions.clear()
+        self.grants.clear()
+
+
+@pytest.fixture(scope="session")
+def tiles_data(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """A data directory with S2 B04/B08/TCI (twice: a later copy for mosaics) and
+    Landsat 8 B4/B5 ingested through ``ingest_rasters``."""
+    raster = shared_data / "raster"
+    data_dir = tmp_path_factory.mktemp("eoshare-tiles")
+    settings = load_settings(data_dir=data_dir)
+    catalog = open_catalog(settings.catalog_url)
+    store = open_store(settings.storage_url)
+    try:
+        s2 = [raster / f"{S2}_{band}.tif" for band in ("B04", "B08", "TCI")]
+        for kwargs in ({}, {"item_id": S2_LATER, "datetime": datetime(2020, 3, 1, tzinfo=UTC)}):
+            report = ingest_rasters(
+                s2, catalog=catalog, store=store, collection_id=S2C, create_collection=True,
+                **kwargs,  # type: ignore[arg-type]
+            )  # fmt: skip
+            assert report.ok, report.failures
+        l8 = [raster / f"{L8}_{band}.TIF" for band in ("B4", "B5")]
+        report = ingest_rasters(
+            l8, catalog=catalog, store=store, collection_id=L8C, create_collection=True
+        )
+        assert report.ok, report.failures
+    finally:
+        catalog.close()
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def policy() -> ScriptedPolicy:
+    return ScriptedPolicy()
+
+
+@pytest.fixture(scope="session")
+def tiles_app(tiles_data: Path, policy: ScriptedPolicy) -> FastAPI:
+    app = create_app(load_settings(data_dir=tiles_data, log_level="warning"))
+    app.state.access = policy
+    return app
+
+
+@pytest.fixture()
+def client(tiles_app: FastAPI, policy: ScriptedPolicy) -> Iterator[TestClient]:
+    policy.reset()
+    with TestClient(tiles_app) as c:
+        yield c
+    policy.reset()
+
+
+@pytest.fixture()
+def store_path(tiles_app: FastAPI) -> Any:
+    """The local file of an item's asset, for independent reads with rasterio."""
+
+    def path(collection: str, item: str, asset: str) -> str:
+        doc = tiles_app.state.catalog.get_item(collection, item)
+        gdal_path, _ = tiles_app.state.store.gdal_path(doc["assets"][asset]["eoshare:key"])
+        return str(gdal_path)
+
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def live_tiles(tiles_data: Path) -> Iterator[str]:
+    """``uvicorn --factory eoshare.api.app:create_app`` over the tile data on 127.0.0.1,
+    for clients that talk real HTTP (OWSLib)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
+    env.update({"EOSHARE_DATA_DIR": str(tiles_data), "EOSHARE_LOG_LEVEL": "warning"})
+    log_path = tiles_data / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "eoshare.api.app:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail("the server exited:\n" + log_path.read_text(), pytrace=False)
+                try:
+                    if httpx.get(url + "/", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail("the server did not answer within 90 s", pytrace=False)
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()
