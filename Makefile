@@ -39,6 +39,8 @@ test: lint typecheck pytest  ## everything CI runs: lint, type check, the whole 
 
 bench: $(STAMP)  ## benchmarks (never part of make test); figures go to benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench_catalog.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_access.py
+	$(BIN)/python benchmarks/bench_tiles.py
 
 clean:  ## remove the environment, caches and the demo data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DATA_DIR) benchmarks/.work

@@ -329,6 +329,16 @@ def demo(
 
         build_demo = importlib.import_module("eoshare.demo.build").build_demo
         build_demo(settings.data_dir, progress=_progress_wanted())
+        # members, users and one collection under each kind of agreement
+        # (eoshare/demo/agreements.toml; see README "Demo users")
+        from eoshare.access.demo import apply_demo_agreements
+        from eoshare.catalog import open_catalog
+
+        demo_catalog = open_catalog(settings.catalog_url)
+        try:
+            apply_demo_agreements(settings.data_dir, demo_catalog)
+        finally:
+            demo_catalog.close()
         typer.echo(f"demo data ready in {settings.data_dir}", err=True)
         if serve_after:
             _run_server(settings)

@@ -106,7 +106,7 @@ class DownloadsSettings(BaseModel):
     signing_keys: list[str] = Field(default_factory=list)
     link_ttl_s: int = 3600
     max_link_ttl_s: int = 7 * 24 * 3600
-    chunk_bytes: int = 1024 * 1024
+    chunk_bytes: int = 4 * 1024 * 1024
     order_ttl_s: int = 7 * 24 * 3600
     order_max_items: int = 1000
     order_max_bytes: int = 500 * 1024**3

@@ -1,4 +1,4 @@
-"""Every route that shows items × every kind of caller × every kind of agreement.
+"""Every route that shows items x every kind of caller x every kind of agreement.
 
 The expected answers come from ``oracle.py`` (the rules written out plainly), never from
 the policy under test. Besides the item sets, the tests look for leaks: ``numberMatched``,
@@ -130,6 +130,13 @@ def test_search_by_ids_and_filters(node: Node, http: httpx.Client, name: str) ->
     assert r.status_code == 200
     assert keys(r.json()) == expected(node, c)
     assert r.json()["numberMatched"] == len(expected(node, c))
+    # naming a hidden collection answers like naming one that does not exist
+    for cid in AGREEMENTS:
+        r = http.get(f"/search?collections={cid}&limit=100", headers=c.headers)
+        absent = http.get("/search?collections=no-such-collection&limit=100", headers=c.headers)
+        assert r.status_code == absent.status_code == 200
+        if not expected(node, c, cid):
+            assert r.json()["features"] == [] and r.json().get("numberMatched") in (0, None)
     # a filter naming a hidden collection finds nothing, and says nothing about it
     for cid in AGREEMENTS:
         r = http.get(

@@ -80,8 +80,11 @@ def _collection_from(template: JSON, cid: str, title: str) -> JSON:
     doc["title"] = title
     # the copy keeps the template's titled links only (license, about, ...): its
     # Planetary Computer self/root links make no sense here
-    doc["links"] = [x for x in doc.get("links", []) if x.get("title") and x.get("rel") not in (
-        "self", "root", "parent", "items")]
+    doc["links"] = [
+        x
+        for x in doc.get("links", [])
+        if x.get("title") and x.get("rel") not in ("self", "root", "parent", "items")
+    ]
     return doc
 
 
@@ -234,8 +237,18 @@ def serve(data_dir: Path, *, token: str | None = ADMIN_TOKEN) -> Iterator[str]:
         env["EOSHARE_API__ADMIN_TOKEN"] = token
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "eoshare.api.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "eoshare.api.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -44,14 +44,18 @@ def query_box(bbox: tuple[float, float, float, float]) -> BaseGeometry:
 
 def meets(a: BaseGeometry, b: BaseGeometry) -> bool:
     """Intersection on the cylinder: the plane shapes repeat every 360 degrees."""
-    return any(a.intersects(shapely.affinity.translate(b, xoff=dx)) for dx in (-720, -360, 0, 360, 720))
+    return any(
+        a.intersects(shapely.affinity.translate(b, xoff=dx)) for dx in (-720, -360, 0, 360, 720)
+    )
 
 
 def expect(items: Iterable[JSON], keep: Callable[[JSON], bool]) -> set[str]:
     return {i["id"] for i in items if keep(i)}
 
 
-def search_all(client: httpx.Client, body: JSON, *, max_pages: int = 200) -> tuple[list[JSON], list[int | None]]:
+def search_all(
+    client: httpx.Client, body: JSON, *, max_pages: int = 200
+) -> tuple[list[JSON], list[int | None]]:
     """POST /search and follow every next link; the features of all pages, and each
     page's numberMatched."""
     features: list[JSON] = []
@@ -77,8 +81,9 @@ def search_all(client: httpx.Client, body: JSON, *, max_pages: int = 200) -> tup
 
 def strip_server(doc: JSON) -> JSON:
     """A document as stored: without what the server adds when it answers (its links,
-    and the access layer's per-asset ``eoshare:access`` hints)."""
-    out = {k: v for k, v in doc.items() if k != "links"}
+    the access layer's ``eoshare:agreement`` on collections and per-asset
+    ``eoshare:access`` hints on items)."""
+    out = {k: v for k, v in doc.items() if k not in ("links", "eoshare:agreement")}
     if isinstance(out.get("assets"), dict):
         out["assets"] = {
             k: ({x: y for x, y in a.items() if x != "eoshare:access"} if isinstance(a, dict) else a)

@@ -82,7 +82,7 @@ def test_cql2_text_and_json(client: Client, live_server: Server) -> None:
         warnings.simplefilter("error")
         text = client.search(
             collections=[LANDSAT],
-            filter="\"eo:cloud_cover\" < 20 AND \"landsat:wrs_path\" = '197'",
+            filter='"eo:cloud_cover" < 20 AND "landsat:wrs_path" = \'197\'',
             filter_lang="cql2-text",
         )
         as_json = client.search(

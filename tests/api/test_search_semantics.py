@@ -67,7 +67,9 @@ def test_bbox(live_server: Server, http: httpx.Client, bbox: tuple[float, ...]) 
     assert set(ids_of(r.json()["features"])) == expected
 
 
-def test_antimeridian_items_are_found_from_both_sides(live_server: Server, http: httpx.Client) -> None:
+def test_antimeridian_items_are_found_from_both_sides(
+    live_server: Server, http: httpx.Client
+) -> None:
     anti = {i["id"] for i in live_server.loaded.of(ANTI)}
     # every antimeridian scene straddles 180: a thin box on each side finds all of them
     west = spatial_truth(live_server, query_box((179.9, -47.0, 180.0, -42.0)))
@@ -88,8 +90,10 @@ def test_item_without_bbox_gets_one(live_server: Server, http: httpx.Client) -> 
         r = http.get(f"/collections/{doc['collection']}/items/{doc['id']}")
         assert r.status_code == 200
         # the stored document is served as given; search still finds it by its footprint
-        minx, miny, maxx, maxy = shape(doc["geometry"]).bounds if doc["collection"] != ANTI else (
-            179.99, -45.0, 180.0, -44.9
+        minx, miny, maxx, maxy = (
+            shape(doc["geometry"]).bounds
+            if doc["collection"] != ANTI
+            else (179.99, -45.0, 180.0, -44.9)
         )
         inner = [minx + (maxx - minx) / 3, miny + (maxy - miny) / 3]
         inner += [inner[0] + (maxx - minx) / 10, inner[1] + (maxy - miny) / 10]
@@ -165,7 +169,7 @@ def prop(name: str) -> Callable[[JSON], Any]:
 FILTERS: list[tuple[str, Any, Callable[[JSON], bool]]] = [
     (
         "comparison",
-        "\"eo:cloud_cover\" <= 12.5",
+        '"eo:cloud_cover" <= 12.5',
         lambda i: prop("eo:cloud_cover")(i) is not None and prop("eo:cloud_cover")(i) <= 12.5,
     ),
     ("like", "id LIKE 'S2B%'", lambda i: i["id"].startswith("S2B")),
@@ -176,9 +180,10 @@ FILTERS: list[tuple[str, Any, Callable[[JSON], bool]]] = [
     ),
     (
         "between",
-        "\"view:sun_elevation\" BETWEEN 20 AND 40",
-        lambda i: prop("view:sun_elevation")(i) is not None
-        and 20 <= prop("view:sun_elevation")(i) <= 40,
+        '"view:sun_elevation" BETWEEN 20 AND 40',
+        lambda i: (
+            prop("view:sun_elevation")(i) is not None and 20 <= prop("view:sun_elevation")(i) <= 40
+        ),
     ),
     (
         "s_intersects",
@@ -190,15 +195,17 @@ FILTERS: list[tuple[str, Any, Callable[[JSON], bool]]] = [
         "T_INTERSECTS(datetime, INTERVAL('2022-02-01T00:00:00Z', '2022-02-28T23:59:59Z'))",
         _overlaps(when("2022-02-01T00:00:00Z"), when("2022-02-28T23:59:59Z")),
     ),
-    ("isNull", "\"eo:cloud_cover\" IS NULL", lambda i: prop("eo:cloud_cover")(i) is None),
+    ("isNull", '"eo:cloud_cover" IS NULL', lambda i: prop("eo:cloud_cover")(i) is None),
     (
         "and/or/not",
         "(platform = 'landsat-8' AND NOT \"eo:cloud_cover\" > 30) OR collection = 'sentinel-1-grd'",
         lambda i: (
-            prop("platform")(i) == "landsat-8"
-            and not (prop("eo:cloud_cover")(i) is not None and prop("eo:cloud_cover")(i) > 30)
-        )
-        or i["collection"] == S1,
+            (
+                prop("platform")(i) == "landsat-8"
+                and not (prop("eo:cloud_cover")(i) is not None and prop("eo:cloud_cover")(i) > 30)
+            )
+            or i["collection"] == S1
+        ),
     ),
 ]
 
@@ -275,8 +282,12 @@ def boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
     return (draw(lons), min(a, b), draw(lons), max(a, b))
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(bbox=boxes())
 def test_random_bboxes(live_server: Server, http: httpx.Client, bbox: tuple[float, ...]) -> None:
     expected = spatial_truth(live_server, query_box(bbox))  # type: ignore[arg-type]
@@ -286,8 +297,12 @@ def test_random_bboxes(live_server: Server, http: httpx.Client, bbox: tuple[floa
 START = datetime(2018, 6, 1, tzinfo=UTC)
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     a=st.integers(0, 8 * 365 * 24),
     span=st.integers(0, 400 * 24),

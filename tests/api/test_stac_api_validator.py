@@ -49,30 +49,50 @@ def test_stac_api_validator_reports_no_errors(live_server: Server, stac_schemas:
     seed_transaction_item(live_server)
     args = [
         _validator(),
-        "--root-url", live_server.url,
-        "--collection", LANDSAT,
-        "--geometry", json.dumps(geometry),
-        "--auth-bearer-token", live_server.token,
-        "--transaction-collection", VALIDATOR_TX,
-        "--fields-nested-property", "properties.eo:cloud_cover",
-        "--query-comparison-field", "eo:cloud_cover",
-        "--query-eq-value", str(middle),
-        "--query-neq-value", str(middle),
-        "--query-lt-value", str(middle),
-        "--query-lte-value", str(middle),
-        "--query-gt-value", str(middle),
-        "--query-gte-value", str(middle),
-        "--query-substring-field", "platform",
-        "--query-starts-with-value", platforms[0][:4],
-        "--query-ends-with-value", platforms[0][-2:],
-        "--query-contains-value", platforms[0][2:6],
+        "--root-url",
+        live_server.url,
+        "--collection",
+        LANDSAT,
+        "--geometry",
+        json.dumps(geometry),
+        "--auth-bearer-token",
+        live_server.token,
+        "--transaction-collection",
+        VALIDATOR_TX,
+        "--fields-nested-property",
+        "properties.eo:cloud_cover",
+        "--query-comparison-field",
+        "eo:cloud_cover",
+        "--query-eq-value",
+        str(middle),
+        "--query-neq-value",
+        str(middle),
+        "--query-lt-value",
+        str(middle),
+        "--query-lte-value",
+        str(middle),
+        "--query-gt-value",
+        str(middle),
+        "--query-gte-value",
+        str(middle),
+        "--query-substring-field",
+        "platform",
+        "--query-starts-with-value",
+        platforms[0][:4],
+        "--query-ends-with-value",
+        platforms[0][-2:],
+        "--query-contains-value",
+        platforms[0][2:6],
         # the validator compares set(value) with the 'in' values, which only works for
         # arrays or one-character strings: landsat:wrs_type ("2") is one
-        "--query-in-field", "landsat:wrs_type",
-        "--query-in-values", ",".join(wrs_types),
+        "--query-in-field",
+        "landsat:wrs_type",
+        "--query-in-values",
+        ",".join(wrs_types),
         # OGC API Features Part 4 allows 200 or 204 for PUT/PATCH; the validator wants
         # 204, which RFC 7240's return=minimal asks for
-        "-H", "Prefer: return=minimal",
+        "-H",
+        "Prefer: return=minimal",
     ]
     for c in CONFORMANCE:
         args += ["--conformance", c]
@@ -94,7 +114,9 @@ def test_stac_api_validator_reports_no_errors(live_server: Server, stac_schemas:
 # warns about those. For the nested case it also counts 'properties' as extra, since
 # it looks for 'properties.eo:cloud_cover' at the top level.
 _IDENTITY = {"type", "stac_version", "id", "collection"}
-_EXTRA = re.compile(r"^\[Item Search - Fields Ext\] : (.*) response contained extra fields (\[.*\])$")
+_EXTRA = re.compile(
+    r"^\[Item Search - Fields Ext\] : (.*) response contained extra fields (\[.*\])$"
+)
 
 
 def _identity_fields_warning(warning: str) -> bool:

@@ -9,9 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import rasterio
+from dl_nodes import COLLECTION, ITEM, Node
 from rasterio.windows import Window
-
-from conftest import COLLECTION, ITEM, Node
 
 ITEM_URL = f"/collections/{COLLECTION}/items/{ITEM}"
 
@@ -144,9 +143,10 @@ def test_unknown_things_are_404(http: httpx.Client) -> None:
 def test_gdal_reads_a_window_through_the_url(http: httpx.Client, node: Node,
                                              shared_data: Path) -> None:  # fmt: skip
     href = _item(http)["assets"]["B04"]["href"]
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(
-        f"/vsicurl/{href}"
-    ) as ds:
+    with (
+        rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+        rasterio.open(f"/vsicurl/{href}") as ds,
+    ):
         window = ds.read(1, window=Window(256, 512, 128, 64))
     with rasterio.open(node.data_dir / "store" / COLLECTION / ITEM / "B04.tif") as ref:
         assert (window == ref.read(1, window=Window(256, 512, 128, 64))).all()

@@ -10,9 +10,8 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 import rasterio
+from dl_nodes import COLLECTION, ITEM, Node
 from rasterio.windows import Window
-
-from conftest import COLLECTION, ITEM, Node
 
 ITEM_URL = f"/collections/{COLLECTION}/items/{ITEM}"
 
@@ -64,9 +63,10 @@ def test_tampered_expired_and_foreign_links_are_403(http: httpx.Client) -> None:
 
 def test_gdal_reads_through_a_signed_link(http: httpx.Client, node: Node) -> None:
     href = _signed_href(http)
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(
-        f"/vsicurl/{href}"
-    ) as ds:
+    with (
+        rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+        rasterio.open(f"/vsicurl/{href}") as ds,
+    ):
         assert ds.width == 1098
         got = ds.read(1, window=Window(10, 20, 30, 40))
     with rasterio.open(node.data_dir / "store" / COLLECTION / ITEM / "B04.tif") as ref:
@@ -154,9 +154,11 @@ def test_interrupted_upload_resumes_then_ingests(
     uid, size = str(up["id"]), int(up["chunk_bytes"])  # type: ignore[call-overload]
     assert up["missing"] == list(range(int(up["chunk_count"])))  # type: ignore[call-overload]
     chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    assert len(chunks) >= 4  # the test node uses 32 KiB chunks
     # a corrupted chunk is refused and not recorded
+    digest0 = hashlib.sha256(chunks[0]).hexdigest()
     bad = http.put(f"/uploads/{uid}/chunks/0", content=b"x" * len(chunks[0]),
-                   headers={**node.admin(), "X-Chunk-SHA256": hashlib.sha256(chunks[0]).hexdigest()})  # fmt: skip
+                   headers={**node.admin(), "X-Chunk-SHA256": digest0})  # fmt: skip
     assert bad.status_code == 400
     # the client sends the first chunks, then is interrupted
     for i, chunk in enumerate(chunks[:-1]):
@@ -190,7 +192,9 @@ def test_upload_with_wrong_whole_checksum_is_refused(http: httpx.Client, node: N
                                     "size": len(data), "sha256": "ab" * 32},
                   headers=node.admin())  # fmt: skip
     uid = r.json()["id"]
-    assert http.put(f"/uploads/{uid}/chunks/0", content=data, headers=node.admin()).status_code == 200
+    assert (
+        http.put(f"/uploads/{uid}/chunks/0", content=data, headers=node.admin()).status_code == 200
+    )
     r = http.post(f"/uploads/{uid}/complete", headers=node.admin())
     assert r.status_code == 400
     assert "sha256" in r.json()["detail"]

@@ -59,6 +59,8 @@ def _free_ports(n: int) -> list[int]:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as a server binds (Go sets SO_REUSEADDR): TIME_WAIT leftovers do not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -134,9 +136,9 @@ class WeedServer:
                 )
             with contextlib.suppress(httpx.TransportError):
                 # S3 answers 403 to an unsigned request once it is up.
-                if httpx.get(self.endpoint + "/", timeout=2).status_code in (200, 403):
-                    if self._filer_ready():
-                        return
+                up = httpx.get(self.endpoint + "/", timeout=2).status_code in (200, 403)
+                if up and self._filer_ready():
+                    return
             if time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"weed did not start within {timeout:.0f} s", pytrace=False)

@@ -8,11 +8,13 @@ asked to record, so the tests can check both enforcement and the audit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from rio_tiler.io import Reader
 
 from eoshare.access import Action, Decision, Principal
 from eoshare.api.app import create_app
@@ -41,24 +44,35 @@ L8C = "l8"
 
 @dataclass
 class ScriptedPolicy:
-    """An AccessPolicy with answers set by the test; records what it grants."""
+    """An AccessPolicy with answers set by the test; records what it grants. Wraps the
+    node's real policy (``inner``): its visibility is ANDed in, and what other areas ask
+    of it beyond the protocol (collection views for the agreements decorator) goes to it."""
 
     hidden: set[str] = field(default_factory=set)
     decisions: dict[str, Decision] = field(default_factory=dict)
     grants: list[tuple[str | None, str | None, str, int]] = field(default_factory=list)
+    inner: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner" or self.inner is None:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def visible_filter(self, principal: Principal) -> JSON | None:
+        base = self.inner.visible_filter(principal) if self.inner is not None else None
         if not self.hidden:
-            return None
-        return {
+            return base
+        mine = {
             "op": "not",
             "args": [{"op": "in", "args": [{"property": "id"}, sorted(self.hidden)]}],
         }
+        return mine if base is None else {"op": "and", "args": [base, mine]}
 
     def decide(
         self, principal: Principal, item: JSON, asset_key: str | None, action: Action
     ) -> Decision:
-        assert action == Action.TILE
+        if action != Action.TILE:  # other areas (downloads...) ask too; not scripted here
+            return Decision.full()
         return self.decisions.get(str(item.get("id")), Decision.full())
 
     def record(
@@ -80,7 +94,7 @@ class ScriptedPolicy:
 
 @pytest.fixture(scope="session")
 def tiles_data(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """A data directory with S2 B04/B08/TCI (twice: a later copy for mosaics) and
+    """A data directory with S2 B04/B08/SCL/TCI (twice: a later copy for mosaics) and
     Landsat 8 B4/B5 ingested through ``ingest_rasters``."""
     raster = shared_data / "raster"
     data_dir = tmp_path_factory.mktemp("eoshare-tiles")
@@ -88,7 +102,7 @@ def tiles_data(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> P
     catalog = open_catalog(settings.catalog_url)
     store = open_store(settings.storage_url)
     try:
-        s2 = [raster / f"{S2}_{band}.tif" for band in ("B04", "B08", "TCI")]
+        s2 = [raster / f"{S2}_{band}.tif" for band in ("B04", "B08", "SCL", "TCI")]
         for kwargs in ({}, {"item_id": S2_LATER, "datetime": datetime(2020, 3, 1, tzinfo=UTC)}):
             report = ingest_rasters(
                 s2, catalog=catalog, store=store, collection_id=S2C, create_collection=True,
@@ -113,15 +127,22 @@ def policy() -> ScriptedPolicy:
 @pytest.fixture(scope="session")
 def tiles_app(tiles_data: Path, policy: ScriptedPolicy) -> FastAPI:
     app = create_app(load_settings(data_dir=tiles_data, log_level="warning"))
+    policy.inner = app.state.access
     app.state.access = policy
     return app
 
 
-@pytest.fixture()
-def client(tiles_app: FastAPI, policy: ScriptedPolicy) -> Iterator[TestClient]:
-    policy.reset()
+@pytest.fixture(scope="session")
+def session_client(tiles_app: FastAPI) -> Iterator[TestClient]:
+    # one client for the session: leaving it runs the app's shutdown (closes the catalogue)
     with TestClient(tiles_app) as c:
         yield c
+
+
+@pytest.fixture()
+def client(session_client: TestClient, policy: ScriptedPolicy) -> Iterator[TestClient]:
+    policy.reset()
+    yield session_client
     policy.reset()
 
 
@@ -135,6 +156,18 @@ def store_path(tiles_app: FastAPI) -> Any:
         return str(gdal_path)
 
     return path
+
+
+@contextlib.contextmanager
+def quiet_reader(path: str) -> Iterator[Reader]:
+    """rio-tiler's Reader for the independent in-process reads of the tests, without
+    affine's PendingDeprecationWarning, which rasterio raises inside rio-tiler."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Use `@` matmul", category=PendingDeprecationWarning
+        )
+        with Reader(path) as reader:
+            yield reader
 
 
 def _free_port() -> int:

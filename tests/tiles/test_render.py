@@ -25,7 +25,7 @@ def _asset(key: str, common: str | None = None, count: int = 1, dtype: str = "ui
 def test_defaults_of_ingested_items(tiles_app: FastAPI) -> None:
     s2 = tiles_app.state.catalog.get_item(S2C, S2)
     l8 = tiles_app.state.catalog.get_item(L8C, L8)
-    assert set(raster_assets(s2)) == {"B04", "B08", "TCI"}  # not the thumbnail
+    assert set(raster_assets(s2)) == {"B04", "B08", "SCL", "TCI"}  # not the thumbnail
     assert render_defaults(s2) == RenderSpec(assets=("TCI",))
     # Landsat B4/B5 is red + NIR: no RGB, so the first raster asset, greyscale
     assert render_defaults(l8) == RenderSpec(assets=("B4",), bidx=(1,))

@@ -47,7 +47,7 @@ def is_operator(principal: Principal) -> bool:
     return OPERATOR in principal.roles
 
 
-def principal_for(user: User, member: Member | None, *, via: str = "token") -> Principal:
+def principal_for(user: User, member: Member | None) -> Principal:
     return Principal(
         user=user.username,
         member=user.member,

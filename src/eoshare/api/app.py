@@ -103,9 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.base_url = settings.api.base_url
     # services are built here, once, and reached through dependencies (api/deps.py)
     app.state.catalog = open_catalog(settings.catalog_url, count_limit=settings.api.count_limit)
-    app.state.store = open_store(
-        settings.storage_url, **settings.s3.model_dump(exclude_none=True)
-    )
+    app.state.store = open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True))
     # members, agreements, tokens: the one place that decides access (eoshare.access)
     app.state.access_services = open_access(settings)
     app.state.access = app.state.access_services.policy

@@ -81,8 +81,8 @@ COMMON: dict[str, JSON] = {
     "gsd": {"title": "Ground sample distance", "type": "number"},
     "created": {"title": "Created", "type": "string", "format": "date-time"},
     "updated": {"title": "Updated", "type": "string", "format": "date-time"},
-    "start_datetime": {"title": "Start of the acquisition", "type": "string", "format": "date-time"},
-    "end_datetime": {"title": "End of the acquisition", "type": "string", "format": "date-time"},
+    "start_datetime": {"title": "Acquisition start", "type": "string", "format": "date-time"},
+    "end_datetime": {"title": "Acquisition end", "type": "string", "format": "date-time"},
 }
 
 _TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
@@ -182,7 +182,7 @@ class SqliteCatalog:
     gets its own connection; SQLite's WAL lets readers run beside one writer."""
 
     def __init__(
-        self, path: str | Path, *, count_limit: int = 100_000, count_budget_s: float = 0.025
+        self, path: str | Path, *, count_limit: int = 100_000, count_budget_s: float = 0.02
     ) -> None:
         self.path = str(path)
         self._uri = False
@@ -192,7 +192,7 @@ class SqliteCatalog:
             self._uri = True
         # numberMatched is counted up to this many rows, then left out
         self.count_limit = count_limit
-        # ...and for at most this long (see _count)
+        # ...and for at most this long, plus twice what the page took (see _count)
         self.count_budget_s = count_budget_s
         if not self._uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -554,10 +554,12 @@ class SqliteCatalog:
         order = self._order(query.sortby, query)
         conn = self._conn()
         sql = f"SELECT content FROM items WHERE {where} ORDER BY {order[0]} LIMIT ? OFFSET ?"
+        started = time.perf_counter()
         try:
             rows = conn.execute(sql, [*params, *order[1], query.limit + 1, query.offset]).fetchall()
         except sqlite3.OperationalError as exc:
             raise _translate(exc) from exc
+        page_s = time.perf_counter() - started
         has_more = len(rows) > query.limit
         items = [orjson.loads(r[0]) for r in rows[: query.limit]]
         matched: int | None = None
@@ -565,7 +567,7 @@ class SqliteCatalog:
             if query.offset == 0 and not has_more:
                 matched = len(items)
             else:
-                matched = self._count(conn, where, params)
+                matched = self._count(conn, where, params, self.count_budget_s + 2 * page_s)
         prev_offset = max(query.offset - query.limit, 0) if query.offset > 0 else None
         return ItemPage(
             items=items,
@@ -574,14 +576,19 @@ class SqliteCatalog:
             prev_offset=prev_offset,
         )
 
-    def _count(self, conn: sqlite3.Connection, where: str, params: list[Any]) -> int | None:
+    def _count(
+        self, conn: sqlite3.Connection, where: str, params: list[Any], budget_s: float
+    ) -> int | None:
         """How many items match, or None when that is over ``count_limit`` or takes
-        longer than ``count_budget_s`` (numberMatched is optional in STAC API). The time
-        bound matters for filters that no index serves (a property inside the JSON
-        document): counting them reads every item, seconds for a large catalogue, when
-        the page itself needed only a few rows."""
+        longer than ``budget_s`` (numberMatched is optional in STAC API).
+
+        The time bound matters for filters that no index serves (a property inside the
+        JSON document): counting them reads every item, seconds for a large catalogue,
+        when the page itself needed only a few rows. ``search`` grants ``count_budget_s``
+        plus twice what the page took, so that a count over the same rows as a page that
+        had to read them all (a sorted page of a few hundred matches) still completes."""
         cap = self.count_limit
-        deadline = time.perf_counter() + self.count_budget_s
+        deadline = time.perf_counter() + budget_s
         calls = 0
 
         def over_budget() -> int:

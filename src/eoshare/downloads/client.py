@@ -95,6 +95,9 @@ def plan_files(
         for name, asset in (item.get("assets") or {}).items():
             if assets is not None and name not in assets:
                 continue
+            roles = asset.get("roles") or []
+            if assets is None and "eoshare:key" not in asset and "data" not in roles:
+                continue  # by default: files the node holds, or data; not rendered views
             href = asset.get("href", "")
             if not isinstance(href, str) or urlparse(href).scheme not in ("http", "https"):
                 continue

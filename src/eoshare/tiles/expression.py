@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -129,7 +130,8 @@ def _collect(node: Node, seen: dict[str, None]) -> None:
             _collect(arg, seen)
 
 
-def _eval(node: Node, values: Mapping[str, np.ma.MaskedArray]) -> np.ma.MaskedArray | float:
+def _eval(node: Node, values: Mapping[str, np.ma.MaskedArray]) -> Any:
+    """A masked array (or a plain number for constant sub-trees)."""
     if isinstance(node, Num):
         return node.value
     if isinstance(node, Name):
@@ -147,9 +149,9 @@ def _eval(node: Node, values: Mapping[str, np.ma.MaskedArray]) -> np.ma.MaskedAr
             return left * right
         if node.op == "/":
             return np.ma.true_divide(left, right)
-        return np.ma.power(left, right)
+        return np.ma.power(left, right)  # type: ignore[no-untyped-call]
     _, func = FUNCTIONS[node.func]
-    return func(*(_eval(a, values) for a in node.args))  # type: ignore[no-any-return]
+    return func(*(_eval(a, values) for a in node.args))
 
 
 class _Parser:
@@ -276,8 +278,7 @@ class _Parser:
         arity = FUNCTIONS[func][0]
         if len(args) != arity:
             raise InvalidRequestError(
-                f"expression {self.text!r}: {func}() takes {arity} argument(s), "
-                f"not {len(args)}"
+                f"expression {self.text!r}: {func}() takes {arity} argument(s), not {len(args)}"
             )
         return self.node(Call(func, tuple(args)))
 

@@ -289,9 +289,11 @@ class Plan:
     def band_names(self) -> list[str]:
         if self.expression is not None:
             texts = [t.strip() for t in self.expression.text.split(";") if t.strip()]
-            return texts if len(texts) == len(self.expression.bands) else [
-                f"expression_{i + 1}" for i in range(len(self.expression.bands))
-            ]
+            return (
+                texts
+                if len(texts) == len(self.expression.bands)
+                else [f"expression_{i + 1}" for i in range(len(self.expression.bands))]
+            )
         return [b.name for b in self.outputs]
 
     @property
@@ -324,9 +326,7 @@ def _check_index(item: JSON, rasters: dict[str, JSON], asset: str, index: int) -
         )
 
 
-def _resolve_name(
-    item: JSON, rasters: dict[str, JSON], name: str, base: str | None
-) -> BandRef:
+def _resolve_name(item: JSON, rasters: dict[str, JSON], name: str, base: str | None) -> BandRef:
     """A band name in an expression -> the band it means (see the module docstring)."""
     asset = _find_asset(rasters, name)
     if asset is not None:
@@ -392,7 +392,9 @@ def plan_for(item: JSON, spec: RenderSpec, *, max_expression_chars: int = 512) -
 
     if spec.expression:
         expr = parse_expression(spec.expression, max_chars=max_expression_chars)
-        base = assets[0] if len(assets) == 1 else (next(iter(rasters)) if len(rasters) == 1 else None)
+        base = (
+            assets[0] if len(assets) == 1 else (next(iter(rasters)) if len(rasters) == 1 else None)
+        )
         names = {n: _resolve_name(item, rasters, n, base) for n in expr.names}
         reads: dict[str, list[int]] = {}
         for ref in names.values():

@@ -109,11 +109,31 @@ class _Lru:
         return value
 
 
+_WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the warnings of the libraries underneath that we handle, and only them.
+
+    affine's PendingDeprecationWarning about ``*`` comes from inside rasterio/rio-tiler;
+    rio-tiler's minzoom notice is about its own estimate, which we then use; GDAL's PNG,
+    JPEG and WebP drivers say that they drop georeferencing, which we know."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Use `@` matmul", category=PendingDeprecationWarning
+        )
+        warnings.filterwarnings("ignore", message=r"Cannot determine m(in|ax)zoom")
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        yield
+
+
 @contextlib.contextmanager
 def _rio_errors(what: str) -> Iterator[None]:
     """rio-tiler and rasterio errors -> eoshare's, at the boundary."""
     try:
-        yield
+        with _quiet():
+            yield
     except (TileOutsideBounds, EmptyMosaicError) as exc:
         raise NotFoundError(f"{what} is outside the data's bounds") from exc
     except PointOutsideBounds as exc:
@@ -151,11 +171,13 @@ class TileService:
         path, options = self.store.gdal_path(key)
         env = rasterio_env(options) if options else contextlib.nullcontext()
         try:
-            with env, Reader(path, tms=tms or morecantile.tms.get("WebMercatorQuad")) as reader:
+            with _quiet(), env, Reader(path, tms=tms or _WEB_MERCATOR) as reader:
                 yield reader
         except rasterio.errors.RasterioIOError as exc:
             log.error("cannot open stored raster", extra={"key": key, "error": str(exc)})
-            raise StorageError(f"asset {asset!r} of item {item.get('id')!r} cannot be read") from exc
+            raise StorageError(
+                f"asset {asset!r} of item {item.get('id')!r} cannot be read"
+            ) from exc
 
     # --- reading --------------------------------------------------------------------
     def _combine(self, plan: Plan, images: dict[str, ImageData]) -> ImageData:
@@ -165,7 +187,8 @@ class TileService:
 
         def band(asset: str, index: int) -> np.ma.MaskedArray:
             pos = plan.reads[asset].index(index)
-            return images[asset].array[pos]
+            found: np.ma.MaskedArray = images[asset].array[pos]
+            return found
 
         if plan.expression is not None:
             values = {name: band(ref.asset, ref.index) for name, ref in plan.names.items()}
@@ -258,7 +281,7 @@ class TileService:
             w, h = _preview_shape(reader, max_size, width, height)
             if min_pixel_m:
                 # shrink (keeping the aspect) until pixels are as coarse as allowed
-                ew, ns = extent_metres(tuple(reader.get_geographic_bounds(WGS84)))  # type: ignore[arg-type]
+                ew, ns = _extent_m(reader)
                 factor = min(1.0, (ew / w) / min_pixel_m, (ns / h) / min_pixel_m)
                 if factor < 1.0:
                     w = max(1, math.floor(w * factor))
@@ -268,7 +291,7 @@ class TileService:
                 indexes=indexes,
                 width=w,
                 height=h,
-                max_size=None,
+                max_size=None,  # type: ignore[arg-type]  # width/height rule
                 resampling_method=plan.spec.resampling,
                 **_nodata(plan.spec),
             )
@@ -313,13 +336,14 @@ class TileService:
             )
         if spec.rescale and len(spec.rescale) not in (1, count):
             raise InvalidRequestError(
-                f"give one rescale for all bands or one per band ({count}), "
-                f"not {len(spec.rescale)}"
+                f"give one rescale for all bands or one per band ({count}), not {len(spec.rescale)}"
             )
         if not fmt.is_image:
             if spec.rescale:
                 img.rescale(in_range=spec.rescale)
-            return img.render(img_format="GTIFF", add_mask=spec.return_mask)
+            with _quiet():
+                tiff: bytes = img.render(img_format="GTIFF", add_mask=spec.return_mask)
+            return tiff
         if count not in (1, 3):
             raise InvalidRequestError(
                 f"{fmt.name.upper()} pictures have 1 band (grey or colour-mapped) or 3 "
@@ -332,9 +356,7 @@ class TileService:
             img.rescale(in_range=ranges())
         colormap = cmap.get(spec.colormap_name) if spec.colormap_name else None
         add_mask = spec.return_mask and fmt.driver != "JPEG"
-        with warnings.catch_warnings():
-            # GDAL's PNG/WebP drivers note that they ignore georeferencing; we know.
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with _quiet():
             content: bytes = img.render(img_format=fmt.driver, colormap=colormap, add_mask=add_mask)
         return content
 
@@ -492,15 +514,16 @@ class TileService:
                 )
 
             img = self._read_aligned(item, plan, first, what)
-        if geometry is not None:
-            assert img.crs is not None
-            shape = rasterio.warp.transform_geom(WGS84, img.crs, geometry)
-            outside = rasterio.features.geometry_mask(
-                [shape], out_shape=(img.height, img.width), transform=img.transform,
-                all_touched=True,
-            )  # fmt: skip
-            img.array.mask = np.ma.getmaskarray(img.array) | outside[np.newaxis, :, :]
-        stats = img.statistics(categorical=categorical, percentiles=[2, 98])
+        with _rio_errors(what):
+            if geometry is not None:
+                assert img.crs is not None
+                shape = rasterio.warp.transform_geom(WGS84, img.crs, geometry)
+                outside = rasterio.features.geometry_mask(
+                    [shape], out_shape=(img.height, img.width), transform=img.transform,
+                    all_touched=True,
+                )  # fmt: skip
+                img.array.mask = np.ma.getmaskarray(img.array) | outside[np.newaxis, :, :]
+            stats = img.statistics(categorical=categorical, percentiles=[2, 98])
         return {
             "bands": {name: s.model_dump(mode="json") for name, s in stats.items()},
             "width": img.width,
@@ -623,10 +646,21 @@ def _plain(value: Any) -> float | int | None:
     return number  # type: ignore[no-any-return]
 
 
+def _extent_m(reader: Reader) -> tuple[float, float]:
+    """(width, height) of a dataset in metres: exact in a metric CRS, else measured on
+    the ellipsoid through the middle of its lon/lat bounds."""
+    crs = reader.crs
+    if crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m"):
+        left, bottom, right, top = reader.bounds
+        return float(right - left), float(top - bottom)
+    west, south, east, north = reader.get_geographic_bounds(WGS84)
+    return extent_metres((west, south, east, north))
+
+
 def _preview_shape(
     reader: Reader, max_size: int, width: int | None, height: int | None
 ) -> tuple[int, int]:
-    w0, h0 = int(reader.width), int(reader.height)
+    w0, h0 = int(reader.width or 1), int(reader.height or 1)
     if width and height:
         return width, height
     if width:

@@ -56,7 +56,7 @@ def _limits(layer: WmtsLayer, tms: morecantile.TileMatrixSet) -> list[str]:
 def _matrix_set(tms: morecantile.TileMatrixSet, maxzoom: int) -> list[str]:
     lines = [
         "    <TileMatrixSet>",
-        f"      <ows:Identifier>{escape(tms.id)}</ows:Identifier>",
+        f"      <ows:Identifier>{escape(str(tms.id))}</ows:Identifier>",
         f"      <ows:SupportedCRS>{escape(_crs_urn(tms))}</ows:SupportedCRS>",
     ]
     if tms.id == "WebMercatorQuad":
@@ -121,10 +121,10 @@ def capabilities(
             '      <Style isDefault="true"><ows:Identifier>default</ows:Identifier></Style>',
             f"      <Format>{escape(layer.media_type)}</Format>",
             "      <TileMatrixSetLink>",
-            f"        <TileMatrixSet>{escape(tms.id)}</TileMatrixSet>",
+            f"        <TileMatrixSet>{escape(str(tms.id))}</TileMatrixSet>",
             *["  " + line for line in _limits(layer, tms)],
             "      </TileMatrixSetLink>",
-            f"      <ResourceURL format={quoteattr(layer.media_type)} resourceType=\"tile\""
+            f'      <ResourceURL format={quoteattr(layer.media_type)} resourceType="tile"'
             f" template={quoteattr(layer.template)}/>",
             "    </Layer>",
         ]

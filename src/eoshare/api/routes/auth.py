@@ -283,4 +283,3 @@ def accept_terms(
     return JSONResponse(
         {**services(request).store.accept_terms(user, collection_id), "terms": a.terms}
     )
-

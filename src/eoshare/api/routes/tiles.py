@@ -647,8 +647,10 @@ def _mosaic_info(
     extent = catalog.collection_extent(collection_id) or collection.get("extent") or {}
     boxes = (extent.get("spatial") or {}).get("bbox") or [[-180.0, -90.0, 180.0, 90.0]]
     first = boxes[0]
-    coll_box = (first[0], first[1], first[3], first[4]) if len(first) == 6 else tuple(first[:4])
-    bounds = _intersect(coll_box, user_box) or coll_box  # type: ignore[arg-type]
+    coll_box: tuple[float, float, float, float] = (
+        (first[0], first[1], first[3], first[4]) if len(first) == 6 else tuple(first[:4])
+    )
+    bounds = _intersect(coll_box, user_box) or coll_box
     sq = _mosaic_query(settings, collection_id, user_box, datetime, filter, filter_lang, 20)
     sq = replace(
         sq,

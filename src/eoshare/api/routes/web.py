@@ -136,6 +136,7 @@ def ui_static(request: Request, path: str) -> Response:
         file,
         media_type=media_type or "application/octet-stream",
         headers={**SECURITY_HEADERS, "Cache-Control": REVALIDATE},
+        stat_result=file.stat(),  # sets ETag and Last-Modified now, not when sent
     )
     etag = response.headers.get("etag")
     if etag and etag in request.headers.get("if-none-match", ""):

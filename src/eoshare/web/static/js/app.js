@@ -836,6 +836,11 @@ async function start() {
     }
   });
   $("#more").addEventListener("click", loadMore);
+  // the skip link moves focus without touching the hash (the hash is the view)
+  $(".skip-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    $("#panel-content").focus();
+  });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && $("#draw").getAttribute("aria-pressed") === "true") {
       mapView.stopDrawing();

@@ -1,0 +1,63 @@
+"""The demo node's members, users and agreements (``eoshare/demo/agreements.toml``),
+applied by the demo builder after its catalogue is ready. Idempotent."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tomllib
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from eoshare.access.apply import apply_declarations
+from eoshare.access.store import AccessStore
+from eoshare.catalog.base import Catalog
+from eoshare.errors import NotFoundError
+
+log = logging.getLogger(__name__)
+DEMO_PASSWORD = "eoshare-demo"
+
+
+def demo_declarations() -> dict[str, Any]:
+    text = resources.files("eoshare.demo").joinpath("agreements.toml").read_text()
+    return tomllib.loads(text)
+
+
+def _median_age_days(catalog: Catalog, collection: str) -> int | None:
+    ages = []
+    now = datetime.now(UTC)
+    try:
+        for item in catalog.iter_items(collection):
+            props = item.get("properties") or {}
+            text = props.get("datetime") or props.get("start_datetime")
+            if isinstance(text, str):
+                when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                ages.append((now - when).days)
+    except NotFoundError:
+        return None
+    return int(statistics.median(ages)) if ages else None
+
+
+def apply_demo_agreements(data_dir: Path, catalog: Catalog) -> None:
+    """Write the demo's access state into ``data_dir/access.db``."""
+    doc = demo_declarations()
+    for agreement in doc.get("agreements", []):
+        if "embargo_days" in agreement:
+            age = _median_age_days(catalog, agreement["collection"])
+            if age is not None:
+                agreement["embargo_days"] = max(age, 0)
+    for user in doc.get("users", []):
+        user["password"] = DEMO_PASSWORD
+    store = AccessStore(Path(data_dir) / "access.db")
+    try:
+        # users keep their password once set: only new ones get the demo password
+        existing = {u.username for u in store.list_users()}
+        for user in doc.get("users", []):
+            if user["username"] in existing:
+                user.pop("password")
+        report = apply_declarations(store, doc, who="demo", allow_passwords=True)
+    finally:
+        store.close()
+    log.info("demo agreements applied", extra={"changes": len(report.changes)})

@@ -1,0 +1,114 @@
+"""Decisions on the tile, thumbnail and processing paths, quotas, caching across
+processes, and the store's hashing of secrets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from eoshare.access.agreements import Member, agreement_from_dict
+from eoshare.access.base import Action, Principal
+from eoshare.access.policy import AgreementPolicy
+from eoshare.access.store import AccessStore, sha256
+from eoshare.errors import InvalidRequestError, NotAuthenticatedError
+
+ITEM = {
+    "id": "s1",
+    "collection": "c",
+    "properties": {"datetime": datetime.now(UTC).isoformat()},
+}
+OLD = {**ITEM, "id": "s0", "properties": {"datetime": "2000-01-01T00:00:00Z"}}
+KE = Principal(user="k", member="ke", country="KE")
+VN = Principal(user="v", member="vn", country="VN")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> AccessStore:
+    s = AccessStore(tmp_path / "access.db")
+    s.put_member(Member("ke", "Kenya", "KE"), who="t")
+    s.put_member(Member("vn", "Viet Nam", "VN"), who="t")
+    return s
+
+
+def _set(store: AccessStore, **terms: object) -> AgreementPolicy:
+    store.put_agreement(
+        agreement_from_dict({"collection": "c", "provider": "ke", **terms}), who="t"
+    )
+    policy = AgreementPolicy(store)
+    return policy
+
+
+def test_reduced_allows_tiles_and_thumbnails_only(store: AccessStore) -> None:
+    policy = _set(store, access="provider", reduced_resolution_m=100)
+    for action in (Action.TILE, Action.THUMBNAIL, Action.VIEW):
+        d = policy.decide(VN, ITEM, "data", action)
+        assert (d.kind, d.max_resolution_m, d.agreement) == ("reduced", 100, "c")
+    for action in (Action.DOWNLOAD, Action.PROCESS):
+        d = policy.decide(VN, ITEM, "data", action)
+        assert d.kind == "denied" and "Kenya" in (d.reason or "")
+    assert policy.decide(KE, ITEM, "data", Action.DOWNLOAD).kind == "full"
+
+
+def test_embargo_lifts_per_item(store: AccessStore) -> None:
+    policy = _set(store, access="provider", embargo_days=30)
+    assert policy.decide(VN, OLD, "data", Action.DOWNLOAD).kind == "full"
+    assert policy.decide(VN, ITEM, "data", Action.TILE).kind == "denied"
+    assert policy.can_view(VN, OLD) and not policy.can_view(VN, ITEM)
+    assert policy.collection_view(VN, "c") == "partial"
+
+
+def test_quotas_per_user_and_member(store: AccessStore) -> None:
+    policy = _set(store, access="open", quota_user_bytes_per_day=1000)
+    assert policy.decide(VN, ITEM, "data", Action.DOWNLOAD).kind == "full"
+    policy.record(
+        VN, ITEM, "data", Action.DOWNLOAD, policy.decide(VN, ITEM, "data", Action.DOWNLOAD), 1000
+    )
+    d = policy.decide(VN, ITEM, "data", Action.DOWNLOAD)
+    assert d.kind == "denied" and "quota" in (d.reason or "")
+    # tiles are not counted against a download quota
+    assert policy.decide(VN, ITEM, "data", Action.TILE).kind == "full"
+    policy = _set(store, access="open", quota_member_bytes_per_day=500)
+    other_vn = Principal(user="v2", member="vn", country="VN")
+    assert policy.decide(other_vn, ITEM, "data", Action.DOWNLOAD).kind == "denied"
+    assert policy.decide(KE, ITEM, "data", Action.DOWNLOAD).kind == "full"
+
+
+def test_changes_from_another_process_show_up(store: AccessStore, tmp_path: Path) -> None:
+    policy = _set(store, access="open")
+    assert policy.visible_filter(VN) is None
+    # another connection (the CLI) changes the agreement
+    other = AccessStore(tmp_path / "access.db")
+    other.put_agreement(
+        agreement_from_dict({"collection": "c", "provider": "ke", "access": "provider"}), who="cli"
+    )
+    policy.invalidate()
+    assert policy.visible_filter(VN) == {"op": "not", "args": [
+        {"op": "=", "args": [{"property": "collection"}, "c"]}]}  # fmt: skip
+    assert policy.visible_filter(KE) is None
+    history = store.history(subject="c")
+    assert history[0]["who"] == "cli" and history[0]["detail"]["before"]["access"] == "open"
+    other.close()
+
+
+def test_secrets_are_hashed(store: AccessStore, tmp_path: Path) -> None:
+    store.put_user("k", member="ke", roles=["analyst"], password="long enough pw", who="t")
+    info, secret = store.create_token("k", days=1, who="t")
+    raw = (tmp_path / "access.db").read_bytes()
+    assert secret.encode() not in raw and b"long enough pw" not in raw
+    assert sha256(secret).encode() in raw or store.user_for_token(secret).username == "k"
+    assert store.verify_password("k", "long enough pw").member == "ke"
+    with pytest.raises(NotAuthenticatedError):
+        store.verify_password("k", "wrong password")
+    with pytest.raises(InvalidRequestError):
+        store.put_user("x", member=None, roles=["provider-admin"], who="t")
+    store._db.execute(
+        "UPDATE tokens SET expires = ?",
+        ((datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),),
+    )
+    with pytest.raises(NotAuthenticatedError, match="expired"):
+        store.user_for_token(secret)
+    store.revoke_token(info.id, who="t")
+    with pytest.raises(NotAuthenticatedError, match="revoked"):
+        store.user_for_token(secret)
