@@ -8,7 +8,7 @@ DATA_DIR ?= eoshare-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv demo serve test lint typecheck pytest bench clean
+.PHONY: help venv demo serve test lint typecheck pytest bench clean web browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 
 venv: $(STAMP)  ## create the virtual environment and install eoshare with its dev tools
 
-demo: $(STAMP)  ## build the demo data set and serve it on http://127.0.0.1:8000
+web: $(STAMP)  ## vendor the web UI's npm packages (web/package-lock.json) into the package
+	$(BIN)/python scripts/build_web.py
+
+browser:  ## install Debian's chromium for the browser tests, when it is missing
+	bash scripts/install-browser.sh
+
+demo: $(STAMP) web  ## build the demo data set and serve it on http://127.0.0.1:8000
 	$(BIN)/eoshare demo --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
 serve: $(STAMP)  ## serve an existing data directory
@@ -32,7 +38,7 @@ lint: $(STAMP)  ## ruff (lint + format check)
 typecheck: $(STAMP)  ## mypy --strict on src/
 	$(BIN)/mypy
 
-pytest: $(STAMP)  ## the test suite alone
+pytest: $(STAMP) web browser  ## the test suite alone
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest  ## everything CI runs: lint, type check, the whole suite
@@ -41,6 +47,9 @@ bench: $(STAMP)  ## benchmarks (never part of make test); figures go to benchmar
 	$(BIN)/python benchmarks/bench_catalog.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_access.py
 	$(BIN)/python benchmarks/bench_tiles.py
+	$(BIN)/python benchmarks/bench_web.py
+	bash scripts/install-nginx.sh
+	$(BIN)/python benchmarks/bench_downloads.py $(DOWNLOADS_BENCH_ARGS)
 
 clean:  ## remove the environment, caches and the demo data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DATA_DIR) benchmarks/.work

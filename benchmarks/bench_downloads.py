@@ -33,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "storage"))
 
-from conftest import ACCESS_KEY, SECRET_KEY, WeedServer  # noqa: E402
+from s3_weed import ACCESS_KEY, SECRET_KEY, WeedServer  # noqa: E402
+
 from eoshare.catalog import open_catalog  # noqa: E402
 from eoshare.ingest.collections import minimal_collection  # noqa: E402
 from eoshare.storage import open_store  # noqa: E402

@@ -16,9 +16,9 @@ import pytest
 import rasterio
 import uvicorn
 from rasterio.windows import Window
+from s3_weed import ACCESS_KEY, SECRET_KEY, WeedServer
 from typer.testing import CliRunner
 
-from conftest import ACCESS_KEY, SECRET_KEY, WeedServer
 from eoshare.api.app import create_app
 from eoshare.catalog import open_catalog
 from eoshare.cli import app as cli_app

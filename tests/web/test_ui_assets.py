@@ -274,3 +274,28 @@ def test_ui_routes_stay_out_of_the_api_document(tmp_path: Path) -> None:
         paths = app.openapi()["paths"]
     assert "/" in paths
     assert not [p for p in paths if p.startswith("/ui")]
+
+
+def test_text_files_are_sent_compressed_once(client: TestClient) -> None:
+    path = "/ui/vendor/leaflet/leaflet.js"
+    original = (STATIC / "vendor" / "leaflet" / "leaflet.js").read_bytes()
+    with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as packed:
+        packed.read()
+        assert packed.headers["content-encoding"] == "gzip"
+        assert packed.headers["vary"] == "Accept-Encoding"
+        assert packed.num_bytes_downloaded < len(original) / 2
+        assert packed.content == original  # decoded by the client
+        gz_tag = packed.headers["etag"]
+    plain = client.get(path, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.content == original
+    assert plain.headers["etag"] != gz_tag
+    # "gzip;q=0" refuses gzip: this handler sends the identity representation (the
+    # app-wide GZip middleware, which ignores q, may still compress it on the way out)
+    refused = client.get(path, headers={"Accept-Encoding": "gzip;q=0"})
+    assert refused.headers["etag"] == plain.headers["etag"]
+    again = client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": gz_tag})
+    assert again.status_code == 304
+    # images are never recompressed
+    png = client.get("/ui/vendor/leaflet/images/layers.png", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in png.headers

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Request
 from starlette.responses import Response
 
 from eoshare.api.deps import Admin, Catalog
-from eoshare.api.links import base_url, collection_links, q, render_item
+from eoshare.api.links import base_url, q, render_item, visible_collection
 from eoshare.api.responses import GeoJSONResponse, JSONResponse
 from eoshare.errors import InvalidRequestError
 
@@ -139,7 +139,7 @@ def create_collection(request: Request, body: AnyBody, catalog: Catalog, _: Admi
     created = catalog.create_collection(body)
     base = base_url(request)
     return JSONResponse(
-        collection_links(base, created),
+        visible_collection(request, created),
         status_code=201,
         headers={"Location": f"{base}/collections/{q(created['id'])}"},
     )
@@ -152,7 +152,7 @@ def replace_collection(
     request: Request, collection_id: str, body: AnyBody, catalog: Catalog, _: Admin
 ) -> Response:
     updated = catalog.update_collection(collection_id, body)
-    return _answer(request, JSONResponse(collection_links(base_url(request), updated)))
+    return _answer(request, JSONResponse(visible_collection(request, updated)))
 
 
 @router.patch(
@@ -163,7 +163,7 @@ def patch_collection(
 ) -> Response:
     current = catalog.get_collection(collection_id)
     updated = catalog.update_collection(collection_id, apply_patch(current, body))
-    return _answer(request, JSONResponse(collection_links(base_url(request), updated)))
+    return _answer(request, JSONResponse(visible_collection(request, updated)))
 
 
 @router.delete("/collections/{collection_id}", status_code=204, summary="Delete a collection")

@@ -7,8 +7,12 @@ routes is part of the API, so they are left out of the OpenAPI document.
 
 from __future__ import annotations
 
+import gzip
 import mimetypes
+import os
+from functools import lru_cache
 from pathlib import Path
+from stat import S_ISREG
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
@@ -45,6 +49,9 @@ _TYPES = {
     ".txt": "text/plain; charset=utf-8",
     ".html": "text/html; charset=utf-8",
 }
+# text files are sent gzip-compressed to clients that accept it, compressed once per
+# version of the file (the app-wide GZip middleware would compress on every request)
+_COMPRESSIBLE = {".js", ".css", ".json", ".svg", ".html", ".txt"}
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _JSON_TYPES = ("application/json", "application/geo+json", "application/ld+json")
 
@@ -112,17 +119,46 @@ def ui_index(request: Request) -> Response:
     return ui_page(request)
 
 
-def _static_file(path: str) -> Path:
-    """The file under the static folder that ``path`` names; NotFoundError otherwise
-    (``..``, hidden names, folders and anything outside the folder)."""
+@lru_cache(maxsize=1)
+def _root() -> Path:
+    return web.STATIC.resolve()
+
+
+def _static_file(path: str) -> tuple[Path, os.stat_result]:
+    """The file under the static folder that ``path`` names, and its stat; NotFoundError
+    otherwise (``..``, hidden names, folders and anything outside the folder)."""
     parts = [p for p in path.split("/") if p]
     if not parts or any(p.startswith(".") or "\\" in p or "\x00" in p for p in parts):
         raise NotFoundError(f"no file /ui/{path}")
-    root = web.STATIC.resolve()
+    root = _root()
     candidate = root.joinpath(*parts).resolve()
-    if not candidate.is_relative_to(root) or not candidate.is_file():
+    if not candidate.is_relative_to(root):
         raise NotFoundError(f"no file /ui/{path}")
-    return candidate
+    try:
+        stat = candidate.stat()
+    except OSError:
+        stat = None
+    if stat is None or not S_ISREG(stat.st_mode):
+        raise NotFoundError(f"no file /ui/{path}")
+    return candidate, stat
+
+
+@lru_cache(maxsize=256)
+def _gzipped(path: Path, mtime_ns: int, size: int) -> bytes:
+    """A file's bytes, gzip-compressed; the key changes whenever the file does."""
+    return gzip.compress(path.read_bytes(), compresslevel=9, mtime=0)
+
+
+def _accepts_gzip(request: Request) -> bool:
+    for part in request.headers.get("accept-encoding", "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            q = params.replace(" ", "").lower().removeprefix("q=")
+            try:
+                return not params or float(q) > 0
+            except ValueError:
+                return False
+    return False
 
 
 @router.get("/ui/{path:path}")
@@ -130,15 +166,37 @@ def ui_static(request: Request, path: str) -> Response:
     """A static file of the UI (scripts, styles, translations, vendored libraries)."""
     if path == "index.html":
         return ui_page(request)
-    file = _static_file(path)
+    file, stat = _static_file(path)
     media_type = _TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0]
+    headers = {**SECURITY_HEADERS, "Cache-Control": REVALIDATE}
+    compress = file.suffix in _COMPRESSIBLE
+    if compress:
+        headers["Vary"] = "Accept-Encoding"
     response = FileResponse(
         file,
         media_type=media_type or "application/octet-stream",
-        headers={**SECURITY_HEADERS, "Cache-Control": REVALIDATE},
-        stat_result=file.stat(),  # sets ETag and Last-Modified now, not when sent
+        headers=headers,
+        stat_result=stat,  # sets ETag and Last-Modified now, not when sent
     )
-    etag = response.headers.get("etag")
-    if etag and etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": REVALIDATE})
-    return response
+    etag = response.headers["etag"]
+    use_gzip = compress and _accepts_gzip(request)
+    if use_gzip:
+        # each encoding of a file is its own representation, with its own tag
+        etag = f'{etag[:-1]}-gzip"'
+    if etag in request.headers.get("if-none-match", ""):
+        not_modified = {"ETag": etag, "Cache-Control": REVALIDATE}
+        if compress:
+            not_modified["Vary"] = "Accept-Encoding"
+        return Response(status_code=304, headers=not_modified)
+    if not use_gzip:
+        return response
+    return Response(
+        _gzipped(file, stat.st_mtime_ns, stat.st_size),
+        media_type=media_type,
+        headers={
+            **headers,
+            "ETag": etag,
+            "Last-Modified": response.headers["last-modified"],
+            "Content-Encoding": "gzip",
+        },
+    )
