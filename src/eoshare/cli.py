@@ -341,6 +341,11 @@ def demo(
             demo_catalog.close()
         typer.echo(f"demo data ready in {settings.data_dir}", err=True)
         if serve_after:
+            # the web UI (eoshare.web): search, preview and download on a map
+            typer.echo(
+                f"open http://{settings.host}:{settings.port}/ in a web browser for the map",
+                err=True,
+            )
             _run_server(settings)
 
 

@@ -198,6 +198,7 @@ def test_every_language_fills_every_string(open_page: Any) -> None:
         for key, text in shown:
             assert text == strings[key], (lang, key, text)
         assert page.title().endswith(strings["app.title"])
+        page.screenshot(path=str(SCREENSHOTS / f"language-{lang}.png"))
 
 
 def test_withheld_download_shows_the_agreement(open_page: Any, web_node: Node) -> None:

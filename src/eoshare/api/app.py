@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from starlette.responses import Response
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
@@ -79,6 +78,29 @@ class _TooLarge(Exception):
     pass
 
 
+class OpenApiMediaType:
+    """Serves the OpenAPI document (/api) as ``application/vnd.oai.openapi+json``, the type
+    STAC API's service-desc link names. Plain ASGI: no cost on the other routes."""
+
+    MEDIA_TYPE = b"application/vnd.oai.openapi+json;version=3.0"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != "/api":
+            await self.app(scope, receive, send)
+            return
+
+        async def retype(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = [(k, v) for k, v in message["headers"] if k != b"content-type"]
+                message["headers"] = [*headers, (b"content-type", self.MEDIA_TYPE)]
+            await send(message)
+
+        await self.app(scope, receive, retype)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the eoshare ASGI application."""
     settings = settings or load_settings()
@@ -127,14 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     downloads.install(app, settings)
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
 
-    @app.middleware("http")
-    async def _openapi_type(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if request.url.path == "/api" and response.status_code == 200:
-            response.headers["content-type"] = "application/vnd.oai.openapi+json;version=3.0"
-        return response
+    app.add_middleware(OpenApiMediaType)
 
     # who is calling: sets request.state.principal (401 problems for bad credentials)
     app.add_middleware(
