@@ -278,9 +278,18 @@ def _record(
     return done
 
 
-@router.api_route(
-    "/download/{collection_id}/{item_id}/{asset_key}",
-    methods=["GET", "HEAD"],
+_DOWNLOAD = "/download/{collection_id}/{item_id}/{asset_key}"
+
+
+@router.head(
+    _DOWNLOAD,
+    operation_id="head_asset",
+    summary="Size, type and ETag of an asset",
+    response_class=Response,
+)
+@router.get(
+    _DOWNLOAD,
+    operation_id="download_asset",
     summary="Download an asset (ranges, signed links)",
     response_class=Response,
     responses={

@@ -482,11 +482,14 @@ function metadataRows(item) {
 }
 
 /** The node's hint of the caller's access to an asset (eoshare:access), when it is not
- * "full": the download is withheld, and the reason says which agreement withholds it. */
+ * "full" (or, for a thumbnail, "reduced"): the download is withheld, and the reason says which agreement withholds it. */
 function accessHint(asset) {
   const hint = asset["eoshare:access"];
   if (!hint || typeof hint !== "object") return null;
   if (hint.decision === "full") return null;
+  // A thumbnail is small by nature: "reduced" still means the node hands it out.
+  const roles = Array.isArray(asset.roles) ? asset.roles : [];
+  if (hint.decision === "reduced" && roles.includes("thumbnail")) return null;
   return {
     decision: hint.decision,
     reason: hint.reason || t("item.withheldReason"),
