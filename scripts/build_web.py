@@ -5,16 +5,19 @@ loads into ``src/eoshare/web/static/vendor/`` and writes ``VENDORED.json`` besid
 the version and integrity of each package (from the lock) and the SHA-256 of each
 copied file. The UI is then served by eoshare itself, with no CDN.
 
-When ``VENDORED.json`` already matches the lock and every file's checksum, nothing is
-done and npm is not needed (a fresh clone has the vendored files). Otherwise it runs
-``npm ci`` in ``web/`` and copies again. ``tests/web/test_assets.py`` checks the same
-agreement, so a lock bump without ``make web`` fails the tests.
+The copies are build output, not committed (eoshare's repository holds only its own
+files). When ``VENDORED.json`` already matches the lock and every file's checksum,
+nothing is done; otherwise it runs ``npm ci`` in ``web/`` (installing npm from Debian's
+archive first when it is missing and we are root) and copies again.
+``tests/web/test_ui_assets.py`` checks the same agreement, so a lock bump without
+``make web`` fails the tests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -86,13 +89,30 @@ def up_to_date() -> bool:
     )
 
 
-def build() -> None:
+def find_npm() -> str:
+    """npm, installed from Debian's archive when missing and we are root."""
     npm = shutil.which("npm")
+    if npm is None and shutil.which("apt-get") and os.geteuid() == 0:
+        print("installing Node.js and npm with apt (for make web)", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        lock = ["-o", "DPkg::Lock::Timeout=600"]
+        subprocess.run(["apt-get", *lock, "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", *lock, "install", "-y", "-qq", "--no-install-recommends", "npm"],
+            check=True,
+            env=env,
+        )
+        npm = shutil.which("npm")
     if npm is None:
         raise SystemExit(
-            "error: the vendored web assets do not match web/package-lock.json and npm is "
-            "missing; install Node.js and npm (apt-get install npm), then run 'make web'"
+            "error: the web assets are not built and npm is missing; install Node.js and "
+            "npm (apt-get install npm), then run 'make web'"
         )
+    return npm
+
+
+def build() -> None:
+    npm = find_npm()
     subprocess.run(
         [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=WEB,
