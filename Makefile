@@ -32,8 +32,8 @@ serve: $(STAMP)  ## serve an existing data directory
 	$(BIN)/eoshare serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)  ## ruff (lint + format check)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 typecheck: $(STAMP)  ## mypy --strict on src/
 	$(BIN)/mypy
