@@ -57,7 +57,11 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_dt ON items (dt_start, dt_end);
 CREATE INDEX IF NOT EXISTS items_collection_dt ON items (collection, dt_start);
 CREATE INDEX IF NOT EXISTS items_id ON items (id);
-CREATE VIRTUAL TABLE IF NOT EXISTS items_rtree USING rtree (key, minx, maxx, miny, maxy);
+-- dt_start/dt_end ride along (auxiliary columns) so that a bbox + datetime search
+-- drops candidates without reading their (large) item rows
+CREATE VIRTUAL TABLE IF NOT EXISTS items_rtree USING rtree (
+    key, minx, maxx, miny, maxy, +dt_start, +dt_end
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5 (
     text, tokenize = 'unicode61 remove_diacritics 2'
 );
@@ -136,17 +140,23 @@ def _eo_unaccent(value: Any) -> Any:
     return "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
 
 
+_TYPE_NAMES = {
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
 def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
+    """The queryable type of a property value (called for every property loaded)."""
+    name = _TYPE_NAMES.get(type(value))
+    if name is not None:
+        return name
     if isinstance(value, str):
         return "datetime" if _ISO_LIKE.match(value) else "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
     return "null"
 
 
@@ -431,7 +441,7 @@ class SqliteCatalog:
         known_collections: dict[str, bool] = {}
         inserted = updated = skipped = 0
         with self._write() as conn:
-            rtree_rows: list[tuple[int, float, float, float, float]] = []
+            rtree_rows: list[tuple[int, float, float, float, float, str, str]] = []
             fts_rows: list[tuple[int, str]] = []
             qrows: set[tuple[str, str, str]] = set()
             for cid, facts, geom_wkb, item in rows:
@@ -482,11 +492,21 @@ class SqliteCatalog:
                 rowid = row[0]
                 if bbox is not None:
                     for part, (x0, y0, x1, y1) in enumerate(split_bbox(bbox)):
-                        rtree_rows.append((rowid * 2 + part, x0, x1, y0, y1))
+                        rtree_rows.append(
+                            (
+                                rowid * 2 + part,
+                                x0,
+                                x1,
+                                y0,
+                                y1,
+                                facts.datetime_start,
+                                facts.datetime_end,
+                            )
+                        )
                 fts_rows.append((rowid, _fts_text(item)))
                 for name, value in (item.get("properties") or {}).items():
                     qrows.add((cid, name, _json_type(value)))
-            conn.executemany("INSERT INTO items_rtree VALUES (?, ?, ?, ?, ?)", rtree_rows)
+            conn.executemany("INSERT INTO items_rtree VALUES (?, ?, ?, ?, ?, ?, ?)", rtree_rows)
             conn.executemany("INSERT INTO items_fts (rowid, text) VALUES (?, ?)", fts_rows)
             conn.executemany("INSERT OR IGNORE INTO queryables VALUES (?, ?, ?)", sorted(qrows))
         report.inserted += inserted
@@ -650,14 +670,18 @@ class SqliteCatalog:
             if geom.is_empty:
                 clauses.append("0")
         if boxes:
-            rtree = " UNION ALL ".join(
-                "SELECT key >> 1 FROM items_rtree WHERE minx <= ? AND maxx >= ? AND miny <= ? "
-                "AND maxy >= ?"
-                for _ in boxes
-            )
-            clauses.append(f"items.rowid IN ({rtree})")
+            box_sql = "SELECT key >> 1 FROM items_rtree"
+            box_sql += " WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?"
+            dt_params: list[Any] = []
+            if query.datetime_start is not None:
+                box_sql += " AND dt_end >= ?"
+                dt_params.append(iso(query.datetime_start))
+            if query.datetime_end is not None:
+                box_sql += " AND dt_start <= ?"
+                dt_params.append(iso(query.datetime_end))
+            clauses.append(f"items.rowid IN ({' UNION ALL '.join(box_sql for _ in boxes)})")
             for x0, y0, x1, y1 in boxes:
-                params += [x1, x0, y1, y0]
+                params += [x1, x0, y1, y0, *dt_params]
         if geom is not None and not geom.is_empty:
             clauses.append("eo_spatial('s_intersects', items.geom, ?)")
             params.append(shapely.to_wkb(geom))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import orjson
 
 from eoshare.catalog.base import JSON, Catalog, LoadReport, OnConflict
-from eoshare.catalog.validate import check_collection, check_item
+from eoshare.catalog.validate import check_collection
 from eoshare.errors import (
     ConflictError,
     EoshareError,
@@ -233,6 +234,7 @@ class _ItemStream:
         report: DocumentLoadReport,
         tick: Callable[[], None],
         made: list[str],
+        batch_size: int = 1000,
     ) -> None:
         self.docs = docs
         self.catalog = catalog
@@ -244,6 +246,10 @@ class _ItemStream:
         self.last_location = ""
         self.made = made
         self.missing: dict[str, int] = {}
+        # (document, location) of the items handed out lately, by id(): the catalogue
+        # validates a batch right after taking it, so two batches' worth is enough.
+        self._where: OrderedDict[int, tuple[JSON, str]] = OrderedDict()
+        self._window = 2 * batch_size
 
     def _collection_exists(self, cid: str, location: str) -> bool:
         if cid not in self.known:
@@ -299,16 +305,27 @@ class _ItemStream:
                     raise InvalidItemError(
                         f"expected a STAC Item (type 'Feature'), got type {kind!r}"
                     )
-                facts = check_item(doc)
-                if facts.collection is None:
-                    raise InvalidItemError(f"item {facts.id!r} names no 'collection'")
+                collection = doc.get("collection")
+                if not isinstance(collection, str) or not collection:
+                    raise InvalidItemError(f"item {doc.get('id')!r} names no 'collection'")
             except (InvalidRequestError, ConflictError) as exc:
                 self.report.problem(location, exc.detail)
                 continue
-            if not self._collection_exists(facts.collection, location):
+            if not self._collection_exists(collection, location):
                 continue
+            # The full check happens once, in the catalogue (upsert_items), which hands
+            # an invalid item back through invalid(); remember where each one came from.
+            self._where[id(doc)] = (doc, location)
+            if len(self._where) > self._window:
+                self._where.popitem(last=False)
             self.tick()
             yield doc
+
+    def invalid(self, item: JSON, exc: InvalidItemError) -> None:
+        """Called by the catalogue for an item that fails validation: report its line."""
+        entry = self._where.pop(id(item), None)
+        location = entry[1] if entry is not None and entry[0] is item else self.last_location
+        self.report.problem(location, exc.detail)
 
 
 def load_documents(
@@ -385,9 +402,13 @@ def load_documents(
                     report=report,
                     tick=tick,
                     made=made,
+                    batch_size=batch_size,
                 )
                 written = catalog.upsert_items(
-                    stream, on_conflict=on_conflict, batch_size=batch_size
+                    stream,
+                    on_conflict=on_conflict,
+                    batch_size=batch_size,
+                    on_invalid=stream.invalid,
                 )
             except (EoshareError, OSError) as exc:
                 where = stream.last_location if stream and stream.last_location else str(path)
