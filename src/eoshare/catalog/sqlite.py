@@ -209,7 +209,37 @@ class SqliteCatalog:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._conn().executescript(_SCHEMA)
+        self._migrate(self._conn())
+
+    # --- schema -------------------------------------------------------------------------
+    SCHEMA_VERSION = 2
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Create the schema, or bring an older catalogue file up to date.
+
+        Version 2 added dt_start/dt_end to the R*Tree; it is rebuilt from the items."""
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        rebuild = (
+            version < 2
+            and conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'items_rtree'").fetchone()
+            is not None
+        )
+        if rebuild:
+            # rebuilt below; a crash in between leaves user_version < 2: done again
+            conn.execute("DROP TABLE items_rtree")
+        conn.executescript(_SCHEMA)
+        if rebuild:
+            with self._write() as w:
+                w.execute(
+                    "INSERT INTO items_rtree SELECT rowid * 2, minx, "
+                    "CASE WHEN minx > maxx THEN 180.0 ELSE maxx END, miny, maxy, dt_start, "
+                    "dt_end FROM items WHERE minx IS NOT NULL"
+                )
+                w.execute(
+                    "INSERT INTO items_rtree SELECT rowid * 2 + 1, -180.0, maxx, miny, maxy, "
+                    "dt_start, dt_end FROM items WHERE minx > maxx"
+                )
+        conn.execute(f"PRAGMA user_version = {self.SCHEMA_VERSION}")
 
     # --- connections ------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
