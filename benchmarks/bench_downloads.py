@@ -96,8 +96,9 @@ def eoshare(data_dir: Path, storage: str = "") -> Iterator[str]:
                 "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})  # fmt: skip
     log = (data_dir / "server.log").open("ab")
     proc = subprocess.Popen(
+        # two server processes, like nginx's worker_processes 2 below
         [sys.executable, "-m", "uvicorn", "--factory", "eoshare.api.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--workers", "2"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

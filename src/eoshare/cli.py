@@ -123,19 +123,21 @@ def _app_from_env() -> FastAPI:
     return create_app(load_settings())
 
 
-def _run_server(settings: Settings, *, reload: bool = False) -> None:
+def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -> None:
     import uvicorn
 
-    if reload:
-        # uvicorn's reloader re-imports the app in a child process, so the settings go
-        # there through the environment.
+    if reload or workers > 1:
+        # uvicorn's reloader and its worker processes import the app themselves, so the
+        # settings go there through the environment (SQLite's WAL lets several worker
+        # processes share one catalogue).
         os.environ["EOSHARE_DATA_DIR"] = str(settings.data_dir)
         uvicorn.run(
             "eoshare.cli:_app_from_env",
             factory=True,
             host=settings.host,
             port=settings.port,
-            reload=True,
+            reload=reload,
+            workers=None if reload else workers,
             log_config=None,
         )
         return
@@ -150,11 +152,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     data_dir: DataDir = None,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes (e.g. one per core).")
+    ] = 1,
 ) -> None:
     """Serve the STAC API (and the web UI) over HTTP."""
     with _errors():
         settings = _settings(host=host, port=port, data_dir=data_dir)
-        _run_server(settings, reload=reload)
+        _run_server(settings, reload=reload, workers=workers)
 
 
 # --- ingest ---------------------------------------------------------------------------
