@@ -78,7 +78,7 @@ def extent_metres(bounds: tuple[float, float, float, float]) -> tuple[float, flo
 def tile_pixel_metres(tms_id: str, z: int, x: int, y: int, pixels: int) -> float:
     """The ground size of one pixel of a tile, in metres: the smaller of its east-west and
     north-south sizes at the tile's centre (the finer one is what a caller gets)."""
-    tms = morecantile.tms.get(tms_id)
+    tms = morecantile.tms.get(tms_id)  # once per tile: the function's own cache
     b = tms.bounds(morecantile.Tile(x, y, z))
     ew, ns = extent_metres((b.left, b.bottom, b.right, b.top))
     return min(ew, ns) / pixels

@@ -10,6 +10,7 @@ finest pixel size in metres (``min_pixel_m``) a picture may have.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import threading
@@ -55,10 +56,17 @@ TILE_SIZE = 256
 _RANGE_SIZE = 256  # the preview size that automatic value ranges are measured on
 
 
+@functools.lru_cache(maxsize=64)
+def _known_tms(tms_id: str) -> morecantile.TileMatrixSet:
+    # morecantile deep-copies a set on every get() (~2 ms for WebMercatorQuad); the sets
+    # are never changed here, so each is built once
+    return morecantile.tms.get(tms_id)
+
+
 def get_tms(tms_id: str) -> morecantile.TileMatrixSet:
     """A tile matrix set by id (``WebMercatorQuad``...); NotFoundError for others."""
     try:
-        return morecantile.tms.get(tms_id)
+        return _known_tms(tms_id)
     except morecantile.errors.InvalidIdentifier:
         raise NotFoundError(
             f"unknown tile matrix set {tms_id!r}; GET /tiles/tileMatrixSets lists them"
@@ -361,6 +369,22 @@ class TileService:
         return content
 
     # --- what the routes call ---------------------------------------------------------
+    def cached_tile(
+        self,
+        item: JSON,
+        plan: Plan,
+        tms: morecantile.TileMatrixSet,
+        z: int,
+        x: int,
+        y: int,
+        *,
+        scale: int = 1,
+        fmt: ImageFormat,
+    ) -> Rendered | None:
+        """The tile if it is in the cache (cheap: the route answers it without a thread)."""
+        key = ("tile", item_version(item), plan.spec, tms.id, z, x, y, scale, fmt.name)
+        return self.cache.get(key)
+
     def tile(
         self,
         item: JSON,

@@ -249,9 +249,9 @@ def asset_hrefs(request: Request, base: str, item: JSON) -> JSON:
     signer: Signer | None = getattr(request.app.state, "signer", None)
     principal: Principal | None = None
     if sign and signer is not None:
-        from eoshare.api.deps import get_principal
+        from eoshare.api.deps import principal_of
 
-        principal = get_principal(request)
+        principal = principal_of(request)
     out = dict(item)
     new_assets: JSON = {}
     for name, asset in assets.items():

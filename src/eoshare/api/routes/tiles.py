@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 import morecantile
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from eoshare.access import AccessPolicy as AccessBackend
@@ -41,7 +42,7 @@ _TILE_END = re.compile(r"^(?P<y>\d+)(?:@(?P<scale>\d+)x)?(?:\.(?P<format>[A-Za-z
 _MAX_SCALE = 4
 
 
-def get_tiles(request: Request) -> TileService:
+async def get_tiles(request: Request) -> TileService:
     tiles: TileService = request.app.state.tiles
     return tiles
 
@@ -49,7 +50,7 @@ def get_tiles(request: Request) -> TileService:
 Tiles = Annotated[TileService, Depends(get_tiles)]
 
 
-def render_params(
+async def render_params(
     settings: Settings,
     assets: Annotated[
         list[str], Query(description="asset keys to read (repeat, or comma-separated)")
@@ -166,7 +167,7 @@ def tile_matrix_sets(request: Request) -> JSONResponse:
     base = base_url(request)
     sets = []
     for tms_id in morecantile.tms.list():
-        tms = morecantile.tms.get(tms_id)
+        tms = get_tms(tms_id)
         href = f"{base}/tiles/tileMatrixSets/{q(tms_id)}"
         sets.append(
             {
@@ -208,7 +209,7 @@ def colormaps() -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}},
 )
-def item_tile(
+async def item_tile(
     request: Request,
     collection_id: str,
     item_id: str,
@@ -222,7 +223,11 @@ def item_tile(
     tiles: Tiles,
     spec: Render,
 ) -> Response:
-    """One tile: ``{y}``, ``{y}.png``, ``{y}@2x.webp``..."""
+    """One tile: ``{y}``, ``{y}.png``, ``{y}@2x.webp``...
+
+    Async on purpose: the lookups and the decision are sub-millisecond SQLite reads, so a
+    tile already in the cache is answered without a thread hop; only rendering (GDAL
+    reads, encoding) goes to the thread pool."""
     row, scale, fmt = _tile_end(y)
     tms = get_tms(tms_id)
     item = _item(catalog, access, caller, collection_id, item_id)
@@ -230,7 +235,11 @@ def item_tile(
     decision = _decide(access, caller, item, plan)
     check_tile_index(tms, z, x, row)
     check_tile(decision, tms, z, x, row, int(tms.matrix(z).tileWidth) * scale)
-    rendered = tiles.tile(item, plan, tms, z, x, row, scale=scale, fmt=fmt)
+    rendered = tiles.cached_tile(item, plan, tms, z, x, row, scale=scale, fmt=fmt)
+    if rendered is None:
+        rendered = await run_in_threadpool(
+            tiles.tile, item, plan, tms, z, x, row, scale=scale, fmt=fmt
+        )
     response, sent = _image(request, rendered, caller)
     _record(access, caller, item, plan.assets, decision, sent)
     return response
