@@ -149,9 +149,18 @@ class Server:
         }
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "eoshare.api.app:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "warning", "--no-access-log",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "eoshare.api.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
             ],
             env=env,
             cwd=ROOT,
@@ -339,7 +348,10 @@ def machine() -> dict[str, str]:
         mem_kb = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1))  # type: ignore[union-attr]
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -356,14 +368,19 @@ def machine() -> dict[str, str]:
 
 
 def _n(size: int) -> str:
-    return f"{size // 1_000_000}M" if size >= 1_000_000 and size % 1_000_000 == 0 else (
-        f"{size // 1000}k" if size % 1000 == 0 else str(size)
+    return (
+        f"{size // 1_000_000}M"
+        if size >= 1_000_000 and size % 1_000_000 == 0
+        else (f"{size // 1000}k" if size % 1000 == 0 else str(size))
     )
 
 
 def render(
-    label: str, info: dict[str, str], loads: dict[int, dict[str, Any]],
-    lats: dict[int, list[Latency]], args: argparse.Namespace,
+    label: str,
+    info: dict[str, str],
+    loads: dict[int, dict[str, Any]],
+    lats: dict[int, list[Latency]],
+    args: argparse.Namespace,
 ) -> str:
     sizes = sorted(loads)
     out = [f"## {label}", ""]
@@ -383,7 +400,8 @@ def render(
         r = loads[s]
         third = (
             f"{r['rss_first_third_mb']:.0f} / {r['rss_last_third_mb']:.0f}"
-            if r.get("rss_first_third_mb") is not None else "-"
+            if r.get("rss_first_third_mb") is not None
+            else "-"
         )
         out.append(
             f"| {_n(s)} | {r['seconds']:.1f} | {r['items_per_s']:.0f} | {r['peak_rss_mb']:.0f} "
@@ -425,15 +443,25 @@ def update_results(section: str, label: str, path: Path = RESULTS) -> None:
 # --- main ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
-                        help="comma-separated item counts (default 10000,100000,1000000)")
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help="comma-separated item counts (default 10000,100000,1000000)",
+    )
     parser.add_argument("--quick", action="store_true", help="10k items only")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per kind")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per kind first")
-    parser.add_argument("--budget", type=float, default=60.0,
-                        help="seconds at most per query kind and size (then fewer requests)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep an already loaded catalogue (skip the load measurement)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        help="seconds at most per query kind and size (then fewer requests)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep an already loaded catalogue (skip the load measurement)",
+    )
     parser.add_argument("--label", default="Latest run", help="the RESULTS.md section to write")
     parser.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--seed", type=int, default=42)
@@ -473,8 +501,12 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait_ready(c)
             print(f"[{_n(size)}] search latency through {server.base}:", flush=True)
             lats[size] = measure(
-                server.base, ids, requests=args.requests, warmup=args.warmup,
-                budget_s=args.budget, seed=args.seed,
+                server.base,
+                ids,
+                requests=args.requests,
+                warmup=args.warmup,
+                budget_s=args.budget,
+                seed=args.seed,
             )
         finally:
             server.stop()
