@@ -153,3 +153,59 @@ def and_all(*exprs: JSON | None) -> JSON | None:
     if not present:
         return None
     return present[0] if len(present) == 1 else {"op": "and", "args": present}
+
+
+def _collection_test(expr: JSON) -> tuple[str, set[str]] | None:
+    """("=" | "<>" | "in", values) when ``expr`` compares the item's collection with
+    literals; None otherwise."""
+    op, args = expr.get("op"), expr.get("args")
+    if not isinstance(args, list) or len(args) != 2:
+        return None
+    a, b = args
+    if op in ("=", "<>", "!=") and isinstance(b, dict) and b.get("property") == "collection":
+        a, b = b, a
+    if not (isinstance(a, dict) and a.get("property") == "collection"):
+        return None
+    if op in ("=", "<>", "!=") and isinstance(b, str):
+        return ("=" if op == "=" else "<>"), {b}
+    if op == "in" and isinstance(b, list) and all(isinstance(v, str) for v in b):
+        return "in", set(b)
+    return None
+
+
+def fold_collections(expr: Any, collections: frozenset[str]) -> Any:
+    """Evaluate what a filter says about the item's collection, knowing that the item is
+    in one of ``collections``: returns True, False, or a smaller expression.
+
+    The access layer's visibility filter is mostly collection terms; a search already
+    restricted to some collections usually makes it TRUE (nothing to test per row) or
+    FALSE (nothing to read), which is what keeps enforcement nearly free."""
+    if not collections or not isinstance(expr, dict):
+        return expr
+    test = _collection_test(expr)
+    if test is not None:
+        kind, values = test
+        inside = collections <= values
+        outside = not (collections & values)
+        if kind in ("=", "in"):
+            return True if inside else False if outside else expr
+        return False if inside else True if outside else expr
+    op, args = expr.get("op"), expr.get("args")
+    if op in ("and", "or") and isinstance(args, list):
+        absorbing = op == "or"  # True absorbs an OR, False absorbs an AND
+        kept = []
+        for arg in args:
+            folded = fold_collections(arg, collections)
+            if folded is absorbing:
+                return absorbing
+            if folded is not (not absorbing):
+                kept.append(folded)
+        if not kept:
+            return not absorbing
+        return kept[0] if len(kept) == 1 else {"op": op, "args": kept}
+    if op == "not" and isinstance(args, list) and len(args) == 1:
+        folded = fold_collections(args[0], collections)
+        if isinstance(folded, bool):
+            return not folded
+        return {"op": "not", "args": [folded]}
+    return expr

@@ -25,7 +25,7 @@ import shapely
 from shapely import prepared
 
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
-from eoshare.catalog.cql2filter import query_to_cql2
+from eoshare.catalog.cql2filter import fold_collections, query_to_cql2
 from eoshare.catalog.geometry import split_bbox
 from eoshare.catalog.sqlite_filter import COLUMNS, FilterTranslator, json_path, literal_geometry
 from eoshare.catalog.validate import check_collection, check_item, iso, parse_datetime
@@ -374,9 +374,11 @@ class SqliteCatalog:
         sql = "SELECT content FROM items WHERE collection = ? AND id = ?"
         params: list[Any] = [collection_id, item_id]
         if visible is not None:
-            tr = FilterTranslator()
-            sql += " AND " + tr.translate(visible)
-            params += tr.params
+            folded = fold_collections(visible, frozenset((collection_id,)))
+            if folded is not True:
+                tr = FilterTranslator()
+                sql += " AND " + tr.translate(folded)
+                params += tr.params
         row = self._conn().execute(sql, params).fetchone()
         if row is None:
             raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
@@ -738,9 +740,11 @@ class SqliteCatalog:
                 clauses.append(tr.translate(legacy))
                 params += tr.params
         if query.visible is not None:
-            tr = FilterTranslator()
-            clauses.append(tr.translate(query.visible))
-            params += tr.params
+            visible = fold_collections(query.visible, frozenset(query.collections))
+            if visible is not True:
+                tr = FilterTranslator()
+                clauses.append(tr.translate(visible))
+                params += tr.params
         return (" AND ".join(clauses) or "1"), params
 
     def _order(self, sortby: tuple[SortField, ...], query: SearchQuery) -> tuple[str, list[Any]]:
