@@ -663,11 +663,12 @@ class SqliteCatalog:
 
         def over_budget() -> int:
             # SQLite calls this every 100 virtual-machine steps (5 to 10 per row);
-            # non-zero interrupts the query. Never within the first 1000 steps: a small
-            # count always completes, however busy the machine.
+            # non-zero interrupts the query. Never within the first 200,000 steps (tens
+            # of thousands of rows): a count over a small catalogue is always exact,
+            # however busy the machine; only large scans are cut short.
             nonlocal calls
             calls += 1
-            return int(calls > 10 and time.perf_counter() > deadline)
+            return int(calls > 2000 and time.perf_counter() > deadline)
 
         conn.set_progress_handler(over_budget, 100)
         try:
