@@ -55,3 +55,77 @@ def test_counts_past_the_limit_are_left_out(tmp_path: Path) -> None:
     # a filter that matches fewer than the limit is counted exactly
     few = {"op": "<", "args": [{"property": "n"}, 7]}
     assert catalog.search(SearchQuery(limit=2, filter=few)).number_matched == 7
+
+
+def _collection(cid: str) -> dict[str, object]:
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": cid,
+        "description": "d",
+        "license": "CC0-1.0",
+        "extent": {
+            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [[None, None]]},
+        },
+        "links": [],
+    }
+
+
+def _point(cid: str, k: int) -> dict[str, object]:
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": f"{cid}-{k}",
+        "collection": cid,
+        "geometry": {"type": "Point", "coordinates": [k % 90, 1]},
+        "properties": {"datetime": f"20{10 + k % 15:02d}-06-01T00:00:00Z"},
+        "links": [],
+        "assets": {},
+    }
+
+
+def test_paging_counts_follow_every_write(tmp_path: Path) -> None:
+    """Counts of collection-only searches come from kept per-collection counts; they
+    must equal a count of what is really there after inserts, updates and deletes."""
+    catalog = SqliteCatalog(tmp_path / "c.db")
+    for cid in ("a", "b", "c"):
+        catalog.create_collection(_collection(cid))
+    catalog.upsert_items([_point(cid, k) for cid in ("a", "b", "c") for k in range(30)])
+    catalog.upsert_items([_point("a", k) for k in range(10)], on_conflict="update")
+    catalog.upsert_items([_point("b", k) for k in range(25, 35)], on_conflict="skip")
+    catalog.delete_item("a", "a-3")
+    catalog.delete_collection("c")
+
+    present = [(i["collection"], i["properties"]["datetime"]) for i in catalog.iter_items()]
+    cutoff = "2018-01-01T00:00:00Z"
+    embargo_b = {  # all of a, and the items of b acquired before the cut-off
+        "op": "or",
+        "args": [
+            {"op": "=", "args": [{"property": "collection"}, "a"]},
+            {
+                "op": "and",
+                "args": [
+                    {"op": "=", "args": [{"property": "collection"}, "b"]},
+                    {"op": "<=", "args": [{"property": "datetime"}, {"timestamp": cutoff}]},
+                ],
+            },
+        ],
+    }
+    cases = [
+        (None, (), lambda c, d: True),
+        (None, ("b",), lambda c, d: c == "b"),
+        (embargo_b, (), lambda c, d: c == "a" or (c == "b" and d <= cutoff)),
+        (embargo_b, ("b",), lambda c, d: c == "b" and d <= cutoff),
+        (embargo_b, ("c",), lambda c, d: False),
+    ]
+    for visible, collections, rule in cases:
+        expected = sum(
+            1 for c, d in present if (not collections or c in collections) and rule(c, d)
+        )
+        page = catalog.search(
+            SearchQuery(collections=collections, visible=visible, limit=2, offset=2)
+        )
+        assert page.number_matched == expected, (visible, collections)
+    reopened = SqliteCatalog(tmp_path / "c.db")  # counts persist with the file
+    assert reopened.search(SearchQuery(limit=1, offset=1)).number_matched == len(present)

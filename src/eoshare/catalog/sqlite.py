@@ -65,6 +65,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS items_rtree USING rtree (
 CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5 (
     text, tokenize = 'unicode61 remove_diacritics 2'
 );
+-- items per collection, kept with every write: numberMatched of a search that only
+-- pages through collections (with a visibility filter) is a sum, not a scan
+CREATE TABLE IF NOT EXISTS collection_counts (
+    collection TEXT PRIMARY KEY REFERENCES collections(id) ON DELETE CASCADE,
+    n INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS queryables (
     collection TEXT NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
@@ -88,6 +94,9 @@ COMMON: dict[str, JSON] = {
     "start_datetime": {"title": "Acquisition start", "type": "string", "format": "date-time"},
     "end_datetime": {"title": "Acquisition end", "type": "string", "format": "date-time"},
 }
+
+# _count_by_collection's answer for a search it cannot count
+_NOT_APPLICABLE = object()
 
 _TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
 _TEXT_LISTS = ("keywords", "instruments")
@@ -212,12 +221,13 @@ class SqliteCatalog:
         self._migrate(self._conn())
 
     # --- schema -------------------------------------------------------------------------
-    SCHEMA_VERSION = 2
+    SCHEMA_VERSION = 3
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Create the schema, or bring an older catalogue file up to date.
 
-        Version 2 added dt_start/dt_end to the R*Tree; it is rebuilt from the items."""
+        Version 2 added dt_start/dt_end to the R*Tree; it is rebuilt from the items.
+        Version 3 added the per-collection item counts, counted once here."""
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         rebuild = (
             version < 2
@@ -238,6 +248,13 @@ class SqliteCatalog:
                 w.execute(
                     "INSERT INTO items_rtree SELECT rowid * 2 + 1, -180.0, maxx, miny, maxy, "
                     "dt_start, dt_end FROM items WHERE minx > maxx"
+                )
+        if version < 3:
+            with self._write() as w:
+                w.execute("DELETE FROM collection_counts")
+                w.execute(
+                    "INSERT INTO collection_counts SELECT collection, count(*) FROM items "
+                    "GROUP BY collection"
                 )
         conn.execute(f"PRAGMA user_version = {self.SCHEMA_VERSION}")
 
@@ -349,6 +366,7 @@ class SqliteCatalog:
             )
             conn.execute("DELETE FROM items WHERE collection = ?", (collection_id,))
             conn.execute("DELETE FROM queryables WHERE collection = ?", (collection_id,))
+            conn.execute("DELETE FROM collection_counts WHERE collection = ?", (collection_id,))
             conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
 
     def collection_extent(self, collection_id: str) -> JSON | None:
@@ -408,6 +426,9 @@ class SqliteCatalog:
                 )
             self._unindex(conn, row[0])
             conn.execute("DELETE FROM items WHERE rowid = ?", (row[0],))
+            conn.execute(
+                "UPDATE collection_counts SET n = n - 1 WHERE collection = ?", (collection_id,)
+            )
 
     @staticmethod
     def _unindex(conn: sqlite3.Connection, rowid: int) -> None:
@@ -476,6 +497,7 @@ class SqliteCatalog:
             rtree_rows: list[tuple[int, float, float, float, float, str, str]] = []
             fts_rows: list[tuple[int, str]] = []
             qrows: set[tuple[str, str, str]] = set()
+            new_per_collection: dict[str, int] = {}
             for cid, facts, geom_wkb, item in rows:
                 if cid not in known_collections:
                     known_collections[cid] = (
@@ -521,6 +543,7 @@ class SqliteCatalog:
                     updated += 1
                 else:
                     inserted += 1
+                    new_per_collection[cid] = new_per_collection.get(cid, 0) + 1
                 rowid = row[0]
                 if bbox is not None:
                     for part, (x0, y0, x1, y1) in enumerate(split_bbox(bbox)):
@@ -541,6 +564,11 @@ class SqliteCatalog:
             conn.executemany("INSERT INTO items_rtree VALUES (?, ?, ?, ?, ?, ?, ?)", rtree_rows)
             conn.executemany("INSERT INTO items_fts (rowid, text) VALUES (?, ?)", fts_rows)
             conn.executemany("INSERT OR IGNORE INTO queryables VALUES (?, ?, ?)", sorted(qrows))
+            conn.executemany(
+                "INSERT INTO collection_counts VALUES (?, ?) ON CONFLICT (collection) "
+                "DO UPDATE SET n = n + excluded.n",
+                sorted(new_per_collection.items()),
+            )
         report.inserted += inserted
         report.updated += updated
         report.skipped += skipped
@@ -637,7 +665,11 @@ class SqliteCatalog:
             if query.offset == 0 and not has_more:
                 matched = len(items)
             else:
-                matched = self._count(conn, where, params, self.count_budget_s + 2 * page_s)
+                counted = self._count_by_collection(conn, query)
+                if counted is not _NOT_APPLICABLE:
+                    matched = counted
+                else:
+                    matched = self._count(conn, where, params, self.count_budget_s + 2 * page_s)
         prev_offset = max(query.offset - query.limit, 0) if query.offset > 0 else None
         return ItemPage(
             items=items,
@@ -645,6 +677,47 @@ class SqliteCatalog:
             next_offset=query.offset + query.limit if has_more else None,
             prev_offset=prev_offset,
         )
+
+    def _count_by_collection(self, conn: sqlite3.Connection, query: SearchQuery) -> Any:
+        """numberMatched of a search that only pages through collections (the commonest
+        big count), from the kept per-collection counts: the visibility filter is folded
+        for each collection, so a collection the caller sees whole adds its count, a
+        hidden one nothing, and only a partly visible one (an embargo) is counted, along
+        its (collection, datetime) index. ``_NOT_APPLICABLE`` for any other search."""
+        if (
+            query.bbox is not None
+            or query.intersects is not None
+            or query.ids
+            or query.filter is not None
+            or query.q
+            or query.datetime_start is not None
+            or query.datetime_end is not None
+        ):
+            return _NOT_APPLICABLE
+        counts: dict[str, int] = dict(
+            conn.execute("SELECT collection, n FROM collection_counts").fetchall()
+        )
+        total = 0
+        for cid in set(query.collections or counts):
+            n = counts.get(cid, 0)
+            if n <= 0:
+                continue
+            visible = (
+                True
+                if query.visible is None
+                else fold_collections(query.visible, frozenset((cid,)))
+            )
+            if visible is True:
+                total += n
+            elif visible is not False:
+                tr = FilterTranslator()
+                condition = tr.translate(visible)
+                (k,) = conn.execute(
+                    f"SELECT count(*) FROM items WHERE items.collection = ? AND {condition}",
+                    [cid, *tr.params],
+                ).fetchone()
+                total += int(k)
+        return None if total > self.count_limit else total
 
     def _count(
         self, conn: sqlite3.Connection, where: str, params: list[Any], budget_s: float
