@@ -95,6 +95,9 @@ COMMON: dict[str, JSON] = {
     "end_datetime": {"title": "Acquisition end", "type": "string", "format": "date-time"},
 }
 
+# catalogues up to this many items always get an exact numberMatched (no time budget)
+_EXACT_COUNT_ITEMS = 50_000
+
 # _count_by_collection's answer for a search it cannot count
 _NOT_APPLICABLE = object()
 
@@ -733,18 +736,20 @@ class SqliteCatalog:
         cap = self.count_limit
         deadline = time.perf_counter() + budget_s
         calls = 0
+        (size,) = conn.execute("SELECT coalesce(sum(n), 0) FROM collection_counts").fetchone()
 
         def over_budget() -> int:
             # SQLite calls this every 100 virtual-machine steps (5 to 10 per row);
-            # non-zero interrupts the query. Never within the first 20,000 steps (a
-            # couple of thousand rows): a count over a small catalogue is always exact,
-            # however busy the machine; only large scans are cut short. (More steps
-            # would cost a large catalogue: each row of a JSON filter reads a document.)
+            # non-zero interrupts the query, never within the first 1000 steps.
             nonlocal calls
             calls += 1
-            return int(calls > 200 and time.perf_counter() > deadline)
+            return int(calls > 10 and time.perf_counter() > deadline)
 
-        conn.set_progress_handler(over_budget, 100)
+        # A small catalogue is always counted exactly, however busy the machine; the
+        # budget is for large ones, where a filter on a document property would read
+        # every document.
+        if size > _EXACT_COUNT_ITEMS:
+            conn.set_progress_handler(over_budget, 100)
         try:
             (matched,) = conn.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM items WHERE {where} LIMIT ?)",
