@@ -427,9 +427,8 @@ def render(
 
 def update_results(section: str, label: str, path: Path = RESULTS) -> None:
     head = (
-        "# Catalogue benchmark results\n\n"
-        "Written by `benchmarks/bench_catalog.py` (see `benchmarks/README.md`); each run "
-        "replaces the section with its `--label`.\n\n"
+        "# Benchmark results\n\n"
+        "`make bench` runs every script in `benchmarks/` (see `benchmarks/README.md`).\n\n"
     )
     text = path.read_text() if path.exists() else head
     pattern = re.compile(rf"^## {re.escape(label)}\n.*?(?=^## |\Z)", re.S | re.M)
