@@ -73,6 +73,19 @@ def get_tms(tms_id: str) -> morecantile.TileMatrixSet:
         ) from None
 
 
+def _tile_key(
+    item: JSON,
+    plan: Plan,
+    tms: morecantile.TileMatrixSet,
+    z: int,
+    x: int,
+    y: int,
+    scale: int,
+    fmt: ImageFormat,
+) -> tuple[Hashable, ...]:
+    return ("tile", item_version(item), plan.spec, tms.id, z, x, y, scale, fmt.name)
+
+
 def item_version(item: JSON) -> tuple[Hashable, ...]:
     """What changes when an item's pictures change: its update time and the checksums
     (else the store keys) of its raster assets. Part of every cache key."""
@@ -382,8 +395,7 @@ class TileService:
         fmt: ImageFormat,
     ) -> Rendered | None:
         """The tile if it is in the cache (cheap: the route answers it without a thread)."""
-        key = ("tile", item_version(item), plan.spec, tms.id, z, x, y, scale, fmt.name)
-        return self.cache.get(key)
+        return self.cache.get(_tile_key(item, plan, tms, z, x, y, scale, fmt))
 
     def tile(
         self,
@@ -399,8 +411,7 @@ class TileService:
     ) -> Rendered:
         """One map tile. NotFoundError when it lies outside the item's data."""
         check_tile_index(tms, z, x, y)
-        key = ("tile", item_version(item), plan.spec, tms.id, z, x, y, scale, fmt.name)
-        found = self.cache.get(key)
+        found = self.cached_tile(item, plan, tms, z, x, y, scale=scale, fmt=fmt)
         if found is not None:
             return found
         tile = morecantile.Tile(x, y, z)
@@ -408,7 +419,7 @@ class TileService:
         img = self._read_tile(item, plan, tms, tile, tilesize)
         content = self._finish(img, plan, fmt, lambda: self.value_range(item, plan))
         rendered = Rendered.of(content, fmt.media_type)
-        self.cache.put(key, rendered)
+        self.cache.put(_tile_key(item, plan, tms, z, x, y, scale, fmt), rendered)
         return rendered
 
     def preview(
