@@ -286,10 +286,11 @@ class S3Store:
     def _chunks(stream: Any, key: str, chunk_size: int) -> Iterator[bytes]:
         with _translate(f"read {key!r}", key):
             for chunk in stream:
-                data = bytes(chunk)
                 # min_chunk_size is a minimum; keep each piece under the asked size.
-                for i in range(0, len(data), chunk_size):
-                    yield data[i : i + chunk_size]
+                # One copy per piece (out of obstore's buffer), not two.
+                view = memoryview(chunk)
+                for i in range(0, len(view), chunk_size):
+                    yield bytes(view[i : i + chunk_size])
 
     def exists(self, key: str) -> bool:
         try:
