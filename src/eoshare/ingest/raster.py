@@ -731,7 +731,9 @@ def ingest_rasters(
                     report.updated += 1
                 else:
                     report.inserted += 1
-                log.info(
+                # with a progress bar on a terminal the bar says it; logs keep it at debug
+                log.log(
+                    logging.DEBUG if bar is not None else logging.INFO,
                     "ingested item",
                     extra={
                         "collection": collection_id,
