@@ -11,10 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +28,7 @@ from eoshare.access.agreements import Member, agreement_from_dict
 from eoshare.access.store import AccessStore
 from eoshare.catalog import open_catalog
 from eoshare.storage import open_store
+from live import live_node
 
 JSON = dict[str, Any]
 ADMIN_TOKEN = "access-test-admin-token-9876543210"
@@ -91,13 +88,6 @@ class Node:
         )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _template_items(shared: Path) -> list[JSON]:
     path = shared / "stac" / "sentinel-2-l2a_pc_and_earthsearch.ndjson"
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -116,49 +106,14 @@ def _rsa() -> tuple[rsa.RSAPrivateKey, bytes]:
 
 @contextlib.contextmanager
 def serve(data_dir: Path, extra_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
-    env.update(
-        {
-            "EOSHARE_DATA_DIR": str(data_dir),
-            "EOSHARE_LOG_LEVEL": "info",
-            "EOSHARE_API__ADMIN_TOKEN": ADMIN_TOKEN,
-            "EOSHARE_ACCESS__COOKIE_SECURE": "false",
-            **extra_env,
-        }
-    )
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "eoshare.api.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                log.flush()
-                pytest.fail("server exited:\n" + (data_dir / "server.log").read_text())
-            try:
-                if httpx.get(url + "/conformance", timeout=3).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the server did not answer within 90 s", pytrace=False)
-            time.sleep(0.2)
+    env = {
+        "EOSHARE_LOG_LEVEL": "info",
+        "EOSHARE_API__ADMIN_TOKEN": ADMIN_TOKEN,
+        "EOSHARE_ACCESS__COOKIE_SECURE": "false",
+        **extra_env,
+    }
+    with live_node(data_dir, env, ready_path="/conformance") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:

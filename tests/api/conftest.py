@@ -12,11 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +22,7 @@ import pytest
 
 from eoshare.catalog import open_catalog
 from eoshare.errors import InvalidItemError
+from live import live_node
 
 JSON = dict[str, Any]
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -212,74 +208,17 @@ def populate(catalog_url: str, stac: Path) -> Loaded:
     return loaded
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def serve(data_dir: Path, *, token: str | None = ADMIN_TOKEN) -> Iterator[str]:
     """Run ``uvicorn --factory eoshare.api.app:create_app`` on a free port; yield its URL."""
-    port = free_port()
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_") and k != "PYTHONPATH"
+        "EOSHARE_CATALOG": f"sqlite:///{data_dir / 'catalog.db'}",
+        "EOSHARE_LOG_LEVEL": "warning",
     }
-    env.update(
-        {
-            "EOSHARE_DATA_DIR": str(data_dir),
-            "EOSHARE_CATALOG": f"sqlite:///{data_dir / 'catalog.db'}",
-            "EOSHARE_LOG_LEVEL": "warning",
-        }
-    )
     if token:
         env["EOSHARE_API__ADMIN_TOKEN"] = token
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "eoshare.api.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                log.flush()
-                pytest.fail(
-                    "the server exited at start-up:\n" + (data_dir / "server.log").read_text(),
-                    pytrace=False,
-                )
-            try:
-                if httpx.get(url + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the server did not answer within 60 s", pytrace=False)
-            time.sleep(0.1)
+    with live_node(data_dir, env, timeout_s=60) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="session")

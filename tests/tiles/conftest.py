@@ -9,11 +9,6 @@ asked to record, so the tests can check both enforcement and the audit.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -33,6 +27,7 @@ from eoshare.catalog import open_catalog
 from eoshare.ingest.raster import ingest_rasters
 from eoshare.settings import load_settings
 from eoshare.storage import open_store
+from live import live_node
 
 JSON = dict[str, Any]
 S2 = "S2A_29RKH_20200219_0_L2A"
@@ -170,47 +165,11 @@ def quiet_reader(path: str) -> Iterator[Reader]:
             yield reader
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def live_tiles(tiles_data: Path) -> Iterator[str]:
     """``uvicorn --factory eoshare.api.app:create_app`` over the tile data on 127.0.0.1,
     for clients that talk real HTTP (OWSLib)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
-    env.update({"EOSHARE_DATA_DIR": str(tiles_data), "EOSHARE_LOG_LEVEL": "warning"})
-    log_path = tiles_data / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "eoshare.api.app:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail("the server exited:\n" + log_path.read_text(), pytrace=False)
-                try:
-                    if httpx.get(url + "/", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("the server did not answer within 90 s", pytrace=False)
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()
+    with live_node(tiles_data, {"EOSHARE_LOG_LEVEL": "warning"}) as url:
+        yield url
+    log = (tiles_data / "server.log").read_text()
+    assert "Traceback" not in log, log

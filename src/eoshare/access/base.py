@@ -104,6 +104,31 @@ class AccessPolicy(Protocol):
         ...
 
 
+def log_grant(
+    principal: Principal,
+    item: JSON,
+    asset_key: str | None,
+    action: Action,
+    decision: Decision,
+    nbytes: int,
+) -> None:
+    """One grant of bytes as a structured log line (every policy's ``record`` writes it)."""
+    log.info(
+        "grant",
+        extra={
+            "user": principal.user,
+            "member": principal.member,
+            "country": principal.country,
+            "collection": item.get("collection"),
+            "item": item.get("id"),
+            "asset": asset_key,
+            "action": str(action),
+            "decision": decision.kind,
+            "bytes": nbytes,
+        },
+    )
+
+
 class OpenAccess:
     """Everything visible, everything in full; grants go to the structured log."""
 
@@ -124,17 +149,4 @@ class OpenAccess:
         decision: Decision,
         nbytes: int,
     ) -> None:
-        log.info(
-            "grant",
-            extra={
-                "user": principal.user,
-                "member": principal.member,
-                "country": principal.country,
-                "collection": item.get("collection"),
-                "item": item.get("id"),
-                "asset": asset_key,
-                "action": str(action),
-                "decision": decision.kind,
-                "bytes": nbytes,
-            },
-        )
+        log_grant(principal, item, asset_key, action, decision, nbytes)

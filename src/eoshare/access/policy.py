@@ -30,13 +30,12 @@ from eoshare.access.agreements import (
     User,
     agreement_from_dict,
 )
-from eoshare.access.base import Action, Decision, Principal
+from eoshare.access.base import Action, Decision, Principal, log_grant
 from eoshare.access.store import AccessStore, iso
 from eoshare.errors import AccessDeniedError, InvalidRequestError, NotFoundError
 
 JSON = dict[str, Any]
 CollectionView = Literal["full", "partial", "hidden"]
-log = logging.getLogger("eoshare.audit")
 
 # "false" in CQL2 JSON that every backend understands
 NOTHING: JSON = {"op": "=", "args": [1, 0]}
@@ -370,20 +369,7 @@ class AgreementPolicy:
             decision=decision.kind,
             nbytes=nbytes,
         )
-        log.info(
-            "grant",
-            extra={
-                "user": principal.user,
-                "member": principal.member,
-                "country": principal.country,
-                "collection": item.get("collection"),
-                "item": item.get("id"),
-                "asset": asset_key,
-                "action": str(action),
-                "decision": decision.kind,
-                "bytes": nbytes,
-            },
-        )
+        log_grant(principal, item, asset_key, action, decision, nbytes)
 
 
 def _in(cids: list[str]) -> JSON:
