@@ -15,7 +15,6 @@ an embargo's cut-off moves with the clock.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
