@@ -156,6 +156,33 @@ def _item_root(base: str, cid: str, iid: str) -> str:
     return f"{base}/tiles/collections/{q(cid)}/items/{q(iid)}"
 
 
+def _tilejson(
+    name: str,
+    template: str,
+    minzoom: int,
+    maxzoom: int,
+    bounds: tuple[float, float, float, float],
+    description: str | None = None,
+) -> dict[str, Any]:
+    """A TileJSON 3.0 document (items and mosaics)."""
+    west, south, east, north = bounds
+    doc: dict[str, Any] = {"tilejson": "3.0.0", "name": name}
+    if description is not None:
+        doc["description"] = description
+    doc.update(
+        {
+            "version": "1.0.0",
+            "scheme": "xyz",
+            "tiles": [template],
+            "minzoom": minzoom,
+            "maxzoom": maxzoom,
+            "bounds": [west, south, east, north],
+            "center": [(west + east) / 2.0, (south + north) / 2.0, minzoom],
+        }
+    )
+    return doc
+
+
 def _suffix(scale: int, fmt: ImageFormat) -> str:
     return f"{'' if scale == 1 else f'@{scale}x'}.{fmt.name}"
 
@@ -286,18 +313,9 @@ def item_tilejson(
         f"{_item_root(base_url(request), collection_id, item_id)}/tiles/{tms.id}"
         f"/{{z}}/{{x}}/{{y}}{_suffix(tile_scale, fmt)}{_qs(plan.spec)}"
     )
-    doc = {
-        "tilejson": "3.0.0",
-        "name": item_id,
-        "description": f"{collection_id} / {item_id}",
-        "version": "1.0.0",
-        "scheme": "xyz",
-        "tiles": [template],
-        "minzoom": minzoom,
-        "maxzoom": maxzoom,
-        "bounds": [west, south, east, north],
-        "center": [centre[0], centre[1], minzoom],
-    }
+    doc = _tilejson(
+        item_id, template, minzoom, maxzoom, info.bounds, f"{collection_id} / {item_id}"
+    )
     return JSONResponse(doc, headers=_cache_control(request, caller))
 
 
@@ -723,18 +741,7 @@ def mosaic_tilejson(
         f"{base_url(request)}/tiles/collections/{q(collection_id)}/tiles/{tms.id}"
         f"/{{z}}/{{x}}/{{y}}{_suffix(tile_scale, fmt)}{_qs(spec, **extra)}"
     )
-    west, south, east, north = bounds
-    doc = {
-        "tilejson": "3.0.0",
-        "name": collection_id,
-        "version": "1.0.0",
-        "scheme": "xyz",
-        "tiles": [template],
-        "minzoom": minzoom,
-        "maxzoom": maxzoom,
-        "bounds": list(bounds),
-        "center": [(west + east) / 2.0, (south + north) / 2.0, minzoom],
-    }
+    doc = _tilejson(collection_id, template, minzoom, maxzoom, bounds)
     return JSONResponse(doc, headers=_cache_control(request, caller))
 
 
