@@ -148,7 +148,7 @@ class SecuritySettings(BaseModel):
     # how many requests a caller may send at once above the steady rate
     rate_limit_burst: int = 60
     # CQL2 filters: nesting depth (parentheses, JSON levels) and length
-    max_filter_depth: int = 64
+    max_filter_depth: int = 32
     max_filter_chars: int = 256 * 1024
     # vertices of one geometry in intersects or a CQL2 spatial literal
     max_geometry_vertices: int = 100_000

@@ -257,3 +257,55 @@ def upload(
 def stored_files(data_dir: Path) -> list[Path]:
     store = data_dir / "store"
     return sorted(p for p in store.rglob("*") if p.is_file()) if store.exists() else []
+
+
+# --- a node that trusts one OIDC provider (crafted tokens) ----------------------------
+ISSUER = "https://idp.security.example"
+AUDIENCE = "eoshare-security"
+
+
+@dataclass
+class OidcNode:
+    node: ServedNode
+    private_pem: bytes
+    kid: str = "sec-key-1"
+
+    def token(self, claims: dict[str, object]) -> str:
+        import jwt
+
+        now = int(time.time())
+        body = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600, "sub": "eve",
+                **claims}  # fmt: skip
+        return jwt.encode(body, self.private_pem, algorithm="RS256", headers={"kid": self.kid})
+
+
+@pytest.fixture(scope="session")
+def oidc_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcNode]:
+    """One node for the crafted-input tests (holes 3 and 10): an OIDC provider whose key
+    the tests hold, and one collection."""
+    import json
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    data_dir = tmp_path_factory.mktemp("crafted-input")
+    prepare_data_dir(data_dir)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "sec-key-1", "use": "sig", "alg": "RS256"})
+    jwks = data_dir / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    env = {
+        "EOSHARE_ACCESS__OIDC": json.dumps(
+            [{"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": str(jwks),
+              "member_claim": "agency", "roles_claim": "roles"}]
+        )
+    }  # fmt: skip
+    with serve(data_dir, env) as node:
+        yield OidcNode(node, pem)
