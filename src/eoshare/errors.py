@@ -12,6 +12,7 @@ status codes in one table.
     ├── AccessDeniedError (PermissionError)   known caller, not allowed
     ├── StorageError (OSError)                the store failed (disk, object store)
     ├── IngestError                           a file could not be turned into an item
+    ├── RateLimitedError                      too many requests or sign-ins (Retry-After)
     └── UpstreamError                         a service we call failed (peer node, S3)
 
 Lower-layer errors are re-raised as the most specific of these with ``raise ... from exc``.
@@ -66,6 +67,14 @@ class StorageError(EoshareError, OSError):
 
 class IngestError(EoshareError):
     """A file or document could not be turned into a catalogue entry."""
+
+
+class RateLimitedError(EoshareError):
+    """Too many requests, or too many failed sign-ins: try again after ``retry_after_s``."""
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, int(retry_after_s))
 
 
 class UpstreamError(EoshareError):

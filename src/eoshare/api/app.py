@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import eoshare
 from eoshare.access.service import open_access
 from eoshare.api import errors
+from eoshare.api.ratelimit import RateLimitMiddleware
 from eoshare.api.routes import (
     admin,
     auth,
@@ -160,4 +161,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    if settings.security.rate_limit_per_minute > 0:
+        # outermost: a refused request costs nothing else (eoshare.api.ratelimit)
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_minute=settings.security.rate_limit_per_minute,
+            burst=settings.security.rate_limit_burst,
+            cookie_name=settings.access.cookie_name,
+        )
     return app

@@ -26,7 +26,12 @@ from eoshare.access.policy import is_operator
 from eoshare.api.deps import Caller
 from eoshare.api.responses import JSONResponse
 from eoshare.api.routes.auth import require_user, services
-from eoshare.errors import AccessDeniedError, InvalidRequestError, NotAuthenticatedError
+from eoshare.errors import (
+    AccessDeniedError,
+    InvalidRequestError,
+    NotAuthenticatedError,
+    NotFoundError,
+)
 
 JSON = dict[str, Any]
 router = APIRouter(prefix="/admin", tags=["Administration"])
@@ -115,6 +120,23 @@ def delete_user(request: Request, username: str, caller: Caller) -> Response:
     user = store.get_user(username)
     store.delete_user(username, who=_manages_member(caller, user.member))
     return Response(status_code=204)
+
+
+@router.post(
+    "/users/{username}/unlock",
+    response_class=JSONResponse,
+    summary="Lift a sign-in lockout (after too many wrong passwords)",
+)
+def unlock_user(request: Request, username: str, caller: Caller) -> JSONResponse:
+    svc = services(request)
+    try:
+        member = svc.store.get_user(username).member
+    except NotFoundError:
+        # a name that was guessed at but does not exist: operators only
+        _operator(caller)
+    else:
+        _manages_member(caller, member)
+    return JSONResponse({"username": username, "unlocked": svc.guard.unlock(username)})
 
 
 # --- tokens ---------------------------------------------------------------------------
