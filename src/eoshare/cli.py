@@ -114,6 +114,15 @@ DataDir = Annotated[
 ]
 
 
+AllowDemoUsers = Annotated[
+    bool,
+    typer.Option(
+        "--allow-demo-users",
+        help="Serve demo users (whose password is published) on a non-loopback address.",
+    ),
+]
+
+
 # --- serve ----------------------------------------------------------------------------
 def _app_from_env() -> FastAPI:
     """The app factory uvicorn imports in --reload mode (settings come from the env)."""
@@ -123,8 +132,19 @@ def _app_from_env() -> FastAPI:
     return create_app(load_settings())
 
 
-def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -> None:
+def _run_server(
+    settings: Settings, *, reload: bool = False, workers: int = 1, allow_demo_users: bool = False
+) -> None:
     import uvicorn
+
+    from eoshare.access.demo import check_demo_exposure, users_with_demo_password
+
+    # demo users' password is published: never on an address others can reach, unasked
+    allowed = allow_demo_users or settings.security.allow_demo_users
+    if not allowed:
+        check_demo_exposure(
+            settings.host, users_with_demo_password(settings.access_db_path), allowed=False
+        )
 
     if reload or workers > 1:
         # uvicorn's reloader and its worker processes import the app themselves, so the
@@ -155,11 +175,12 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Server processes (e.g. one per core).")
     ] = 1,
+    allow_demo_users: AllowDemoUsers = False,
 ) -> None:
     """Serve the STAC API (and the web UI) over HTTP."""
     with _errors():
         settings = _settings(host=host, port=port, data_dir=data_dir)
-        _run_server(settings, reload=reload, workers=workers)
+        _run_server(settings, reload=reload, workers=workers, allow_demo_users=allow_demo_users)
 
 
 # --- ingest ---------------------------------------------------------------------------
@@ -326,10 +347,20 @@ def demo(
     ] = True,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    allow_demo_users: AllowDemoUsers = False,
 ) -> None:
     """Build a synthetic demo dataset, then serve it."""
     with _errors():
         settings = _settings(data_dir=data_dir, host=host, port=port)
+        if serve_after:
+            # the demo's users get the published password: refuse before building anything
+            from eoshare.access.demo import check_demo_exposure, demo_usernames
+
+            check_demo_exposure(
+                settings.host,
+                demo_usernames(),
+                allowed=allow_demo_users or settings.security.allow_demo_users,
+            )
         # Imported here: the demo builder pulls in heavy modules that the other
         # commands do not need.
         import importlib
@@ -353,7 +384,7 @@ def demo(
                 f"open http://{settings.host}:{settings.port}/ in a web browser for the map",
                 err=True,
             )
-            _run_server(settings)
+            _run_server(settings, allow_demo_users=allow_demo_users)
 
 
 # --- access: members, users, tokens, agreements, apply, usage (eoshare.access.cli) ----
