@@ -36,6 +36,7 @@ from eoshare.errors import (
     InvalidRequestError,
     NotFoundError,
     StorageError,
+    database_error,
 )
 
 _SCHEMA = """
@@ -298,11 +299,14 @@ class SqliteCatalog:
             raise StorageError(f"catalogue is not writable: {exc}") from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (a full disk): nothing to undo then
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise database_error("cannot write the catalogue", exc) from exc
+            raise
 
     def close(self) -> None:
         with self._lock:
