@@ -343,11 +343,18 @@ class AssetGate:
                           safe_file_name(str(iid), asset_key, key), self)  # fmt: skip
 
     def pictures(
-        self, principal: Principal, item: JSON, assets: Sequence[str], *, count: bool = True
+        self,
+        principal: Principal,
+        item: JSON,
+        assets: Sequence[str],
+        *,
+        count: bool = True,
+        check: Callable[[Decision], None] | None = None,
     ) -> PictureGrant:
         """Pictures of ``item`` drawn from ``assets`` (every one must be held for this
-        item): 403 naming the agreement when denied; with ``count``, one picture is
-        reserved against the caller's daily picture quota."""
+        item): 403 naming the agreement when denied; ``check`` may refuse more (a tile
+        finer than a reduced decision allows); then, with ``count``, one picture is
+        counted against the caller's daily picture quota."""
         decision = self.picture_decision(principal, item, assets)
         if decision.kind == "denied":
             agreement = f" (agreement {decision.agreement!r})" if decision.agreement else ""
@@ -356,6 +363,8 @@ class AssetGate:
                 f"{agreement}",
                 decision.agreement,
             )
+        if check is not None:
+            check(decision)
         if count:
             self.count_picture(principal, str(item.get("collection")))
         return PictureGrant(principal, item, tuple(assets), decision, self)
