@@ -323,7 +323,7 @@ class AgreementPolicy:
             if self.store.quota_used(subject, a.collection, "bytes") >= limit:
                 return Decision.denied(
                     f"the daily quota per {who} of the {a.name} ({limit} bytes) is used "
-                    "up; try again tomorrow (UTC)",
+                    "up: 0 bytes remain today; try again tomorrow (UTC)",
                     agreement=a.collection,
                 )
         return None
