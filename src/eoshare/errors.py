@@ -10,6 +10,7 @@ status codes in one table.
     ├── PayloadTooLargeError                  a body or a request over a configured limit
     ├── NotAuthenticatedError                 credentials missing or not valid
     ├── AccessDeniedError (PermissionError)   known caller, not allowed
+    │   └── QuotaExceededError                a daily quota has no room for this request
     ├── StorageError (OSError)                the store failed (disk, object store)
     │   └── InsufficientStorageError          the disk (or a quota of it) is full
     ├── IngestError                           a file could not be turned into an item
@@ -98,3 +99,14 @@ class IngestError(EoshareError):
 
 class UpstreamError(EoshareError):
     """A service that eoshare depends on failed or is unreachable."""
+
+
+class QuotaExceededError(AccessDeniedError):
+    """A daily quota has no room for this request; ``remaining`` says how much is left
+    (in ``unit``: bytes or tiles). The problem document carries both."""
+
+    def __init__(self, detail: str, *, remaining: int, unit: str) -> None:
+        super().__init__(detail)
+        self.remaining = remaining
+        self.unit = unit
+        self.problem_extra = {"remaining": remaining, "unit": unit}

@@ -128,6 +128,9 @@ class Agreement:
     disaster_open: bool = False
     quota_user_bytes_per_day: int | None = None
     quota_member_bytes_per_day: int | None = None
+    # map tiles, previews, point values and statistics per day (a count)
+    quota_user_tiles_per_day: int | None = None
+    quota_member_tiles_per_day: int | None = None
 
     @property
     def name(self) -> str:
@@ -172,6 +175,8 @@ class Agreement:
             "disaster_open": self.disaster_open,
             "quota_user_bytes_per_day": self.quota_user_bytes_per_day,
             "quota_member_bytes_per_day": self.quota_member_bytes_per_day,
+            "quota_user_tiles_per_day": self.quota_user_tiles_per_day,
+            "quota_member_tiles_per_day": self.quota_member_tiles_per_day,
         }
 
     def public_view(self) -> JSON:
@@ -241,4 +246,6 @@ def agreement_from_dict(d: JSON, *, collection: str | None = None) -> Agreement:
         disaster_open=disaster,
         quota_user_bytes_per_day=_opt_number(d, "quota_user_bytes_per_day", integer=True),
         quota_member_bytes_per_day=_opt_number(d, "quota_member_bytes_per_day", integer=True),
+        quota_user_tiles_per_day=_opt_number(d, "quota_user_tiles_per_day", integer=True),
+        quota_member_tiles_per_day=_opt_number(d, "quota_member_tiles_per_day", integer=True),
     )

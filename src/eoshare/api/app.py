@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
+from eoshare.access.egress import AssetGate
 from eoshare.access.service import open_access
 from eoshare.api import errors
 from eoshare.api.observability import (
@@ -159,6 +160,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # downloads, signed links, orders, uploads (builds their services, adds the href decorator)
     downloads.install(app, settings)
+    # the one path for bytes: every route that hands out asset bytes or pixels asks it
+    app.state.gate = AssetGate(
+        app.state.catalog,
+        app.state.access,
+        quotas=app.state.access_services.quotas,
+        links=app.state.signer,
+        subjects=app.state.access_services.auth,
+    )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
     app.include_router(health.router)  # /health, /ready, /metrics
 

@@ -109,7 +109,9 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status >= 500:
             log.error("request failed", extra={"path": request.url.path, "error": exc.detail})
-        return problem(status, exc.detail, headers=headers)
+        # some errors carry fields for the problem document (a quota's "remaining")
+        extra = getattr(exc, "problem_extra", None) or {}
+        return problem(status, exc.detail, headers=headers, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

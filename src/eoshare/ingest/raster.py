@@ -46,7 +46,7 @@ from shapely.ops import unary_union
 
 from eoshare import STAC_VERSION
 from eoshare.catalog.base import JSON, Catalog
-from eoshare.catalog.validate import check_item
+from eoshare.catalog.validate import check_item, safe_id
 from eoshare.errors import EoshareError, IngestError, InvalidRequestError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
 from eoshare.ingest.collections import minimal_collection, refresh_extent
@@ -190,7 +190,10 @@ def group_files(
         if one_item:
             key = key if match else stem
             scene = "*"
-        group = groups.setdefault(scene, _Group(item_id=scene or stem, members=[]))
+        # ids derived from file names become safe ids (they name store keys and folders)
+        key = safe_id(key)
+        scene = safe_id(scene) if scene and scene != "*" else scene
+        group = groups.setdefault(scene, _Group(item_id=scene or safe_id(stem), members=[]))
         if any(m.asset_key == key for m in group.members):
             raise InvalidRequestError(
                 f"{path}: two files of item {group.item_id!r} would both be asset {key!r}; "
@@ -199,7 +202,7 @@ def group_files(
         group.members.append(_Member(path=path, asset_key=key))
     result = list(groups.values())
     if one_item and result:
-        result[0].item_id = _common_id([m.path for m in result[0].members])
+        result[0].item_id = safe_id(_common_id([m.path for m in result[0].members]))
     if item_id is not None:
         if len(result) != 1:
             raise InvalidRequestError(
