@@ -374,6 +374,16 @@ def _register_downloads() -> None:
 _register_downloads()
 
 
+# --- operators: keys rotate|list|retire|remove, housekeeping (eoshare.cli_ops) --------
+def _register_ops() -> None:
+    from eoshare.cli_ops import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_ops()
+
+
 def main() -> None:
     """The console script."""
     app()
