@@ -82,3 +82,41 @@ def register(
         with errors():
             remove_key(_key_file(data_dir), kid)
         typer.echo(f"key {kid} is removed: links it signed are refused; {RESTART}", err=True)
+
+    @app.command("housekeeping")
+    def housekeeping_cmd(
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
+        ] = False,
+        data_dir: DataDir = None,
+    ) -> None:
+        """Purge expired uploads and orders and stale temporary folders (a running node
+        does this every EOSHARE_HOUSEKEEPING__INTERVAL_S seconds too)."""
+        from eoshare.downloads.orders import OrderBook
+        from eoshare.downloads.uploads import UploadBook
+        from eoshare.housekeeping import Housekeeper
+
+        with errors():
+            s = settings(data_dir=data_dir)
+            if not s.data_dir.is_dir():
+                raise InvalidRequestError(f"no data folder at {s.data_dir}")
+            uploads = UploadBook(s.data_dir / "uploads.db", s.data_dir / "uploads")
+            orders = OrderBook(s.data_dir / "orders.db")
+            try:
+                keeper = Housekeeper(
+                    uploads,
+                    orders,
+                    lock_path=s.data_dir / "housekeeping.lock",
+                    order_retention_s=s.housekeeping.order_retention_s,
+                    temp_max_age_s=s.housekeeping.temp_max_age_s,
+                )
+                report = keeper.run(dry_run=dry_run)
+            finally:
+                uploads.close()
+                orders.close()
+        if report.skipped:
+            typer.echo("error: another housekeeping pass is running; try again", err=True)
+            raise typer.Exit(1)
+        for line in report.lines():
+            typer.echo(line)
+        typer.echo(report.summary(), err=True)

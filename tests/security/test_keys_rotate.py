@@ -13,68 +13,17 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from eoshare.catalog import open_catalog
-from eoshare.storage import open_store
 from live import live_node
 
+from .nodes import CID, DATA, IID, build_small_catalog
+
 ADMIN_TOKEN = "keys-test-admin-token-0123456789abcdef"
-CID, IID = "keys-test", "scene-1"
-DATA = b"signed bytes " * 100
-
-
-def _build(data_dir: Path) -> None:
-    catalog = open_catalog(f"sqlite:///{data_dir / 'catalog.db'}")
-    store = open_store((data_dir / "store").resolve().as_uri())
-    try:
-        catalog.create_collection(
-            {
-                "type": "Collection",
-                "stac_version": "1.0.0",
-                "id": CID,
-                "description": "signing-key tests",
-                "license": "CC-BY-4.0",
-                "extent": {
-                    "spatial": {"bbox": [[36.0, -2.0, 37.0, -1.0]]},
-                    "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]},
-                },
-                "links": [],
-            }
-        )
-        key = f"{CID}/{IID}/data.bin"
-        store.put_bytes(key, DATA)
-        catalog.upsert_items(
-            [
-                {
-                    "type": "Feature",
-                    "stac_version": "1.0.0",
-                    "id": IID,
-                    "collection": CID,
-                    "geometry": {
-                        "type": "Polygon",
-                        "coordinates": [[[36, -2], [37, -2], [37, -1], [36, -1], [36, -2]]],
-                    },
-                    "bbox": [36.0, -2.0, 37.0, -1.0],
-                    "properties": {"datetime": "2024-05-01T08:00:00Z"},
-                    "links": [],
-                    "assets": {
-                        "data": {
-                            "href": key,
-                            "type": "application/octet-stream",
-                            "roles": ["data"],
-                            "eoshare:key": key,
-                        }
-                    },
-                }
-            ]
-        )
-    finally:
-        catalog.close()
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("eoshare-keys")
-    _build(d)
+    build_small_catalog(d)
     return d
 
 
