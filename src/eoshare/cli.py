@@ -443,6 +443,16 @@ def restore_cmd(
         raise typer.Exit(1)
 
 
+# --- operators: keys rotate|list|retire|remove, housekeeping (eoshare.cli_ops) --------
+def _register_ops() -> None:
+    from eoshare.cli_ops import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_ops()
+
+
 def main() -> None:
     """The console script."""
     app()

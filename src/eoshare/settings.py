@@ -120,6 +120,18 @@ class DownloadsSettings(BaseModel):
     upload_ttl_s: int = 2 * 24 * 3600
 
 
+class HousekeepingSettings(BaseModel):
+    """Purging what expires (``EOSHARE_HOUSEKEEPING__*``): run by the node every
+    ``interval_s`` seconds (0: never; then run ``eoshare housekeeping`` from cron)."""
+
+    interval_s: float = 3600
+    # expired orders are forgotten this long after their expiry (their status says why)
+    order_retention_s: float = 30 * 24 * 3600
+    # eoshare-ingest-* temporary folders (and staging folders without an upload) older
+    # than this are left over from a crashed process
+    temp_max_age_s: float = 24 * 3600
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -140,6 +152,7 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
 
     @property
     def catalog_url(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +37,7 @@ from eoshare.api.routes import (
 )
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
+from eoshare.housekeeping import Housekeeper
 from eoshare.logs import setup_logging
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
@@ -119,7 +122,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # expired uploads, orders and stale temporary folders (eoshare.housekeeping)
+        interval = settings.housekeeping.interval_s
+        chores = (
+            asyncio.create_task(app.state.housekeeper.run_periodically(interval))
+            if interval > 0
+            else None
+        )
         yield
+        if chores is not None:
+            chores.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chores
         app.state.catalog.close()
         app.state.access_services.close()
         if access_log is not None:
@@ -167,6 +181,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         quotas=app.state.access_services.quotas,
         links=app.state.signer,
         subjects=app.state.access_services.auth,
+    )
+    app.state.housekeeper = Housekeeper(
+        app.state.uploads,
+        app.state.orders,
+        lock_path=settings.data_dir / "housekeeping.lock",
+        order_retention_s=settings.housekeeping.order_retention_s,
+        temp_max_age_s=settings.housekeeping.temp_max_age_s,
     )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
     app.include_router(health.router)  # /health, /ready, /metrics
