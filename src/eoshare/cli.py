@@ -214,6 +214,7 @@ def ingest(
     with _errors():
         from eoshare.catalog import open_catalog
         from eoshare.ingest.raster import ingest_rasters
+        from eoshare.ingest.safe_open import RasterLimits
         from eoshare.storage import open_store
 
         settings = _settings(data_dir=data_dir)
@@ -230,6 +231,7 @@ def ingest(
                 item_id=item_id,
                 create_collection=create_collection,
                 progress=_progress_wanted(),
+                limits=RasterLimits.from_settings(settings.ingest),
             )
         finally:
             catalog.close()
