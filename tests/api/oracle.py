@@ -3,6 +3,7 @@ Python over the documents that were loaded, without any of eoshare's code."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -90,3 +91,30 @@ def strip_server(doc: JSON) -> JSON:
             for k, a in out["assets"].items()
         }
     return out
+
+
+# --- free text (q) ---------------------------------------------------------------------
+
+# the document fields free text searches (STAC API free-text extension: the item's id,
+# title, description, keywords, and the platform/instrument/mission names)
+TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
+TEXT_LISTS = ("keywords", "instruments")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words, split at anything that is not a letter or a digit."""
+    return [w.casefold() for w in re.findall(r"[^\W_]+", text)]
+
+
+def text_matches(item: JSON, terms: Iterable[str]) -> bool:
+    """Any term (a phrase: its words in a row) occurs in the item's text fields."""
+    p = item["properties"]
+    fields = [str(item["id"])]
+    fields += [p[k] for k in TEXT_FIELDS if isinstance(p.get(k), str)]
+    fields += [str(x) for k in TEXT_LISTS if isinstance(p.get(k), list) for x in p[k]]
+    w = words(" ".join(fields))
+    for term in terms:
+        phrase, n = words(term), len(words(term))
+        if phrase and any(w[i : i + n] == phrase for i in range(len(w) - n + 1)):
+            return True
+    return False
