@@ -31,6 +31,9 @@ class ApiSettings(BaseModel):
     count_limit: int = 100_000
     admin_token: str | None = None
     base_url: str | None = None
+    # origins whose pages may send credentials (the session cookie) cross-origin; every
+    # other origin may still call the API without them (api/cors.py)
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class OidcProviderSettings(BaseModel):

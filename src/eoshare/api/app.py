@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import eoshare
 from eoshare.access.service import open_access
 from eoshare.api import errors
+from eoshare.api.cors import CorsMiddleware
 from eoshare.api.routes import (
     admin,
     auth,
@@ -160,4 +161,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # outermost: CORS headers on every answer, errors included; preflights (api/cors.py)
+    app.add_middleware(CorsMiddleware, credentialed_origins=settings.api.cors_origins)
     return app
