@@ -83,14 +83,29 @@ def search_all(
 def strip_server(doc: JSON) -> JSON:
     """A document as stored: without what the server adds when it answers (its links,
     the access layer's ``eoshare:agreement`` on collections and per-asset
-    ``eoshare:access`` hints on items)."""
+    ``eoshare:access`` hints on items). The projection fields and extension are left
+    out on both sides: the server serves ``proj:epsg`` beside ``proj:code`` (api/compat.py,
+    tested in tests/clients/test_gdal.py)."""
     out = {k: v for k, v in doc.items() if k not in ("links", "eoshare:agreement")}
+    out["stac_extensions"] = [
+        x for x in out.get("stac_extensions", []) if "/projection/" not in str(x)
+    ]
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = _no_crs(out["properties"])
     if isinstance(out.get("assets"), dict):
         out["assets"] = {
-            k: ({x: y for x, y in a.items() if x != "eoshare:access"} if isinstance(a, dict) else a)
+            k: (
+                _no_crs({x: y for x, y in a.items() if x != "eoshare:access"})
+                if isinstance(a, dict)
+                else a
+            )
             for k, a in out["assets"].items()
         }
     return out
+
+
+def _no_crs(fields: JSON) -> JSON:
+    return {k: v for k, v in fields.items() if k not in ("proj:epsg", "proj:code")}
 
 
 # --- free text (q) ---------------------------------------------------------------------

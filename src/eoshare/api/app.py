@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
 from eoshare.access.service import open_access
-from eoshare.api import errors
+from eoshare.api import compat, errors
 from eoshare.api.cors import CorsMiddleware
 from eoshare.api.routes import (
     admin,
@@ -139,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
+    # proj:epsg beside proj:code, for readers of projection extension v1 (api/compat.py)
+    app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
 
     errors.install(app)
     for module in (landing, collections, items, search, transactions):
