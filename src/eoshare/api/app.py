@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import eoshare
 from eoshare.access.egress import AssetGate
 from eoshare.access.service import open_access
-from eoshare.api import errors
+from eoshare.api import compat, errors
+from eoshare.api.cors import CorsMiddleware
 from eoshare.api.observability import (
     AccessLog,
     Metrics,
@@ -165,6 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
+    # proj:epsg beside proj:code, for readers of projection extension v1 (api/compat.py)
+    app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
 
     errors.install(app)
     for module in (landing, collections, items, search, transactions):
@@ -207,6 +210,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # CORS headers on every answer, errors included; preflights (api/cors.py)
+    app.add_middleware(CorsMiddleware, credentialed_origins=settings.api.cors_origins)
     # outermost: a request id on every response and log line, metrics, the access log
     app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app
