@@ -11,7 +11,7 @@ import pytest
 
 from eoshare.catalog import Catalog, open_catalog
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "pgstac"]
 
 
 @pytest.fixture(params=BACKENDS)
