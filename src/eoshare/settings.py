@@ -117,6 +117,20 @@ class DownloadsSettings(BaseModel):
     upload_ttl_s: int = 2 * 24 * 3600
 
 
+class ProcessingSettings(BaseModel):
+    """openEO processing on Dask (``EOSHARE_PROCESSING__*``; the cluster is ``EOSHARE_DASK``)."""
+
+    # the jobs database; empty: <data_dir>/processing.db
+    db: str = ""
+    # batch jobs that run at once on this node, and per member
+    workers: int = 2
+    per_member: int = 1
+    # a synchronous /result reads at most this many pixels (bands x scenes x rows x columns)
+    sync_max_pixels: int = 400_000_000
+    # where jobs write before their results are committed; empty: <data_dir>/processing
+    work_dir: str = ""
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -137,6 +151,9 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    # a Dask scheduler (tcp://host:8786) for processing; empty: Dask's local scheduler
+    dask: str = ""
 
     @property
     def catalog_url(self) -> str:

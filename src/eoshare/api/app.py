@@ -18,6 +18,7 @@ from eoshare.api.routes import (
     downloads,
     items,
     landing,
+    openeo,
     search,
     tiles,
     transactions,
@@ -26,6 +27,7 @@ from eoshare.api.routes import (
 )
 from eoshare.catalog import open_catalog
 from eoshare.logs import setup_logging
+from eoshare.processing.service import open_processing
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
 from eoshare.tiles import TileService
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.processing.close()
         app.state.catalog.close()
         app.state.access_services.close()
 
@@ -148,6 +151,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # downloads, signed links, orders, uploads (builds their services, adds the href decorator)
     downloads.install(app, settings)
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
+    # openEO processing on Dask, results published back (eoshare.processing)
+    app.state.processing = open_processing(settings, app.state)
+    openeo.install(app)
 
     app.add_middleware(OpenApiMediaType)
 
@@ -160,4 +166,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # openEO bearer forms and error documents on /openeo (outside the authentication)
+    app.add_middleware(openeo.OpenEOMiddleware)
     return app
