@@ -110,7 +110,7 @@ class OpenEOMiddleware:
                 detail = body.decode("utf-8", "replace")
             code = CODE_FOR_STATUS.get(status, "Internal" if status >= 500 else "BadRequest")
             if status == 401 and detail and "not valid" in detail:
-                code = "TokenInvalid"
+                code, status = "TokenInvalid", 403
             response = error_document(status, code, detail or code)
             extra = [
                 (k, v)
@@ -408,19 +408,20 @@ def job_results(
     item = processing.job_results(caller, job_id)
     out = render_item(request, item)
     signer = getattr(request.app.state, "signer", None)
-    if signer is not None:
-        from eoshare.api.routes.downloads import signed_url
+    base = base_url(request)
+    assets = {}
+    # the files of the result, as signed links that need no header (clients download
+    # every asset listed: previews and tiles are on the item in the STAC API)
+    for name, asset in (out.get("assets") or {}).items():
+        if not isinstance(asset, dict) or "eoshare:key" not in (item["assets"].get(name) or {}):
+            continue
+        if signer is not None:
+            from eoshare.api.routes.downloads import signed_url
 
-        base = base_url(request)
-        assets = {}
-        for name, asset in (out.get("assets") or {}).items():
-            if isinstance(asset, dict) and "eoshare:key" in (item["assets"].get(name) or {}):
-                asset = {
-                    **asset,
-                    "href": signed_url(signer, caller, base, item["collection"], item["id"], name),
-                }
-            assets[name] = asset
-        out["assets"] = assets
+            href = signed_url(signer, caller, base, item["collection"], item["id"], name)
+            asset = {**asset, "href": href}
+        assets[name] = asset
+    out["assets"] = assets
     job = processing.get_job(caller, job_id)
     out.setdefault("properties", {})["openeo:status"] = job.status
     return JSONResponse(out, media_type="application/geo+json")
