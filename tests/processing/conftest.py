@@ -67,9 +67,7 @@ def setup_access(data_dir: Path) -> dict[str, str]:
             ),
             who="test",
         )  # fmt: skip
-        return {
-            name: store.create_token(name, days=1, who="test")[1] for name in ("alice", "bob")
-        }
+        return {name: store.create_token(name, days=1, who="test")[1] for name in ("alice", "bob")}
     finally:
         store.close()
 
@@ -88,9 +86,10 @@ def numpy_ndvi(transform: list[float], shape: tuple[int, int]) -> np.ndarray:
     """NDVI from the original files over the grid of a result (same CRS and pixel size)."""
     from rasterio.windows import Window
 
-    with rasterio.open(RASTER / f"{S2}_B04.tif") as red_ds, rasterio.open(
-        RASTER / f"{S2}_B08.tif"
-    ) as nir_ds:
+    with (
+        rasterio.open(RASTER / f"{S2}_B04.tif") as red_ds,
+        rasterio.open(RASTER / f"{S2}_B08.tif") as nir_ds,
+    ):
         src = red_ds.transform
         col = round((transform[2] - src.c) / src.a)
         row = round((transform[5] - src.f) / src.e)
