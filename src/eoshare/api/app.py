@@ -30,6 +30,7 @@ from eoshare.api.routes import (
     health,
     items,
     landing,
+    openeo,
     search,
     tiles,
     transactions,
@@ -40,6 +41,7 @@ from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
 from eoshare.housekeeping import Housekeeper
 from eoshare.logs import setup_logging
+from eoshare.processing.service import open_processing
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
 from eoshare.tiles import TileService
@@ -135,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chores
+        app.state.processing.close()
         app.state.catalog.close()
         app.state.access_services.close()
         if access_log is not None:
@@ -198,6 +201,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Prometheus figures: request counters here, node gauges read from the services
     app.state.metrics = Metrics()
     app.state.metrics.add_collector(NodeCollector(node_gauges(app)))
+    # openEO processing on Dask, results published back (eoshare.processing)
+    app.state.processing = open_processing(settings, app.state)
+    openeo.install(app)
 
     app.add_middleware(OpenApiMediaType)
 
@@ -210,6 +216,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # openEO bearer forms and error documents on /openeo (outside the authentication)
+    app.add_middleware(openeo.OpenEOMiddleware)
     # CORS headers on every answer, errors included; preflights (api/cors.py)
     app.add_middleware(CorsMiddleware, credentialed_origins=settings.api.cors_origins)
     # outermost: a request id on every response and log line, metrics, the access log
