@@ -117,6 +117,23 @@ class DownloadsSettings(BaseModel):
     upload_ttl_s: int = 2 * 24 * 3600
 
 
+class DisasterSettings(BaseModel):
+    """Disaster activations, orbits and alerts (``EOSHARE_DISASTER__*``)."""
+
+    # <data_dir>/disaster.db when empty
+    db: str = ""
+    # a platforms TOML (NORAD id -> STAC platform, swath, field of regard) replacing the
+    # packaged eoshare/disaster/platforms.toml
+    platforms: str = ""
+    # webhooks to loopback/private addresses are refused unless this is set
+    allow_private_webhooks: bool = False
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 5.0
+    # the longest pass plan one request may ask for
+    max_pass_hours: float = 240.0
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -137,6 +154,7 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    disaster: DisasterSettings = Field(default_factory=DisasterSettings)
 
     @property
     def catalog_url(self) -> str:
@@ -145,6 +163,10 @@ class Settings(BaseSettings):
     @property
     def access_db_path(self) -> Path:
         return Path(self.access.db) if self.access.db else (self.data_dir / "access.db")
+
+    @property
+    def disaster_db_path(self) -> Path:
+        return Path(self.disaster.db) if self.disaster.db else (self.data_dir / "disaster.db")
 
     @property
     def storage_url(self) -> str:

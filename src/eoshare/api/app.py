@@ -12,6 +12,7 @@ import eoshare
 from eoshare.access.service import open_access
 from eoshare.api import errors
 from eoshare.api.routes import (
+    activations,
     admin,
     auth,
     collections,
@@ -25,6 +26,7 @@ from eoshare.api.routes import (
     web,
 )
 from eoshare.catalog import open_catalog
+from eoshare.disaster.service import open_disaster
 from eoshare.logs import setup_logging
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
@@ -108,7 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.disaster.alerts.start()  # the worker that turns new items into alerts
         yield
+        app.state.disaster.close()
         app.state.catalog.close()
         app.state.access_services.close()
 
@@ -134,6 +138,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         *getattr(app.state, "collection_decorators", []),
         auth.decorate_collection,
     ]
+    # disaster activations, orbits, alerts (eoshare.disaster): the policy honours the
+    # activations' grants; the catalogue is wrapped so that every write reaches alerts
+    app.state.disaster = open_disaster(
+        settings, app.state.catalog, app.state.access_services, worker=False
+    )
+    app.state.catalog = app.state.disaster.catalog
     # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
@@ -148,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # downloads, signed links, orders, uploads (builds their services, adds the href decorator)
     downloads.install(app, settings)
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
+    app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
 
     app.add_middleware(OpenApiMediaType)
 
