@@ -48,6 +48,7 @@ from eoshare.catalog.base import Catalog, SearchQuery
 from eoshare.disaster.areas import parse_area
 from eoshare.disaster.store import ActivationRow, DisasterStore, SubscriptionRow, iso
 from eoshare.errors import (
+    AccessDeniedError,
     InvalidRequestError,
     NotAuthenticatedError,
     NotFoundError,
@@ -236,6 +237,16 @@ class AlertService:
         if row.owner != principal.user and "operator" not in principal.roles:
             raise NotFoundError(f"subscription {sid!r} does not exist")
         return row
+
+    def rotate_secret(self, principal: Principal, sid: str) -> str:
+        """A new webhook secret for the owner's subscription (shown once): how the owner
+        of an activation's automatic subscription learns the secret that signs it."""
+        row = self.get(principal, sid)
+        if row.owner != principal.user:
+            raise AccessDeniedError("only the subscription's owner may see its secret")
+        secret = secrets.token_urlsafe(32)
+        self.store.set_secret(sid, secret)
+        return secret
 
     def cancel(self, principal: Principal, sid: str) -> None:
         self.get(principal, sid)

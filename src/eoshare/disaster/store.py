@@ -465,6 +465,10 @@ class DisasterStore:
                 )
             self._bump(conn)
 
+    def set_secret(self, sid: str, secret: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE subscriptions SET secret = ? WHERE id = ?", (secret, sid))
+
     def claim_delivery(
         self, sid: str, collection: str, item: str, channel: str, at: datetime
     ) -> bool:

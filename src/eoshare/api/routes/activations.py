@@ -231,6 +231,15 @@ def get_subscription(request: Request, sid: str, caller: Caller) -> JSONResponse
     return JSONResponse(alerts.to_doc(alerts.get(caller, sid)))
 
 
+@router.post(
+    "/alerts/subscriptions/{sid}/secret",
+    response_class=JSONResponse,
+    summary="A new webhook secret (shown once)",
+)
+def rotate_secret(request: Request, sid: str, caller: Caller) -> JSONResponse:
+    return JSONResponse({"id": sid, "secret": disaster(request).alerts.rotate_secret(caller, sid)})
+
+
 @router.delete("/alerts/subscriptions/{sid}", status_code=204, summary="Unsubscribe")
 def cancel_subscription(request: Request, sid: str, caller: Caller) -> Response:
     disaster(request).alerts.cancel(caller, sid)
