@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from eoshare.ingest.raster import ingest_rasters
+from live import free_port
 
 from .conftest import (
     AREA,
@@ -223,6 +224,24 @@ def test_activation_passes_use_real_orbits(node: Node) -> None:
     assert doc["features"], doc
     props = doc["features"][0]["properties"]
     assert {"datetime", "view:off_nadir", "sat:orbit_state", "platform"} <= set(props)
+
+
+def test_failing_webhook_ends_in_the_dead_letters(node: Node) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    r = node.post("/alerts/subscriptions", "focal", {"area": AREA, "webhook": dead_url,
+                                                      "collections": [RELEASED]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    item = json_of(node.get(f"/collections/{RELEASED}/items/S2A_29RKH_20200219_post", "ops"))
+    node.app.state.catalog.create_item(RELEASED, {**item, "id": "post-copy", "links": []})
+    deadline = time.monotonic() + 15
+    letters: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not letters:
+        letters = [d for d in json_of(node.get("/alerts/dead-letters", "focal"))["dead_letters"]
+                   if d["subscription"] == sid]  # fmt: skip
+        time.sleep(0.2)
+    assert letters and letters[0]["attempts"] == 3 and letters[0]["url"] == dead_url
+    assert json_of(node.get("/alerts/dead-letters", "outsider"))["dead_letters"] == []
 
 
 def test_close_ends_the_grant_exactly_and_keeps_a_summary(node: Node) -> None:
