@@ -31,6 +31,9 @@ class ApiSettings(BaseModel):
     count_limit: int = 100_000
     admin_token: str | None = None
     base_url: str | None = None
+    # one Combined Log Format line per request: a file path, "-" for standard error, or
+    # unset for none
+    access_log: str | None = None
 
 
 class OidcProviderSettings(BaseModel):
