@@ -82,6 +82,14 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
+def _observed(settings: Settings, catalog: Any) -> Any:
+    """The catalogue, telling a running server's alerts what it writes (eoshare.disaster)."""
+    from eoshare.disaster.service import observe_writes
+
+    observed, _ = observe_writes(settings, catalog)
+    return observed
+
+
 def _progress_wanted() -> bool:
     # Bars only for a person watching; scripts and CI logs get the summary alone.
     return sys.stderr.isatty()
@@ -218,7 +226,7 @@ def ingest(
         from eoshare.storage import open_store
 
         settings = _settings(data_dir=data_dir)
-        catalog = open_catalog(settings.catalog_url)
+        catalog = _observed(settings, open_catalog(settings.catalog_url))
         try:
             report = ingest_rasters(
                 paths,
@@ -280,7 +288,7 @@ def load(
         from eoshare.ingest.stacdocs import load_documents
 
         settings = _settings(data_dir=data_dir)
-        catalog = open_catalog(settings.catalog_url)
+        catalog = _observed(settings, open_catalog(settings.catalog_url))
         try:
             report = load_documents(
                 files,
@@ -374,6 +382,16 @@ def _register_downloads() -> None:
 
 
 _register_downloads()
+
+
+# --- disaster: activations, orbits (eoshare.disaster.cli) -------------------------------
+def _register_disaster() -> None:
+    from eoshare.disaster.cli import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_disaster()
 
 
 # --- backup and restore (eoshare.backup) ---------------------------------------------

@@ -188,6 +188,23 @@ class ProcessingSettings(BaseModel):
     work_dir: str = ""
 
 
+class DisasterSettings(BaseModel):
+    """Disaster activations, orbits and alerts (``EOSHARE_DISASTER__*``)."""
+
+    # <data_dir>/disaster.db when empty
+    db: str = ""
+    # a platforms TOML (NORAD id -> STAC platform, swath, field of regard) replacing the
+    # packaged eoshare/disaster/platforms.toml
+    platforms: str = ""
+    # webhooks to loopback/private addresses are refused unless this is set
+    allow_private_webhooks: bool = False
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 5.0
+    # the longest pass plan one request may ask for
+    max_pass_hours: float = 240.0
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -214,6 +231,7 @@ class Settings(BaseSettings):
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     # a Dask scheduler (tcp://host:8786) for processing; empty: Dask's local scheduler
     dask: str = ""
+    disaster: DisasterSettings = Field(default_factory=DisasterSettings)
 
     @property
     def catalog_url(self) -> str:
@@ -222,6 +240,10 @@ class Settings(BaseSettings):
     @property
     def access_db_path(self) -> Path:
         return Path(self.access.db) if self.access.db else (self.data_dir / "access.db")
+
+    @property
+    def disaster_db_path(self) -> Path:
+        return Path(self.disaster.db) if self.disaster.db else (self.data_dir / "disaster.db")
 
     @property
     def storage_url(self) -> str:
