@@ -31,6 +31,12 @@ class ApiSettings(BaseModel):
     count_limit: int = 100_000
     admin_token: str | None = None
     base_url: str | None = None
+    # one Combined Log Format line per request: a file path, "-" for standard error, or
+    # unset for none
+    access_log: str | None = None
+    # origins whose pages may send credentials (the session cookie) cross-origin; every
+    # other origin may still call the API without them (api/cors.py)
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class OidcProviderSettings(BaseModel):
@@ -117,6 +123,18 @@ class DownloadsSettings(BaseModel):
     upload_ttl_s: int = 2 * 24 * 3600
 
 
+class HousekeepingSettings(BaseModel):
+    """Purging what expires (``EOSHARE_HOUSEKEEPING__*``): run by the node every
+    ``interval_s`` seconds (0: never; then run ``eoshare housekeeping`` from cron)."""
+
+    interval_s: float = 3600
+    # expired orders are forgotten this long after their expiry (their status says why)
+    order_retention_s: float = 30 * 24 * 3600
+    # eoshare-ingest-* temporary folders (and staging folders without an upload) older
+    # than this are left over from a crashed process
+    temp_max_age_s: float = 24 * 3600
+
+
 class IngestSettings(BaseModel):
     """Limits on files that users hand to the node (``EOSHARE_INGEST__*``): uploads,
     ``eoshare ingest``, ``eoshare load`` (see eoshare.ingest.safe_open)."""
@@ -156,6 +174,37 @@ class SecuritySettings(BaseModel):
     allow_demo_users: bool = False
 
 
+class ProcessingSettings(BaseModel):
+    """openEO processing on Dask (``EOSHARE_PROCESSING__*``; the cluster is ``EOSHARE_DASK``)."""
+
+    # the jobs database; empty: <data_dir>/processing.db
+    db: str = ""
+    # batch jobs that run at once on this node, and per member
+    workers: int = 2
+    per_member: int = 1
+    # a synchronous /result reads at most this many pixels (bands x scenes x rows x columns)
+    sync_max_pixels: int = 400_000_000
+    # where jobs write before their results are committed; empty: <data_dir>/processing
+    work_dir: str = ""
+
+
+class DisasterSettings(BaseModel):
+    """Disaster activations, orbits and alerts (``EOSHARE_DISASTER__*``)."""
+
+    # <data_dir>/disaster.db when empty
+    db: str = ""
+    # a platforms TOML (NORAD id -> STAC platform, swath, field of regard) replacing the
+    # packaged eoshare/disaster/platforms.toml
+    platforms: str = ""
+    # webhooks to loopback/private addresses are refused unless this is set
+    allow_private_webhooks: bool = False
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 5.0
+    # the longest pass plan one request may ask for
+    max_pass_hours: float = 240.0
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -176,8 +225,13 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    # a Dask scheduler (tcp://host:8786) for processing; empty: Dask's local scheduler
+    dask: str = ""
+    disaster: DisasterSettings = Field(default_factory=DisasterSettings)
 
     @property
     def catalog_url(self) -> str:
@@ -186,6 +240,10 @@ class Settings(BaseSettings):
     @property
     def access_db_path(self) -> Path:
         return Path(self.access.db) if self.access.db else (self.data_dir / "access.db")
+
+    @property
+    def disaster_db_path(self) -> Path:
+        return Path(self.disaster.db) if self.disaster.db else (self.data_dir / "disaster.db")
 
     @property
     def storage_url(self) -> str:

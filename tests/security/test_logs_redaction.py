@@ -32,7 +32,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServedNod
         _, api_token = store.create_token("dana", days=1, who="test")
     finally:
         store.close()
-    env = {"EOSHARE_LOG_LEVEL": "debug", "EOSHARE_ACCESS__COOKIE_SECURE": "false"}
+    env = {
+        "EOSHARE_LOG_LEVEL": "debug",
+        "EOSHARE_ACCESS__COOKIE_SECURE": "false",
+        # the node's own access log (Combined Log Format) as well as uvicorn's
+        "EOSHARE_API__ACCESS_LOG": str(data_dir / "access.log"),
+    }
     with serve(data_dir, env) as node:
         yield node, api_token
 
@@ -74,7 +79,9 @@ def test_no_secret_reaches_the_server_log(served: tuple[ServedNode, str], tmp_pa
         cookie = ok.cookies["eoshare_session"]
         secrets.append(cookie)
         assert http.get("/auth/me").json()["via"] == "session"
-    log = node.log()
+        # a signed link as the Referer of another request
+        http.get("/conformance", headers={"Referer": href})
+    log = node.log() + (node.data_dir / "access.log").read_text()
     assert '"logger": "uvicorn.access"' in log  # the access log was on
     for secret in secrets:
         assert secret not in log, f"a secret reached the log: {secret[:12]}..."

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from eoshare.access.auth import Authenticator
 from eoshare.access.oidc import OidcVerifier
 from eoshare.access.policy import AgreementPolicy
+from eoshare.access.quotas import Quotas
 from eoshare.access.ratelimit import LoginGuard
 from eoshare.access.store import AccessStore
 from eoshare.errors import InvalidRequestError
@@ -18,6 +19,7 @@ class AccessServices:
     store: AccessStore
     policy: AgreementPolicy
     auth: Authenticator
+    quotas: Quotas
     # brute-force protection of password sign-in (eoshare.access.ratelimit)
     guard: LoginGuard
 
@@ -51,4 +53,4 @@ def open_access(settings: Settings, *, with_oidc: bool = True) -> AccessServices
         max_failures_per_address=sec.login_max_failures_per_address,
         window_s=sec.login_window_s,
     )
-    return AccessServices(store, policy, auth, guard)
+    return AccessServices(store, policy, auth, Quotas(store, policy), guard)

@@ -23,7 +23,6 @@ import contextlib
 import logging
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,15 +46,18 @@ from shapely.ops import unary_union
 
 from eoshare import STAC_VERSION
 from eoshare.catalog.base import JSON, Catalog
-from eoshare.catalog.validate import check_item
+from eoshare.catalog.validate import check_item, safe_id
 from eoshare.errors import EoshareError, IngestError, InvalidRequestError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
 from eoshare.ingest.collections import minimal_collection, refresh_extent
 from eoshare.ingest.safe_open import RasterLimits, open_user_raster, safe_gdal_env
 from eoshare.ingest.thumbnail import render_thumbnail
 from eoshare.storage.base import Store
+from eoshare.workdirs import sweep
+from eoshare.workdirs import workdir as scratch_dir
 
 log = logging.getLogger(__name__)
+INGEST_WORKDIR = "eoshare-ingest-"
 
 STAC_EXTENSIONS = [
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
@@ -189,7 +191,10 @@ def group_files(
         if one_item:
             key = key if match else stem
             scene = "*"
-        group = groups.setdefault(scene, _Group(item_id=scene or stem, members=[]))
+        # ids derived from file names become safe ids (they name store keys and folders)
+        key = safe_id(key)
+        scene = safe_id(scene) if scene and scene != "*" else scene
+        group = groups.setdefault(scene, _Group(item_id=scene or safe_id(stem), members=[]))
         if any(m.asset_key == key for m in group.members):
             raise InvalidRequestError(
                 f"{path}: two files of item {group.item_id!r} would both be asset {key!r}; "
@@ -198,7 +203,7 @@ def group_files(
         group.members.append(_Member(path=path, asset_key=key))
     result = list(groups.values())
     if one_item and result:
-        result[0].item_id = _common_id([m.path for m in result[0].members])
+        result[0].item_id = safe_id(_common_id([m.path for m in result[0].members]))
     if item_id is not None:
         if len(result) != 1:
             raise InvalidRequestError(
@@ -619,8 +624,7 @@ def _ingest_group(
     limits: RasterLimits,
 ) -> tuple[JSON, bool]:
     """Ingest one scene; returns (item, whether it replaced an existing one)."""
-    with tempfile.TemporaryDirectory(prefix="eoshare-ingest-") as tmp:
-        workdir = Path(tmp)
+    with scratch_dir(INGEST_WORKDIR) as workdir:
         prepared = [_prepare(m, workdir, limits) for m in group.members]
         # An explicit --datetime wins; then the file name (the acquisition date), then
         # the TIFF tag, which is often the processing time rather than the acquisition.
@@ -715,6 +719,7 @@ def ingest_rasters(
     files = [Path(p) for p in paths]
     if not files:
         raise InvalidRequestError("no input files given")
+    sweep(INGEST_WORKDIR)  # what an earlier, killed ingest left in the temporary folder
     groups = group_files(files, pattern=group, one_item=one_item, item_id=item_id)
     report = IngestReport()
     report.collection_created = ensure_collection(catalog, collection_id, create=create_collection)

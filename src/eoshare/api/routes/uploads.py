@@ -47,7 +47,9 @@ def get_uploads(request: Request) -> UploadBook:
     return book
 
 
-def _check_publisher(request: Request, principal: Principal, collection: str) -> None:
+def _check_publisher(
+    request: Request, principal: Principal, collection: str, *, exists: bool = True
+) -> None:
     if principal.anonymous:
         raise NotAuthenticatedError("uploads need 'Authorization: Bearer <token>'")
     check = getattr(request.app.state.access, "check_publish", None)
@@ -55,7 +57,7 @@ def _check_publisher(request: Request, principal: Principal, collection: str) ->
         if "operator" not in principal.roles:
             raise AccessDeniedError("uploads are for operators on this node")
         return
-    check(principal, collection, exists=True, creating=False,
+    check(principal, collection, exists=exists, creating=False,
           new_access=request.app.state.settings.access.new_collection_access)  # fmt: skip
 
 
@@ -89,8 +91,15 @@ def _status(request: Request, u: Upload) -> dict[str, Any]:
 def start_upload(
     request: Request, body: UploadRequest, caller: Caller, catalog: Catalog, settings: Settings
 ) -> Any:
-    catalog.get_collection(body.collection)  # 404 for an unknown collection
-    _check_publisher(request, caller, body.collection)
+    try:
+        catalog.get_collection(body.collection)
+        exists = True
+    except NotFoundError:
+        exists = False
+    # publishing rights first: a hidden collection answers as an unknown one
+    _check_publisher(request, caller, body.collection, exists=exists)
+    if not exists:
+        raise NotFoundError(f"collection {body.collection!r} does not exist")
     d = settings.downloads
     upload = get_uploads(request).create(
         encode_principal(caller),
