@@ -306,7 +306,7 @@ def load(
     """Load STAC Items and Collections into the catalogue."""
     with _errors():
         from eoshare.catalog import open_catalog
-        from eoshare.ingest.stacdocs import load_documents
+        from eoshare.ingest.stacdocs import DocumentLimits, load_documents
 
         settings = _settings(data_dir=data_dir)
         catalog = _observed(settings, open_catalog(settings.catalog_url))
@@ -318,6 +318,10 @@ def load(
                 create_collections=create_collections,
                 batch_size=batch_size,
                 progress=_progress_wanted(),
+                limits=DocumentLimits(
+                    max_json_bytes=settings.ingest.max_json_bytes,
+                    max_line_bytes=settings.ingest.max_ndjson_line_bytes,
+                ),
             )
         finally:
             catalog.close()
