@@ -49,7 +49,7 @@ def _serve(data_dir: Path, host: str, *extra: str, **env: str) -> subprocess.Com
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+@pytest.mark.parametrize("host", ["0.0.0.0"])
 def test_serve_refuses_demo_users_on_a_public_address(demo_dir: Path, host: str) -> None:
     done = _serve(demo_dir, host)
     assert done.returncode == 1
