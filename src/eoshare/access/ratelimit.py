@@ -136,12 +136,12 @@ class LoginGuard:
         """Lift a lockout (``eoshare users unlock``, ``POST /admin/users/{name}/unlock``);
         True when there was one."""
         with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM login_failures WHERE username = ? AND locked_until > ?",
-                (username, self.clock()),
-            )
+            row = self._db.execute(
+                "SELECT locked_until FROM login_failures WHERE username = ?", (username,)
+            ).fetchone()
+            # the failure count goes too: the user starts again with a clean slate
             self._db.execute("DELETE FROM login_failures WHERE username = ?", (username,))
-            return cur.rowcount > 0
+        return row is not None and row[0] > self.clock()
 
     def locked(self) -> list[tuple[str, float]]:
         """Locked accounts and when each lock ends (epoch seconds)."""
