@@ -138,3 +138,21 @@ def test_a_crash_inside_the_auth_middleware_is_a_problem_without_a_stack(
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "secret internals" not in r.text and "Traceback" not in r.text
     assert any("secret internals" in (rec.exc_text or "") or rec.exc_info for rec in caplog.records)
+
+
+def test_an_openeo_graph_with_a_missing_parameter_is_400_not_500(tmp_path: Path) -> None:
+    """A synchronous openEO run whose graph names a parameter nobody gives: the process
+    library raises its own error class, which is the graph's fault, not the server's."""
+    graph = (
+        '{"process":{"process_graph":{"a":{"process_id":"absolute",'
+        '"arguments":{"x":{"from_parameter":"x"}},"result":true}}}}'
+    )
+    app = create_app(Settings(data_dir=tmp_path, log_level="warning", api={"admin_token": "op"}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post(
+            "/openeo/1.2/result",
+            content=graph,
+            headers={"Authorization": "Bearer basic//op", "content-type": "application/json"},
+        )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "ProcessGraphInvalid"
