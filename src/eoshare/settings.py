@@ -124,6 +124,12 @@ class DownloadsSettings(BaseModel):
     upload_chunk_bytes: int = 8 * 1024 * 1024
     upload_max_bytes: int = 50 * 1024**3
     upload_ttl_s: int = 2 * 24 * 3600
+    # an S3 store: answer a download with a redirect (307) to a presigned URL of the S3
+    # server, valid redirect_ttl_s, instead of streaming the bytes through the node. The
+    # grant is decided, reserved against the quota and audited as for a streamed download
+    # (the size asked for counts as served). Users must be able to reach the S3 server.
+    redirect: bool = False
+    redirect_ttl_s: int = 300
 
 
 class HousekeepingSettings(BaseModel):
