@@ -191,9 +191,12 @@ class AgreementPolicy:
             if creating:
                 raise AccessDeniedError(f"the collection id {collection!r} is not available")
             raise NotFoundError(f"collection {collection!r} does not exist")
+        if not exists and not creating:
+            # changing what is not there: the answer a hidden collection gives
+            raise NotFoundError(f"collection {collection!r} does not exist")
         a = self.agreement(collection)
         if a is None:
-            if exists or not creating:
+            if exists:
                 raise AccessDeniedError(
                     f"collection {collection!r} has no provider on record: only operators "
                     "may change it"

@@ -17,6 +17,7 @@ from eoshare.errors import (
     ConflictError,
     EoshareError,
     IngestError,
+    InsufficientStorageError,
     InvalidRequestError,
     NotAuthenticatedError,
     NotFoundError,
@@ -38,6 +39,7 @@ STATUS: list[tuple[type[EoshareError], int, str]] = [
     (ConflictError, 409, "Conflict"),
     (NotAuthenticatedError, 401, "Unauthorized"),
     (AccessDeniedError, 403, "Forbidden"),
+    (InsufficientStorageError, 507, "Insufficient Storage"),
     (StorageError, 503, "Service Unavailable"),
     (UpstreamError, 502, "Bad Gateway"),
 ]
@@ -56,6 +58,7 @@ _TITLES = {
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
+    507: "Insufficient Storage",
 }
 
 

@@ -22,12 +22,12 @@ from starlette.responses import Response
 from eoshare.access import AccessPolicy as AccessBackend
 from eoshare.access import Decision, Principal
 from eoshare.access.egress import AssetGate, PictureGrant
-from eoshare.api.deps import Access, Caller, Catalog, Gate, Settings
+from eoshare.api.deps import Access, Caller, Catalog, Gate, Settings, principal_of
 from eoshare.api.links import JSONT, base_url, link, q, visible_collection
 from eoshare.api.params import build_query, parse_bbox_text
 from eoshare.api.responses import JSONResponse
 from eoshare.catalog.base import SortField
-from eoshare.errors import AccessDeniedError, InvalidRequestError, NotFoundError
+from eoshare.errors import AccessDeniedError, EoshareError, InvalidRequestError, NotFoundError
 from eoshare.tiles import TileService, get_tms, make_spec, raster_assets, render_defaults
 from eoshare.tiles.access import check_tile, max_zoom
 from eoshare.tiles.cache import Rendered
@@ -631,10 +631,15 @@ def _mosaic_info(
     datetime: str | None,
     filter: str | None,
     filter_lang: str | None,
+    *,
+    check_visible: bool = True,
 ) -> tuple[tuple[float, float, float, float], int, int]:
     """Bounds and zoom range of a collection mosaic: the collection's extent (cut by
-    ``bbox``) and the zooms of its newest matching item."""
-    collection = visible_collection(request, catalog.get_collection(collection_id))
+    ``bbox``) and the zooms of its newest matching item. NotFoundError when there is
+    nothing the caller may see drawn."""
+    collection = catalog.get_collection(collection_id)
+    if check_visible:
+        collection = visible_collection(request, collection)
     user_box = parse_bbox_text(bbox)
     extent = catalog.collection_extent(collection_id) or collection.get("extent") or {}
     boxes = (extent.get("spatial") or {}).get("bbox") or [[-180.0, -90.0, 180.0, 90.0]]
@@ -804,12 +809,32 @@ def decorate_item(request: Request, base: str, item: JSON) -> JSON:
 
 def decorate_collection(request: Request, base: str, collection: JSON) -> JSON:
     """Collections get a ``wmts`` link (and a ``tilejson`` link) to the mosaic of their
-    items."""
-    root = f"{base}/tiles/collections/{q(collection['id'])}"
+    items, when that mosaic draws something for this caller: not for a collection whose
+    assets are elsewhere (loaded STAC with remote hrefs), empty, or denied to the caller;
+    there both routes would answer 404, and clients that follow every link (STAC
+    Browser, GDAL's WMTS driver) would report errors."""
     out = dict(collection)
-    out["links"] = [
-        *[x for x in collection.get("links", []) if x.get("rel") not in ("tilejson", "wmts")],
-        link("wmts", f"{root}/WMTSCapabilities.xml", WMTS_TYPE, title="WMTS capabilities"),
-        link("tilejson", f"{root}/tilejson.json", JSONT, title="TileJSON of the mosaic"),
-    ]
+    links = [x for x in collection.get("links", []) if x.get("rel") not in ("tilejson", "wmts")]
+    if _mosaic_drawable(request, str(collection["id"])):
+        root = f"{base}/tiles/collections/{q(collection['id'])}"
+        links += [
+            link("wmts", f"{root}/WMTSCapabilities.xml", WMTS_TYPE, title="WMTS capabilities"),
+            link("tilejson", f"{root}/tilejson.json", JSONT, title="TileJSON of the mosaic"),
+        ]
+    out["links"] = links
     return out
+
+
+def _mosaic_drawable(request: Request, collection_id: str) -> bool:
+    """Whether the collection's mosaic routes answer this caller with the default
+    rendering: the same search and checks as they make (the picture metadata is cached)."""
+    state = request.app.state
+    try:
+        _mosaic_info(
+            request, collection_id, state.catalog, state.access,
+            principal_of(request), state.gate, state.tiles, state.settings, RenderSpec(),
+            get_tms("WebMercatorQuad"), None, None, None, None, check_visible=False,
+        )  # fmt: skip
+    except EoshareError:
+        return False
+    return True
