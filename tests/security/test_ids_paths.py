@@ -38,7 +38,11 @@ def test_a_provider_cannot_create_ids_that_are_paths(secbytes_node: BytesNode, b
         r = http.post(f"/collections/{B_OPEN}/items",
                       json={**item, "id": "asset-key-probe", "assets": assets})  # fmt: skip
         assert r.status_code == 400, (bad, r.text)
-    assert "not a valid id" in r.json()["detail"] or "asset key" in r.json()["detail"]
+        assert "not a valid id" in r.json()["detail"] or "asset key" in r.json()["detail"]
+        # an upload names its item up front: refused before any byte is sent
+        upload = {"collection": B_OPEN, "filename": "x.tif", "size": 10, "sha256": "0" * 64}
+        r = http.post("/uploads", json={**upload, "item_id": bad})
+        assert r.status_code == 400, (bad, r.text)
 
 
 def _names(entries: list[OrderAsset]) -> list[str]:
