@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from eoshare.access.base import AccessPolicy, Action, Principal
+from eoshare.catalog.assetkeys import bound_key
 from eoshare.catalog.base import Catalog, SearchQuery
 from eoshare.errors import NotFoundError
 from eoshare.processing.errors import CollectionNotFound, PermissionsInsufficient
@@ -199,13 +200,15 @@ def resolve_collection(
         decisions = []
         for band in chosen:
             asset = (item.get("assets") or {}).get(band.asset)
-            if not isinstance(asset, dict) or not isinstance(asset.get("eoshare:key"), str):
+            # only the node's own key for this very item (catalog.assetkeys, ADR 0006)
+            key = bound_key(item, band.asset)
+            if not isinstance(asset, dict) or key is None:
                 continue
             decision = policy.decide(principal, item, band.asset, Action.PROCESS)
             if not decision.allowed:
                 refused = decision.reason or "not allowed"
                 break
-            path, env = store.gdal_path(asset["eoshare:key"])
+            path, env = store.gdal_path(key)
             out.gdal_env.update(env)
             assets[band.asset] = {**asset, "href": path}
             decisions.append((band.asset, decision, asset))
