@@ -5,6 +5,7 @@ hostile names never hold an entry that leaves its folder."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from eoshare.api.routes.orders import _entry
+from eoshare.catalog import open_catalog
 from eoshare.downloads.metalink import MetalinkFile, metalink
 from eoshare.downloads.orders import OrderAsset
 from eoshare.downloads.zipstream import stream_zip
+from eoshare.errors import InvalidItemError
 from eoshare.ingest.raster import group_files
 
 from .bytes_node import B_OPEN, B_SCENE, BytesNode
@@ -83,3 +86,22 @@ def test_ids_derived_from_file_names_are_safe() -> None:
     for g in groups:
         assert ".." not in g.item_id and " " not in g.item_id and "/" not in g.item_id
         assert not g.item_id.startswith(".")
+
+
+def test_the_catalogue_refuses_path_ids_from_any_writer(tmp_path: Path, shared_data: Path) -> None:
+    """``eoshare load``, ingest and the API all write through the catalogue's checks."""
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    try:
+        template = json.loads((shared_data / "stac" / "collection_sentinel-2-l2a_pc.json")
+                              .read_text())  # fmt: skip
+        for bad in ("..", "../x", "a/b"):
+            with pytest.raises(InvalidItemError, match="not a valid id"):
+                catalog.create_collection({**template, "id": bad, "links": []})
+        catalog.create_collection({**template, "id": "ok", "links": []})
+        item = json.loads((shared_data / "stac" / "item_S1A_IW_GRDH_1SDV_20220428T034417_pc.json")
+                          .read_text())  # fmt: skip
+        report = catalog.upsert_items([{**item, "id": "..", "collection": "ok", "links": []}],
+                                      on_invalid=lambda i, e: None)  # fmt: skip
+        assert report.inserted == 0
+    finally:
+        catalog.close()
