@@ -4,8 +4,8 @@
 the caller may process (the catalogue's visibility filter, then ``decide(PROCESS)`` on
 every asset the cube needs), at what resolution (a reduced decision makes the whole cube
 coarse), and where GDAL reads each asset (the store's ``gdal_path``). Every grant is
-recorded. When the node gets one service through which every byte leaves it, this
-function is the one to switch to it.
+recorded. Each asset goes through ``AssetGate.process_input`` (the one path for bytes:
+store keys bound to their item, the decision) and ``AssetGate.record``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from eoshare.access.base import AccessPolicy, Action, Principal
+from eoshare.access.egress import AssetGate
 from eoshare.catalog.base import Catalog, SearchQuery
 from eoshare.errors import NotFoundError
 from eoshare.processing.errors import CollectionNotFound, PermissionsInsufficient
@@ -146,8 +147,10 @@ def resolve_collection(
     start: datetime | None = None,
     end: datetime | None = None,
     bands: list[str] | None = None,
+    gate: AssetGate | None = None,
 ) -> CollectionInput:
-    """Everything one ``load_collection`` may read. Raises CollectionNotFound (absent or
+    """Everything one ``load_collection`` may read (each asset through ``gate``, the one
+    path for bytes: bound key, decision, audit). Raises CollectionNotFound (absent or
     hidden), ProcessParameterInvalid (unknown band) or PermissionsInsufficient (nothing
     in the extent may be processed by this caller)."""
     from eoshare.processing.errors import ProcessParameterInvalid
@@ -191,6 +194,7 @@ def resolve_collection(
     else:
         chosen = list(all_bands.values())
     out = CollectionInput(collection=collection_id, bands=chosen)
+    gate = gate or AssetGate(catalog, policy)
     reasons: list[str] = []
     for item in items:
         keep = dict(item)
@@ -198,14 +202,17 @@ def resolve_collection(
         refused = None
         decisions = []
         for band in chosen:
-            asset = (item.get("assets") or {}).get(band.asset)
-            if not isinstance(asset, dict) or not isinstance(asset.get("eoshare:key"), str):
+            # the one path for bytes: the node's own key for this very item, and the
+            # decision (ADR 0006)
+            checked = gate.process_input(principal, item, band.asset)
+            if checked is None:
                 continue
-            decision = policy.decide(principal, item, band.asset, Action.PROCESS)
+            key, decision = checked
+            asset = item["assets"][band.asset]
             if not decision.allowed:
                 refused = decision.reason or "not allowed"
                 break
-            path, env = store.gdal_path(asset["eoshare:key"])
+            path, env = store.gdal_path(key)
             out.gdal_env.update(env)
             assets[band.asset] = {**asset, "href": path}
             decisions.append((band.asset, decision, asset))
@@ -220,7 +227,7 @@ def resolve_collection(
         out.items.append(keep)
         for key, decision, asset in decisions:
             size = asset.get("file:size")
-            policy.record(principal, item, key, Action.PROCESS, decision, int(size) if size else 0)
+            gate.record(principal, item, key, Action.PROCESS, decision, int(size) if size else 0)
             if decision.agreement and decision.agreement not in out.agreements:
                 out.agreements.append(decision.agreement)
     if not out.items and reasons:

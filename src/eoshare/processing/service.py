@@ -28,6 +28,7 @@ from typing import Any
 
 from eoshare.access.agreements import Agreement
 from eoshare.access.base import AccessPolicy, Principal
+from eoshare.access.egress import AssetGate
 from eoshare.catalog.base import Catalog
 from eoshare.errors import ConflictError, EoshareError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
@@ -81,10 +82,13 @@ class ProcessingService:
         workers: int = 2,
         per_member: int = 1,
         sync_max_pixels: int = 400_000_000,
+        gate: AssetGate | None = None,
     ) -> None:
         self.catalog = catalog
         self.policy = policy
         self.store = store
+        # the one path for bytes (eoshare.access.egress): inputs are read through it
+        self.gate = gate or AssetGate(catalog, policy)
         self.jobs = JobStore(db_path)
         self.work_dir = work_dir
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +206,7 @@ class ProcessingService:
         ) -> CollectionInput:
             return resolve_collection(
                 self.catalog, self.policy, self.store, principal, cid,
-                bbox=bbox, start=start, end=end, bands=bands,
+                bbox=bbox, start=start, end=end, bands=bands, gate=self.gate,
             )  # fmt: skip
 
         return resolve
@@ -333,7 +337,7 @@ class ProcessingService:
         end = parse_instant(call.end, end=True) if call.end else None
         return resolve_collection(
             self.catalog, self.policy, self.store, principal, call.collection,
-            bbox=call.bbox, start=start, end=end, bands=call.bands,
+            bbox=call.bbox, start=start, end=end, bands=call.bands, gate=self.gate,
         )  # fmt: skip
 
     def _slot(self, member: str | None) -> threading.BoundedSemaphore:
@@ -597,4 +601,5 @@ def open_processing(settings: Any, state: Any) -> ProcessingService:
         workers=p.workers,
         per_member=p.per_member,
         sync_max_pixels=p.sync_max_pixels,
+        gate=getattr(state, "gate", None),
     )
