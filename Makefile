@@ -48,6 +48,7 @@ bench: $(STAMP)  ## benchmarks (never part of make test); figures go to benchmar
 	$(BIN)/python benchmarks/bench_access.py
 	$(BIN)/python benchmarks/bench_tiles.py
 	$(BIN)/python benchmarks/bench_web.py
+	$(BIN)/python scripts/crash_anywhere.py --kills 100 --seed 1
 	bash scripts/install-nginx.sh
 	$(BIN)/python benchmarks/bench_downloads.py $(DOWNLOADS_BENCH_ARGS)
 

@@ -31,6 +31,9 @@ class ApiSettings(BaseModel):
     count_limit: int = 100_000
     admin_token: str | None = None
     base_url: str | None = None
+    # one Combined Log Format line per request: a file path, "-" for standard error, or
+    # unset for none
+    access_log: str | None = None
 
 
 class OidcProviderSettings(BaseModel):
@@ -124,8 +127,8 @@ class HousekeepingSettings(BaseModel):
     interval_s: float = 3600
     # expired orders are forgotten this long after their expiry (their status says why)
     order_retention_s: float = 30 * 24 * 3600
-    # eoshare-ingest-* temporary folders (and staging folders without an upload) older
-    # than this are left over from a crashed process
+    # upload staging folders without an upload row older than this are left over from a
+    # crashed process (ingest work folders go as soon as their process is gone)
     temp_max_age_s: float = 24 * 3600
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,11 +14,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import eoshare
 from eoshare.access.service import open_access
 from eoshare.api import errors
+from eoshare.api.observability import (
+    AccessLog,
+    Metrics,
+    NodeCollector,
+    Observe,
+)
 from eoshare.api.routes import (
     admin,
     auth,
     collections,
     downloads,
+    health,
     items,
     landing,
     search,
@@ -27,6 +35,7 @@ from eoshare.api.routes import (
     web,
 )
 from eoshare.catalog import open_catalog
+from eoshare.catalog.base import SearchQuery
 from eoshare.housekeeping import Housekeeper
 from eoshare.logs import setup_logging
 from eoshare.settings import Settings, load_settings
@@ -108,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the eoshare ASGI application."""
     settings = settings or load_settings()
     setup_logging(settings.log_level)
+    access_log = AccessLog(settings.api.access_log) if settings.api.access_log else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await chores
         app.state.catalog.close()
         app.state.access_services.close()
+        if access_log is not None:
+            access_log.close()
 
     app = FastAPI(
         title=settings.api.title,
@@ -169,6 +181,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         temp_max_age_s=settings.housekeeping.temp_max_age_s,
     )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
+    app.include_router(health.router)  # /health, /ready, /metrics
+
+    # Prometheus figures: request counters here, node gauges read from the services
+    app.state.metrics = Metrics()
+    app.state.metrics.add_collector(NodeCollector(node_gauges(app)))
 
     app.add_middleware(OpenApiMediaType)
 
@@ -181,4 +198,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # outermost: a request id on every response and log line, metrics, the access log
+    app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app
+
+
+def node_gauges(app: FastAPI) -> dict[str, Any]:
+    """What ``/metrics`` reads from the services at scrape time."""
+    state = app.state
+
+    def items() -> list[tuple[list[str], float]]:
+        counts = []
+        for collection in state.catalog.list_collections():
+            page = state.catalog.search(SearchQuery(collections=(collection["id"],), limit=1))
+            if page.number_matched is not None:
+                counts.append(([collection["id"]], float(page.number_matched)))
+        return counts
+
+    def tile_cache() -> list[tuple[list[str], float]]:
+        cache = state.tiles.cache
+        return [(["hits"], float(cache.hits)), (["misses"], float(cache.misses))]
+
+    def tile_cache_bytes() -> list[tuple[list[str], float]]:
+        return [([], float(state.tiles.cache.size))]
+
+    return {
+        "eoshare_catalog_items": ("Items in the catalogue, by collection", ["collection"], items),
+        "eoshare_tile_cache_lookups": (
+            "Lookups of the rendered-tile cache since start (misses were rendered)",
+            ["result"],
+            tile_cache,
+        ),
+        "eoshare_tile_cache_bytes": ("Bytes held by the rendered-tile cache", [], tile_cache_bytes),
+    }

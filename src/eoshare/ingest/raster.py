@@ -23,7 +23,6 @@ import contextlib
 import logging
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +52,11 @@ from eoshare.ingest.checksums import multihash_sha256, sha256_file
 from eoshare.ingest.collections import minimal_collection, refresh_extent
 from eoshare.ingest.thumbnail import render_thumbnail
 from eoshare.storage.base import Store
+from eoshare.workdirs import sweep
+from eoshare.workdirs import workdir as scratch_dir
 
 log = logging.getLogger(__name__)
+INGEST_WORKDIR = "eoshare-ingest-"
 
 STAC_EXTENSIONS = [
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
@@ -613,8 +615,7 @@ def _ingest_group(
     when: datetime | None,
 ) -> tuple[JSON, bool]:
     """Ingest one scene; returns (item, whether it replaced an existing one)."""
-    with tempfile.TemporaryDirectory(prefix="eoshare-ingest-") as tmp:
-        workdir = Path(tmp)
+    with scratch_dir(INGEST_WORKDIR) as workdir:
         prepared = [_prepare(m, workdir) for m in group.members]
         # An explicit --datetime wins; then the file name (the acquisition date), then
         # the TIFF tag, which is often the processing time rather than the acquisition.
@@ -707,6 +708,7 @@ def ingest_rasters(
     files = [Path(p) for p in paths]
     if not files:
         raise InvalidRequestError("no input files given")
+    sweep(INGEST_WORKDIR)  # what an earlier, killed ingest left in the temporary folder
     groups = group_files(files, pattern=group, one_item=one_item, item_id=item_id)
     report = IngestReport()
     report.collection_created = ensure_collection(catalog, collection_id, create=create_collection)
