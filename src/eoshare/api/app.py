@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
 from eoshare.access.service import open_access
-from eoshare.api import errors
+from eoshare.api import errors, openapi
 from eoshare.api.observability import (
     AccessLog,
     Metrics,
@@ -166,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
 
     errors.install(app)
+    openapi.install(app)  # problem responses declared on every operation (eoshare.api.openapi)
     for module in (landing, collections, items, search, transactions):
         app.include_router(module.router)
     app.include_router(web.router)  # the browser UI under /ui/ (eoshare.web)

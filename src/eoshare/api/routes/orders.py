@@ -21,7 +21,7 @@ from starlette.responses import Response
 import eoshare
 from eoshare.access import Principal
 from eoshare.api.deps import Access, Caller, Catalog, Settings, Store
-from eoshare.api.links import base_url, render_item
+from eoshare.api.links import base_url, q, render_item
 from eoshare.api.params import SearchBody, from_body
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.api.routes.downloads import (
@@ -224,8 +224,11 @@ def order_manifest(
             k: {**v, "href": urls[k]} for k, v in item.get("assets", {}).items() if k in urls
         }
         features.append(item)
+    self_href = f"{base_url(request)}/orders/{q(order.id)}/manifest.json"
     return GeoJSONResponse({"type": "FeatureCollection", "features": features,
-                            "numberReturned": len(features)})  # fmt: skip
+                            "numberReturned": len(features),
+                            "links": [{"rel": "self", "href": self_href,
+                                       "type": "application/geo+json"}]})  # fmt: skip
 
 
 @router.get("/orders/{order_id}/urls.txt", summary="Order as a plain URL list")
