@@ -161,22 +161,22 @@ def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
             batch = []
             for n, (tpl, age) in enumerate(zip(templates, AGES, strict=True)):
                 item = copy.deepcopy(tpl)
-                item["id"] = f"{cid}-{n}"
+                item["id"] = iid = f"{cid}-{n}"
                 item["collection"] = cid
                 item["links"] = []
                 # assets held by this node's store, so that /download serves them
                 item["assets"] = {
                     "data": {
-                        "href": f"{cid}/{n}/data.bin",
+                        "href": f"{cid}/{iid}/data.bin",
                         "type": "application/octet-stream",
                         "roles": ["data"],
-                        "eoshare:key": f"{cid}/{n}/data.bin",
+                        "eoshare:key": f"{cid}/{iid}/data.bin",
                     },
                     "thumbnail": {
-                        "href": f"{cid}/{n}/thumb.png",
+                        "href": f"{cid}/{iid}/thumb.png",
                         "type": "image/png",
                         "roles": ["thumbnail"],
-                        "eoshare:key": f"{cid}/{n}/thumb.png",
+                        "eoshare:key": f"{cid}/{iid}/thumb.png",
                     },
                 }
                 # a real COG for the tile routes: the young items (inside an embargo)
@@ -185,14 +185,15 @@ def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
                 cog, cog_bytes = cogs[band]
                 item["assets"]["raster"] = {
                     **{k: v for k, v in cog.items() if k not in ("href", "eoshare:key")},
-                    "href": f"{cid}/{n}/{band}.tif",
-                    "eoshare:key": f"{cid}/{n}/{band}.tif",
+                    "href": f"{cid}/{iid}/{band}.tif",
+                    "eoshare:key": f"{cid}/{iid}/{band}.tif",
                     "roles": ["data"],
                 }
-                store.put_bytes(f"{cid}/{n}/{band}.tif", cog_bytes)
+                store.put_bytes(f"{cid}/{iid}/{band}.tif", cog_bytes)
                 item.update(footprint)
-                store.put_bytes(f"{cid}/{n}/data.bin", DATA_BYTES)
-                store.put_bytes(f"{cid}/{n}/thumb.png", THUMB_BYTES)
+                # keys as the node makes them: bound to the item (<collection>/<item>/...)
+                store.put_bytes(f"{cid}/{iid}/data.bin", DATA_BYTES)
+                store.put_bytes(f"{cid}/{iid}/thumb.png", THUMB_BYTES)
                 item["properties"]["datetime"] = (now - timedelta(days=age)).strftime(
                     "%Y-%m-%dT%H:%M:%SZ"
                 )

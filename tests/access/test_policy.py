@@ -11,6 +11,7 @@ import pytest
 from eoshare.access.agreements import Member, agreement_from_dict
 from eoshare.access.base import Action, Principal
 from eoshare.access.policy import AgreementPolicy
+from eoshare.access.quotas import Quotas
 from eoshare.access.store import AccessStore, sha256
 from eoshare.errors import InvalidRequestError, NotAuthenticatedError
 from security.at_rest import rows_holding, secrets_at_rest
@@ -63,15 +64,14 @@ def test_embargo_lifts_per_item(store: AccessStore) -> None:
 def test_quotas_per_user_and_member(store: AccessStore) -> None:
     policy = _set(store, access="open", quota_user_bytes_per_day=1000)
     assert policy.decide(VN, ITEM, "data", Action.DOWNLOAD).kind == "full"
-    policy.record(
-        VN, ITEM, "data", Action.DOWNLOAD, policy.decide(VN, ITEM, "data", Action.DOWNLOAD), 1000
-    )
+    Quotas(store, policy).reserve(VN, "c", "bytes", 1000).settle(1000)
     d = policy.decide(VN, ITEM, "data", Action.DOWNLOAD)
     assert d.kind == "denied" and "quota" in (d.reason or "")
     # tiles are not counted against a download quota
     assert policy.decide(VN, ITEM, "data", Action.TILE).kind == "full"
     policy = _set(store, access="open", quota_member_bytes_per_day=500)
     other_vn = Principal(user="v2", member="vn", country="VN")
+    Quotas(store, policy).reserve(VN, "c", "bytes", 500).settle(500)
     assert policy.decide(other_vn, ITEM, "data", Action.DOWNLOAD).kind == "denied"
     assert policy.decide(KE, ITEM, "data", Action.DOWNLOAD).kind == "full"
 

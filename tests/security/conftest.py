@@ -1,5 +1,7 @@
-"""A live node with the access tests' members, users, tokens and one collection per kind
-of agreement (``tests/access/conftest.py``), for the adversarial tests."""
+"""Fixtures of the security tests. Each helper module's fixtures are re-exported here
+(``secbytes_*``: the byte-path attack tests), plus a live node with the access tests'
+members, users, tokens and one collection per kind of agreement
+(``tests/access/conftest.py``) for the adversarial tests."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ import httpx
 import pytest
 
 from access.conftest import Node, build_node, serve
+
+from .bytes_node import secbytes_node
+
+__all__ = ["secbytes_node"]
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
+from eoshare.access.egress import AssetGate
 from eoshare.access.service import open_access
-from eoshare.api import errors, openapi
+from eoshare.api import compat, errors, openapi
+from eoshare.api.cors import CorsMiddleware
 from eoshare.api.observability import (
     AccessLog,
     Metrics,
@@ -21,6 +23,7 @@ from eoshare.api.observability import (
     Observe,
 )
 from eoshare.api.routes import (
+    activations,
     admin,
     auth,
     collections,
@@ -28,6 +31,7 @@ from eoshare.api.routes import (
     health,
     items,
     landing,
+    openeo,
     search,
     tiles,
     transactions,
@@ -36,8 +40,10 @@ from eoshare.api.routes import (
 )
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
+from eoshare.disaster.service import open_disaster
 from eoshare.housekeeping import Housekeeper
 from eoshare.logs import setup_logging
+from eoshare.processing.service import open_processing
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
 from eoshare.tiles import TileService
@@ -128,11 +134,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if interval > 0
             else None
         )
+        app.state.disaster.alerts.start()  # the worker that turns new items into alerts
         yield
         if chores is not None:
             chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chores
+        app.state.processing.close()
+        app.state.disaster.close()
         app.state.catalog.close()
         app.state.access_services.close()
         if access_log is not None:
@@ -160,10 +169,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         *getattr(app.state, "collection_decorators", []),
         auth.decorate_collection,
     ]
+    # disaster activations, orbits, alerts (eoshare.disaster): the policy honours the
+    # activations' grants; the catalogue is wrapped so that every write reaches alerts
+    app.state.disaster = open_disaster(
+        settings, app.state.catalog, app.state.access_services, worker=False
+    )
+    app.state.catalog = app.state.disaster.catalog
     # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
+    # proj:epsg beside proj:code, for readers of projection extension v1 (api/compat.py)
+    app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
 
     errors.install(app)
     openapi.install(app)  # problem responses declared on every operation (eoshare.api.openapi)
@@ -174,6 +191,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # downloads, signed links, orders, uploads (builds their services, adds the href decorator)
     downloads.install(app, settings)
+    # the one path for bytes: every route that hands out asset bytes or pixels asks it
+    app.state.gate = AssetGate(
+        app.state.catalog,
+        app.state.access,
+        quotas=app.state.access_services.quotas,
+        links=app.state.signer,
+        subjects=app.state.access_services.auth,
+    )
     app.state.housekeeper = Housekeeper(
         app.state.uploads,
         app.state.orders,
@@ -182,11 +207,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         temp_max_age_s=settings.housekeeping.temp_max_age_s,
     )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
+    app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
     app.include_router(health.router)  # /health, /ready, /metrics
 
     # Prometheus figures: request counters here, node gauges read from the services
     app.state.metrics = Metrics()
     app.state.metrics.add_collector(NodeCollector(node_gauges(app)))
+    # openEO processing on Dask, results published back (eoshare.processing)
+    app.state.processing = open_processing(settings, app.state)
+    openeo.install(app)
 
     app.add_middleware(OpenApiMediaType)
 
@@ -199,6 +228,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # openEO bearer forms and error documents on /openeo (outside the authentication)
+    app.add_middleware(openeo.OpenEOMiddleware)
+    # CORS headers on every answer, errors included; preflights (api/cors.py)
+    app.add_middleware(CorsMiddleware, credentialed_origins=settings.api.cors_origins)
     # outermost: a request id on every response and log line, metrics, the access log
     app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app

@@ -6,8 +6,11 @@ A link is the download URL plus four query parameters::
 
 * ``exp``  expiry, Unix seconds (UTC);
 * ``sub``  the caller the link was made for: base64url of a compact JSON object
-  (``u`` user, ``m`` member, ``c`` country, ``r`` roles), so the download is decided for
-  that caller even though curl, wget, GDAL or a download manager sends no credentials;
+  (``u`` user, ``m`` member, ``c`` country, ``r`` roles, ``k`` the credential used), so
+  the download is decided for that caller even though curl, wget, GDAL or a download
+  manager sends no credentials. At use, ``AssetGate`` asks ``Authenticator.link_subject``
+  whether that user still exists and that credential is still valid (a removed user or a
+  revoked token kills its links) and decides for the user as they are now;
 * ``kid``  which server key signed it;
 * ``sig``  base64url HMAC-SHA256 over ``v1``, the collection, item and asset key, ``sub``
   and ``exp``, joined by newlines.
@@ -47,9 +50,12 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def encode_principal(principal: Principal) -> str:
-    """A principal as the compact, URL-safe ``sub`` value."""
+def encode_principal(principal: Principal, *, credential: bool = False) -> str:
+    """A principal as the compact, URL-safe ``sub`` value; with ``credential``, also the
+    credential it used (``k``), which signed links carry so that they die with it."""
     doc: dict[str, Any] = {}
+    if credential and principal.credential is not None:
+        doc["k"] = principal.credential
     if principal.user is not None:
         doc["u"] = principal.user
     if principal.member is not None:
@@ -69,13 +75,13 @@ def decode_principal(sub: str) -> Principal:
         roles = doc.get("r", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise ValueError
-        for k in ("u", "m", "c"):
+        for k in ("u", "m", "c", "k"):
             if k in doc and not isinstance(doc[k], str):
                 raise ValueError
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise AccessDeniedError("the signed link is not valid: its 'sub' is malformed") from exc
     return Principal(user=doc.get("u"), member=doc.get("m"), country=doc.get("c"),
-                     roles=frozenset(roles))  # fmt: skip
+                     roles=frozenset(roles), credential=doc.get("k"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class Signer:
         now = int(time.time())
         exp = expires if expires is not None else now + (ttl_s or self.ttl_s)
         exp = min(exp, now + self.max_ttl_s)
-        sub = encode_principal(principal)
+        sub = encode_principal(principal, credential=True)
         return SignedLink(exp, sub, self.current, self._mac(self.current, collection, item,
                                                              asset, sub, exp))  # fmt: skip
 

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from eoshare.downloads.db import StateDB
-from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError, StorageError
+from eoshare.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    StorageError,
+    storage_error,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -127,7 +133,7 @@ class UploadBook:
                 f.truncate(size)  # sparse: the disk fills as chunks arrive
         except OSError as exc:
             shutil.rmtree(path.parent, ignore_errors=True)
-            raise StorageError(f"cannot stage the upload: {exc.strerror or exc}") from exc
+            raise storage_error(f"cannot stage the upload: {exc.strerror or exc}", exc) from exc
         with self.db.write() as conn:
             conn.execute(
                 "INSERT INTO uploads (id, owner, created, expires, state, doc) "
@@ -193,8 +199,8 @@ class UploadBook:
         except FileNotFoundError as exc:
             raise NotFoundError(f"upload {upload.id!r} has no staged file any more") from exc
         except OSError as exc:
-            raise StorageError(
-                f"cannot store chunk {index}: {exc.strerror or exc}; send it again later"
+            raise storage_error(
+                f"cannot store chunk {index}: {exc.strerror or exc}; send it again later", exc
             ) from exc
         with self.db.write() as conn:
             conn.execute(

@@ -132,9 +132,15 @@ async def put_chunk(request: Request, upload_id: str, index: int, caller: Caller
 
 @router.post("/uploads/{upload_id}/complete", summary="Verify and ingest the upload")
 def complete_upload(
-    request: Request, upload_id: str, caller: Caller, catalog: Catalog, store: Store
+    request: Request,
+    upload_id: str,
+    caller: Caller,
+    catalog: Catalog,
+    store: Store,
+    settings: Settings,
 ) -> Any:
     from eoshare.ingest.raster import ingest_rasters
+    from eoshare.ingest.safe_open import RasterLimits
 
     book = get_uploads(request)
     upload = _own(request, upload_id, caller)
@@ -152,6 +158,8 @@ def complete_upload(
         store=store,
         collection_id=upload.collection,
         item_id=upload.item_id,
+        # a user's file: GeoTIFF only, no references outside it, bounded size
+        limits=RasterLimits.from_settings(settings.ingest),
     )
     if not report.ok:
         reasons = "; ".join(f.reason for f in report.failures)
