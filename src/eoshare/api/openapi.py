@@ -201,13 +201,34 @@ SUCCESS: dict[tuple[str, str], dict[str, dict[str, JSON]]] = {
     },
     ("get", f"{_TILES}/items/{{item_id}}/tilejson.json"): {"200": {_JSON: _ref("TileJSON")}},
     ("get", f"{_TILES}/tilejson.json"): {"200": {_JSON: _ref("TileJSON")}},
+    ("get", "/alerts/stream"): {"200": {"text/event-stream": {"type": "string"}}},
 }
 
 
-def _problem_response(description: str) -> JSON:
+# the openEO API (/openeo/...) answers errors in openEO's own shape
+OPENEO_PREFIX = "/openeo/"
+OPENEO_ERROR_SCHEMA: JSON = {
+    "title": "OpenEOError",
+    "description": "An openEO API error document.",
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "id": {"type": "string"},
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "links": {"type": "array"},
+    },
+}
+
+
+def _problem_response(description: str, path: str = "") -> JSON:
+    if path.startswith(OPENEO_PREFIX):
+        media, schema = "application/json", "OpenEOError"
+    else:
+        media, schema = PROBLEM, "Problem"
     return {
         "description": description,
-        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        "content": {media: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
 
 
@@ -224,6 +245,7 @@ def build_document(app: FastAPI) -> JSON:
     )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
+    schemas["OpenEOError"] = OPENEO_ERROR_SCHEMA
     for name in _UNUSED:
         schemas.pop(name, None)
     schemas.update(SCHEMAS)
@@ -238,7 +260,7 @@ def build_document(app: FastAPI) -> JSON:
                 else:
                     declared.pop("content", None)
             for error, description in ERRORS.items():
-                responses.setdefault(str(error), _problem_response(description))
+                responses.setdefault(str(error), _problem_response(description, path))
     app.openapi_schema = doc
     return doc
 
