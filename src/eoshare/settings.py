@@ -139,8 +139,8 @@ class HousekeepingSettings(BaseModel):
     interval_s: float = 3600
     # expired orders are forgotten this long after their expiry (their status says why)
     order_retention_s: float = 30 * 24 * 3600
-    # eoshare-ingest-* temporary folders (and staging folders without an upload) older
-    # than this are left over from a crashed process
+    # upload staging folders without an upload row older than this are left over from a
+    # crashed process (ingest work folders go as soon as their process is gone)
     temp_max_age_s: float = 24 * 3600
 
 

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import eoshare
 from eoshare.access.egress import AssetGate
 from eoshare.access.service import open_access
-from eoshare.api import compat, errors
+from eoshare.api import compat, errors, openapi
 from eoshare.api.cors import CorsMiddleware
 from eoshare.api.observability import (
     AccessLog,
@@ -183,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
 
     errors.install(app)
+    openapi.install(app)  # problem responses declared on every operation (eoshare.api.openapi)
     for module in (landing, collections, items, search, transactions):
         app.include_router(module.router)
     app.include_router(web.router)  # the browser UI under /ui/ (eoshare.web)

@@ -180,7 +180,8 @@ def _area(bbox: str | None, intersects: str | None) -> JSON:
         raise InvalidRequestError("give the area as one of bbox or intersects")
     if bbox is not None:
         box = parse_bbox_text(bbox)
-        assert box is not None
+        if box is None:  # bbox= with nothing after it
+            raise InvalidRequestError("bbox is empty: give west,south,east,north")
         return bbox_area(list(box))
     return parse_area(parse_intersects(intersects))
 
