@@ -122,6 +122,15 @@ DataDir = Annotated[
 ]
 
 
+AllowDemoUsers = Annotated[
+    bool,
+    typer.Option(
+        "--allow-demo-users",
+        help="Serve demo users (whose password is published) on a non-loopback address.",
+    ),
+]
+
+
 # --- serve ----------------------------------------------------------------------------
 def _app_from_env() -> FastAPI:
     """The app factory uvicorn imports in --reload mode (settings come from the env)."""
@@ -135,11 +144,21 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -> None:
+def _run_server(
+    settings: Settings, *, reload: bool = False, workers: int = 1, allow_demo_users: bool = False
+) -> None:
     import signal
 
     import uvicorn
 
+    from eoshare.access.demo import check_demo_exposure, users_with_demo_password
+
+    # demo users' password is published: never on an address others can reach, unasked
+    allowed = allow_demo_users or settings.security.allow_demo_users
+    if not allowed:
+        check_demo_exposure(
+            settings.host, users_with_demo_password(settings.access_db_path), allowed=False
+        )
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
     # handler that was there before it: this one, so that a clean stop exits 0 (service
     # managers read anything else as a failure)
@@ -181,11 +200,12 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Server processes (e.g. one per core).")
     ] = 1,
+    allow_demo_users: AllowDemoUsers = False,
 ) -> None:
     """Serve the STAC API (and the web UI) over HTTP."""
     with _errors():
         settings = _settings(host=host, port=port, data_dir=data_dir)
-        _run_server(settings, reload=reload, workers=workers)
+        _run_server(settings, reload=reload, workers=workers, allow_demo_users=allow_demo_users)
 
 
 # --- ingest ---------------------------------------------------------------------------
@@ -303,7 +323,7 @@ def load(
     """Load STAC Items and Collections into the catalogue."""
     with _errors():
         from eoshare.catalog import open_catalog
-        from eoshare.ingest.stacdocs import load_documents
+        from eoshare.ingest.stacdocs import DocumentLimits, load_documents
 
         settings = _settings(data_dir=data_dir)
         catalog = _observed(settings, open_catalog(settings.catalog_url))
@@ -315,6 +335,10 @@ def load(
                 create_collections=create_collections,
                 batch_size=batch_size,
                 progress=_progress_wanted(),
+                limits=DocumentLimits(
+                    max_json_bytes=settings.ingest.max_json_bytes,
+                    max_line_bytes=settings.ingest.max_ndjson_line_bytes,
+                ),
             )
         finally:
             catalog.close()
@@ -352,10 +376,20 @@ def demo(
     ] = True,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    allow_demo_users: AllowDemoUsers = False,
 ) -> None:
     """Build a synthetic demo dataset, then serve it."""
     with _errors():
         settings = _settings(data_dir=data_dir, host=host, port=port)
+        if serve_after:
+            # the demo's users get the published password: refuse before building anything
+            from eoshare.access.demo import check_demo_exposure, demo_usernames
+
+            check_demo_exposure(
+                settings.host,
+                demo_usernames(),
+                allowed=allow_demo_users or settings.security.allow_demo_users,
+            )
         # Imported here: the demo builder pulls in heavy modules that the other
         # commands do not need.
         import importlib
@@ -379,7 +413,7 @@ def demo(
                 f"open http://{settings.host}:{settings.port}/ in a web browser for the map",
                 err=True,
             )
-            _run_server(settings)
+            _run_server(settings, allow_demo_users=allow_demo_users)
 
 
 # --- access: members, users, tokens, agreements, apply, usage (eoshare.access.cli) ----

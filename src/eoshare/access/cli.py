@@ -136,6 +136,13 @@ def register(
             )
         typer.echo(f"user {u.username} saved ({u.member or 'public'}: {','.join(sorted(u.roles))})")
 
+    @users.command("unlock")
+    def users_unlock(username: str, data_dir: DataDir = None) -> None:
+        """Lift a sign-in lockout (after too many wrong passwords)."""
+        with services(data_dir) as svc:
+            lifted = svc.guard.unlock(username)
+        typer.echo(f"unlocked {username}" if lifted else f"{username} was not locked")
+
     @users.command("remove")
     def users_remove(username: str, data_dir: DataDir = None) -> None:
         """Remove a user (their tokens are revoked, their sessions ended)."""
