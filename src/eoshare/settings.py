@@ -229,6 +229,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # the command line's logs: "json" puts JSON lines on stderr (the server always writes
+    # JSON); otherwise only warnings, as human lines; log_file gets every record as JSON
+    log_format: str = ""
+    log_file: str | None = None
     api: ApiSettings = Field(default_factory=ApiSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     tiles: TilesSettings = Field(default_factory=TilesSettings)
