@@ -209,10 +209,12 @@ def populate(catalog_url: str, stac: Path) -> Loaded:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, *, token: str | None = ADMIN_TOKEN) -> Iterator[str]:
+def serve(
+    data_dir: Path, *, token: str | None = ADMIN_TOKEN, catalog_url: str | None = None
+) -> Iterator[str]:
     """Run ``uvicorn --factory eoshare.api.app:create_app`` on a free port; yield its URL."""
     env = {
-        "EOSHARE_CATALOG": f"sqlite:///{data_dir / 'catalog.db'}",
+        "EOSHARE_CATALOG": catalog_url or f"sqlite:///{data_dir / 'catalog.db'}",
         "EOSHARE_LOG_LEVEL": "warning",
     }
     if token:
@@ -221,12 +223,38 @@ def serve(data_dir: Path, *, token: str | None = ADMIN_TOKEN) -> Iterator[str]:
         yield url
 
 
+# the test modules that run against both catalogue backends (the others: SQLite only)
+ON_BOTH_BACKENDS = {"test_search_semantics", "test_transactions", "test_bad_input"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "live_server" in metafunc.fixturenames and module in ON_BOTH_BACKENDS:
+        metafunc.parametrize(
+            "catalog_backend", ["sqlite", "pgstac"], indirect=True, scope="session"
+        )
+
+
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Server]:
+def catalog_backend(request: pytest.FixtureRequest) -> str:
+    """The catalogue backend of ``live_server``: sqlite, unless a module asks for both."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_data: Path,
+    catalog_backend: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Server]:
     """The real server over the shared data, transactions enabled with ``ADMIN_TOKEN``."""
     data_dir = tmp_path_factory.mktemp("eoshare-live")
-    loaded = populate(f"sqlite:///{data_dir / 'catalog.db'}", shared_data / "stac")
-    with serve(data_dir) as url:
+    catalog_url = f"sqlite:///{data_dir / 'catalog.db'}"
+    if catalog_backend == "pgstac":
+        catalog_url = request.getfixturevalue("pg").new_catalog_url()
+    loaded = populate(catalog_url, shared_data / "stac")
+    with serve(data_dir, catalog_url=catalog_url) as url:
         yield Server(url, loaded)
         log = (data_dir / "server.log").read_text()
     # a traceback in the server log is a bug even when the response looked fine
