@@ -235,6 +235,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+# the running live_server, shared by the conftests that import the fixture
+_RUNNING: list[Server] = []
+
+
 @pytest.fixture(scope="session")
 def catalog_backend(request: pytest.FixtureRequest) -> str:
     """The catalogue backend of ``live_server``: sqlite, unless a module asks for both."""
@@ -249,13 +253,20 @@ def live_server(
     request: pytest.FixtureRequest,
 ) -> Iterator[Server]:
     """The real server over the shared data, transactions enabled with ``ADMIN_TOKEN``."""
+    if _RUNNING:  # tests/clients asks for the same node: one instance per session
+        yield _RUNNING[0]
+        return
     data_dir = tmp_path_factory.mktemp("eoshare-live")
     catalog_url = f"sqlite:///{data_dir / 'catalog.db'}"
     if catalog_backend == "pgstac":
         catalog_url = request.getfixturevalue("pg").new_catalog_url()
     loaded = populate(catalog_url, shared_data / "stac")
     with serve(data_dir, catalog_url=catalog_url) as url:
-        yield Server(url, loaded)
+        _RUNNING.append(Server(url, loaded))
+        try:
+            yield _RUNNING[0]
+        finally:
+            _RUNNING.clear()
         log = (data_dir / "server.log").read_text()
     # a traceback in the server log is a bug even when the response looked fine
     assert "Traceback" not in log, log
