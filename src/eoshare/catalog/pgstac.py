@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 import psycopg
 import shapely
-from hydraters import hydrate
+from hydraters import dehydrate, hydrate
 from psycopg import sql
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
@@ -313,6 +313,7 @@ class PgstacCatalog:
         on_invalid: Callable[[JSON, InvalidItemError], None] | None,
     ) -> None:
         rows: dict[tuple[str, str], JSON] = {}
+        spans: dict[tuple[str, str], tuple[str, str]] = {}
         for item in batch:
             try:
                 facts = check_item(item)
@@ -335,6 +336,7 @@ class PgstacCatalog:
                 item = {**item, "bbox": list(facts.bbox)}
             item = _indexable(item)
             key = (cid, facts.id)
+            spans[key] = (facts.datetime_start, facts.datetime_end)
             if key in rows and on_conflict == "error":
                 raise ConflictError(f"item {facts.id!r} is twice in one batch")
             rows[key] = item
@@ -367,10 +369,15 @@ class PgstacCatalog:
                 raise ConflictError(f"item {iid!r} already exists in collection {cid!r}")
             new = [doc for key, doc in rows.items() if key not in existing]
             old = [doc for key, doc in rows.items() if key in existing]
-            if new:
-                conn.execute("SELECT create_items(%s)", (Jsonb(new),))
             if old and on_conflict == "update":
-                conn.execute("SELECT upsert_items(%s)", (Jsonb(old),))
+                conn.execute(
+                    "DELETE FROM items WHERE (collection, id) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([d["collection"] for d in old], [d["id"] for d in old]),
+                )
+                _copy_items(conn, new + old, spans)
+            elif new:
+                _copy_items(conn, new, spans)
             seen = {
                 (cid, name, json_type(value))
                 for (cid, _), doc in rows.items()
@@ -621,6 +628,60 @@ def _hydrate(conn: psycopg.Connection[Any], rows: list[Any]) -> list[JSON]:
             doc = hydrate(base, doc, strip_unmatched_markers=True)
         out.append(_as_written(doc))
     return out
+
+
+def _copy_items(
+    conn: psycopg.Connection[Any], docs: list[JSON], spans: dict[tuple[str, str], tuple[str, str]]
+) -> None:
+    """Write items as pypgstac's Loader does, inside the caller's transaction: dehydrated
+    against their collection's base item in Rust (``hydraters``), the partitions made or
+    widened with ``check_partition``, then one ``COPY`` into ``items``. pgstac's own
+    ``create_items()`` dehydrates in PL/pgSQL, several times slower."""
+    collections = sorted({d["collection"] for d in docs})
+    info = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT c.id, b.base_item, c.key, c.partition_trunc, b.base_item_id "
+            "FROM collections c, current_base_item(c.id) b WHERE c.id = ANY(%s)",
+            (collections,),
+        ).fetchall()
+    }
+    ranges: dict[str, list[Any]] = {}
+    rows = []
+    for doc in docs:
+        cid = doc["collection"]
+        base, key, trunc, base_id = info[cid]
+        start, end = spans[(cid, doc["id"])]
+        digits = start.replace("-", "")
+        suffix = {"year": f"_{digits[:4]}", "month": f"_{digits[:6]}"}.get(trunc or "", "")
+        span = ranges.setdefault(f"_items_{key}{suffix}", [cid, start, start, end, end])
+        span[1], span[2] = min(span[1], start), max(span[2], start)
+        span[3], span[4] = min(span[3], end), max(span[4], end)
+        geometry = None
+        if doc.get("geometry") is not None:
+            geometry = shapely.to_wkb(
+                shapely.set_srid(shape(doc["geometry"]), 4326), hex=True, include_srid=True
+            )
+        # dehydrate() strips the document in place: it gets a copy of its own
+        content = dehydrate(base, orjson.loads(_dumps(doc))) if base else dict(doc)
+        for name in ("id", "collection", "geometry", "pgstac:base_item"):
+            content.pop(name, None)
+        if base_id is not None:
+            content["pgstac:base_item"] = base_id
+        rows.append((doc["id"], cid, start, end, geometry, _dumps(content)))
+    for cid, dmin, dmax, emin, emax in ranges.values():
+        conn.execute(
+            "SELECT check_partition(%s, tstzrange(%s, %s, '[]'), tstzrange(%s, %s, '[]'))",
+            (cid, dmin, dmax, emin, emax),
+        )
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY items (id, collection, datetime, end_datetime, geometry, content) FROM STDIN"
+        ) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 # the geometry as written, when pgstac indexes another (see _indexable)
