@@ -16,7 +16,6 @@ stac-fastapi-pgstac``); it serves the pypgstac-loaded database.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -46,10 +45,12 @@ def _collections(items_path: Path) -> list[dict[str, Any]]:
             names.add(json.loads(line)["collection"])
     docs = []
     for cid in sorted(names):
-        path = SHARED_STAC / f"collection_{cid}_pc.json"
+        # landsat-8-c2-l2 items come from Planetary Computer's landsat-c2-l2
+        path = SHARED_STAC / f"collection_{cid.replace('landsat-8-', 'landsat-')}_pc.json"
         if path.exists():
             doc = json.loads(path.read_text())
             doc["links"] = []
+            doc["id"] = cid
         else:
             doc = {
                 "type": "Collection", "stac_version": "1.1.0", "id": cid, "description": cid,
@@ -101,13 +102,15 @@ def load_pypgstac(dsn: str, items_path: Path, collections: list[dict[str, Any]])
 class Uvicorn(bc.Server):
     """An eoshare (or stac-fastapi-pgstac) process on a free 127.0.0.1 port."""
 
-    def __init__(self, env: dict[str, str], app: list[str], data_dir: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], app: list[str], data_dir: Path, python: str = sys.executable
+    ) -> None:
         self.port = bc.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         full = {**os.environ, "EOSHARE_DATA_DIR": str(data_dir), "EOSHARE_LOG_LEVEL": "warning"}
         full.update(env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1",
+            [python, "-m", "uvicorn", *app, "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
             env=full, cwd=ROOT,
         )  # fmt: skip
@@ -115,7 +118,7 @@ class Uvicorn(bc.Server):
 
 def _ids_with_collection(rng: random.Random, ids: list[str]) -> list[tuple[str, str]]:
     picked = rng.sample(ids, 5)
-    return [("ids", ",".join(picked)), ("collections", "sentinel-2-l2a,landsat-c2-l2")]
+    return [("ids", ",".join(picked)), ("collections", "landsat-8-c2-l2,sentinel-2-l2a")]
 
 
 def kinds(token_paging: bool) -> list[bc.Kind]:
@@ -152,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-results", action="store_true")
+    parser.add_argument(
+        "--stac-fastapi-python",
+        default=str(WORK / "sfp-venv" / "bin" / "python"),
+        help="a Python with stac-fastapi-pgstac 7.2 and uvicorn installed (its own venv: "
+        "python -m venv benchmarks/.work/sfp-venv && benchmarks/.work/sfp-venv/bin/pip "
+        "install stac-fastapi-pgstac==7.2.0 uvicorn)",
+    )
     args = parser.parse_args(argv)
 
     WORK.mkdir(exist_ok=True)
@@ -189,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             ("eoshare on pgstac", ["eoshare.api.app:create_app", "--factory"],
              {"EOSHARE_CATALOG": pg_url}, True),
         ]  # fmt: skip
-        if importlib.util.find_spec("stac_fastapi.pgstac") is not None:
+        sfp_python = Path(args.stac_fastapi_python)
+        if sfp_python.exists():
             user_host, db = raw_dsn.removeprefix("postgresql://").rsplit("/", 1)
             user, hostport = user_host.split("@")
             host, port = hostport.split(":")
@@ -197,15 +208,16 @@ def main(argv: list[str] | None = None) -> int:
                    "PGDATABASE": db, "POSTGRES_USER": user, "POSTGRES_PASS": "",
                    "POSTGRES_HOST_READER": host, "POSTGRES_HOST_WRITER": host,
                    "POSTGRES_PORT": port, "POSTGRES_DBNAME": db}  # fmt: skip
-            servers.append(("stac-fastapi-pgstac", ["stac_fastapi.pgstac.app:app"], env, False))
+            servers.append(("stac-fastapi-pgstac 7.2", ["stac_fastapi.pgstac.app:app"], env, False))
         else:
-            print("stac-fastapi-pgstac is not installed: left out", flush=True)
+            print(f"{sfp_python} is missing: stac-fastapi-pgstac left out", flush=True)
 
         import httpx
 
         for name, app, env, tokens in servers:
             print(name, flush=True)
-            server = Uvicorn(env, app, tmp)
+            python = str(sfp_python) if name.startswith("stac-fastapi") else sys.executable
+            server = Uvicorn(env, app, tmp, python)
             try:
                 with httpx.Client(timeout=60) as client:
                     server.wait_ready(client)
