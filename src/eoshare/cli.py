@@ -570,6 +570,48 @@ def restore_cmd(
         raise typer.Exit(1)
 
 
+# --- moving a catalogue to another backend (eoshare.catalog.migrate) -----------------
+@app.command("migrate")
+def migrate_cmd(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The catalogue to move to: postgresql://user@host:port/db (pgstac) or "
+            "sqlite:///path/catalog.db. Run again to resume.",
+        ),
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Copy this node's catalogue (EOSHARE_CATALOG) into another backend, then compare
+    every item's checksum; point EOSHARE_CATALOG at the new one afterwards."""
+    with _errors():
+        from eoshare.catalog import open_catalog
+        from eoshare.catalog.migrate import migrate_catalog
+
+        settings = _settings(data_dir=data_dir)
+        if to == settings.catalog_url:
+            raise InvalidRequestError("--to names the catalogue this node already uses")
+        source = open_catalog(settings.catalog_url)
+        target = open_catalog(to)
+        try:
+            report = migrate_catalog(
+                source, target, progress=lambda cid, n: typer.echo(f"{cid}: {n} items", err=True)
+            )
+        finally:
+            source.close()
+            target.close()
+    for problem in report.problems:
+        typer.echo(f"error: {problem}", err=True)
+    typer.echo(
+        f"{report.collections} collections, {report.items} items: {report.copied} copied, "
+        f"{report.skipped} already there; checksums {'match' if report.ok else 'DIFFER'}",
+        err=not report.ok,
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 # --- operators: keys rotate|list|retire|remove, housekeeping (eoshare.cli_ops) --------
 def _register_ops() -> None:
     from eoshare.cli_ops import register

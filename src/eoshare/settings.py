@@ -222,7 +222,8 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("eoshare-data")
-    # sqlite:///path/to/catalog.db, or empty for <data_dir>/catalog.db
+    # sqlite:///path/to/catalog.db, postgresql://user@host:port/db (pgstac), or empty for
+    # <data_dir>/catalog.db
     catalog: str = ""
     # file:///path/to/store, or empty for <data_dir>/store
     storage: str = ""
