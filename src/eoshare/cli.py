@@ -214,6 +214,7 @@ def ingest(
     with _errors():
         from eoshare.catalog import open_catalog
         from eoshare.ingest.raster import ingest_rasters
+        from eoshare.ingest.safe_open import RasterLimits
         from eoshare.storage import open_store
 
         settings = _settings(data_dir=data_dir)
@@ -230,6 +231,7 @@ def ingest(
                 item_id=item_id,
                 create_collection=create_collection,
                 progress=_progress_wanted(),
+                limits=RasterLimits.from_settings(settings.ingest),
             )
         finally:
             catalog.close()
@@ -372,6 +374,85 @@ def _register_downloads() -> None:
 
 
 _register_downloads()
+
+
+# --- backup and restore (eoshare.backup) ---------------------------------------------
+@app.command("backup")
+def backup_cmd(
+    dest: Annotated[Path, typer.Argument(help="A new folder for the backup.", file_okay=False)],
+    store: Annotated[
+        bool,
+        typer.Option(
+            "--store/--no-store",
+            help="Copy the asset objects too (--no-store: list them with checksums only).",
+        ),
+    ] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Back up a node while it serves: every database (a consistent snapshot), its key
+    files and the asset objects the catalogue refers to, with a manifest of checksums."""
+    with _errors():
+        from eoshare.backup import backup
+        from eoshare.storage import open_store
+
+        settings = _settings(data_dir=data_dir)
+        report = backup(
+            data_dir=settings.data_dir,
+            catalog_url=settings.catalog_url,
+            access_db=settings.access_db_path,
+            store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
+            dest=dest,
+            with_store=store,
+        )
+    for key in report.missing:
+        typer.echo(f"warning: {key}: in the catalogue but not in the store", err=True)
+    typer.echo(
+        f"backup written to {report.dest}: {len(report.databases)} databases, "
+        f"{len(report.files)} state files, {report.objects} objects ({report.object_bytes} bytes"
+        f"{'' if store else ', listed only'})",
+        err=True,
+    )
+
+
+@app.command("restore")
+def restore_cmd(
+    source: Annotated[
+        Path, typer.Argument(help="A folder written by 'eoshare backup'.", file_okay=False)
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Bring a node back from a backup into an empty data directory (every checksum is
+    checked first; the store is checked against the catalogue at the end)."""
+    with _errors():
+        from eoshare.backup import restore
+        from eoshare.storage import open_store
+
+        settings = _settings(data_dir=data_dir)
+        report = restore(
+            source=source,
+            data_dir=settings.data_dir,
+            store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
+            catalog_url=settings.catalog_url,
+        )
+    for problem in report.problems:
+        typer.echo(f"error: {problem}", err=True)
+    typer.echo(
+        f"restored {len(report.databases)} databases, {len(report.files)} state files and "
+        f"{report.objects} objects ({report.object_bytes} bytes) into {settings.data_dir}",
+        err=not report.ok,
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# --- operators: keys rotate|list|retire|remove, housekeeping (eoshare.cli_ops) --------
+def _register_ops() -> None:
+    from eoshare.cli_ops import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_ops()
 
 
 def main() -> None:

@@ -131,6 +131,9 @@ class Agreement:
     # products derived from this collection (processing results) may be open to everyone;
     # otherwise they inherit this agreement (eoshare.processing.publish)
     derived_open: bool = False
+    # map tiles, previews, point values and statistics per day (a count)
+    quota_user_tiles_per_day: int | None = None
+    quota_member_tiles_per_day: int | None = None
 
     @property
     def name(self) -> str:
@@ -180,6 +183,8 @@ class Agreement:
             "quota_user_bytes_per_day": self.quota_user_bytes_per_day,
             "quota_member_bytes_per_day": self.quota_member_bytes_per_day,
             "derived_open": self.derived_open,
+            "quota_user_tiles_per_day": self.quota_user_tiles_per_day,
+            "quota_member_tiles_per_day": self.quota_member_tiles_per_day,
         }
 
     def public_view(self) -> JSON:
@@ -254,4 +259,6 @@ def agreement_from_dict(d: JSON, *, collection: str | None = None) -> Agreement:
         quota_user_bytes_per_day=_opt_number(d, "quota_user_bytes_per_day", integer=True),
         quota_member_bytes_per_day=_opt_number(d, "quota_member_bytes_per_day", integer=True),
         derived_open=derived_open,
+        quota_user_tiles_per_day=_opt_number(d, "quota_user_tiles_per_day", integer=True),
+        quota_member_tiles_per_day=_opt_number(d, "quota_member_tiles_per_day", integer=True),
     )

@@ -14,7 +14,6 @@ import re
 import sqlite3
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +23,7 @@ import orjson
 import shapely
 from shapely import prepared
 
+from eoshare.catalog import text
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
 from eoshare.catalog.cql2filter import fold_collections, query_to_cql2
 from eoshare.catalog.geometry import split_bbox
@@ -36,6 +36,7 @@ from eoshare.errors import (
     InvalidRequestError,
     NotFoundError,
     StorageError,
+    database_error,
 )
 
 _SCHEMA = """
@@ -144,12 +145,6 @@ def _eo_ts(value: Any) -> str | None:
         return iso(parse_datetime(value))
     except InvalidRequestError:
         return value
-
-
-def _eo_unaccent(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
 
 
 _TYPE_NAMES = {
@@ -280,9 +275,14 @@ class SqliteCatalog:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")
             conn.execute("PRAGMA mmap_size=268435456")
+            # CQL2 LIKE is case-sensitive (CASEI() on both sides makes it insensitive);
+            # SQLite's LIKE would otherwise ignore ASCII case and only ASCII case
+            conn.execute("PRAGMA case_sensitive_like=ON")
             conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
             conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
-            conn.create_function("eo_unaccent", 1, _eo_unaccent, deterministic=True)
+            # CQL2 casei/accenti: Unicode, not SQLite's ASCII-only lower() (catalog/text.py)
+            conn.create_function("eo_casei", 1, text.casei, deterministic=True)
+            conn.create_function("eo_accenti", 1, text.accenti, deterministic=True)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -298,11 +298,14 @@ class SqliteCatalog:
             raise StorageError(f"catalogue is not writable: {exc}") from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (a full disk): nothing to undo then
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise database_error("cannot write the catalogue", exc) from exc
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -692,6 +695,7 @@ class SqliteCatalog:
             or query.intersects is not None
             or query.ids
             or query.filter is not None
+            or query.query
             or query.q
             or query.datetime_start is not None
             or query.datetime_end is not None
