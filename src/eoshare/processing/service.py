@@ -28,6 +28,7 @@ from typing import Any
 
 from eoshare.access.agreements import Agreement
 from eoshare.access.base import AccessPolicy, Principal
+from eoshare.access.egress import AssetGate
 from eoshare.catalog.base import Catalog
 from eoshare.errors import ConflictError, EoshareError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
@@ -74,6 +75,7 @@ class ProcessingService:
         catalog: Catalog,
         policy: AccessPolicy,
         store: Store,
+        gate: AssetGate,
         *,
         db_path: Path,
         work_dir: Path,
@@ -85,6 +87,7 @@ class ProcessingService:
         self.catalog = catalog
         self.policy = policy
         self.store = store
+        self.gate = gate
         self.jobs = JobStore(db_path)
         self.work_dir = work_dir
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +204,7 @@ class ProcessingService:
             bands: list[str] | None,
         ) -> CollectionInput:
             return resolve_collection(
-                self.catalog, self.policy, self.store, principal, cid,
+                self.catalog, self.gate, self.store, principal, cid,
                 bbox=bbox, start=start, end=end, bands=bands,
             )  # fmt: skip
 
@@ -332,7 +335,7 @@ class ProcessingService:
         start = parse_instant(call.start) if call.start else None
         end = parse_instant(call.end, end=True) if call.end else None
         return resolve_collection(
-            self.catalog, self.policy, self.store, principal, call.collection,
+            self.catalog, self.gate, self.store, principal, call.collection,
             bbox=call.bbox, start=start, end=end, bands=call.bands,
         )  # fmt: skip
 
@@ -591,6 +594,7 @@ def open_processing(settings: Any, state: Any) -> ProcessingService:
         state.catalog,
         state.access,
         state.store,
+        state.gate,
         db_path=Path(p.db) if p.db else data_dir / "processing.db",
         work_dir=Path(p.work_dir) if p.work_dir else data_dir / "processing",
         dask_address=settings.dask or None,
