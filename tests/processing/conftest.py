@@ -78,7 +78,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     for cid in ("s2", "s2-private", "s2-reduced"):
         ingest(data_dir, cid)
     tokens = setup_access(data_dir)
-    with live_node(data_dir, {"EOSHARE_PROCESSING__WORKERS": "2"}) as url:
+    env = {"EOSHARE_PROCESSING__WORKERS": "2", "EOSHARE_PROCESSING__SYNC_MAX_PIXELS": "2000000"}
+    with live_node(data_dir, env) as url:
         yield Node(url, data_dir, tokens)
 
 
