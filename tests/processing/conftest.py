@@ -4,6 +4,7 @@ agreements, served on 127.0.0.1 for the openEO tests."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from oidc_issuer import AUDIENCE, oidc_issuer
 
 from eoshare.access.agreements import Member, agreement_from_dict
 from eoshare.access.store import AccessStore
@@ -31,6 +33,7 @@ class Node:
     url: str
     data_dir: Path
     tokens: dict[str, str] = field(default_factory=dict)
+    issuer: str = ""
 
 
 def ingest(data_dir: Path, collection: str) -> None:
@@ -78,9 +81,16 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     for cid in ("s2", "s2-private", "s2-reduced"):
         ingest(data_dir, cid)
     tokens = setup_access(data_dir)
-    env = {"EOSHARE_PROCESSING__WORKERS": "2", "EOSHARE_PROCESSING__SYNC_MAX_PIXELS": "2000000"}
-    with live_node(data_dir, env) as url:
-        yield Node(url, data_dir, tokens)
+    # the openEO test suite signs in with OIDC only: an issuer of the member kenya
+    with oidc_issuer(subject="suite-runner", member="kenya") as issuer:
+        oidc = [{"issuer": issuer, "audience": AUDIENCE, "jwks_url": f"{issuer}/jwks"}]
+        env = {
+            "EOSHARE_PROCESSING__WORKERS": "2",
+            "EOSHARE_PROCESSING__SYNC_MAX_PIXELS": "2000000",
+            "EOSHARE_ACCESS__OIDC": json.dumps(oidc),
+        }
+        with live_node(data_dir, env) as url:
+            yield Node(url, data_dir, tokens, issuer)
 
 
 def numpy_ndvi(transform: list[float], shape: tuple[int, int]) -> np.ndarray:
