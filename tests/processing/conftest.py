@@ -36,6 +36,52 @@ class Node:
     issuer: str = ""
 
 
+# a synthetic Sentinel-2-like tile made here, two dates, for the ready-made algorithms
+SYNTH_BANDS = ("B03", "B04", "B08", "B12", "SCL")
+SYNTH_DATES = ("20240601", "20240701")
+SYNTH_ORIGIN = (300000.0, 2700000.0)  # EPSG:32629, 10 m pixels
+SYNTH_SIZE = 64
+
+
+def synth_arrays() -> dict[tuple[str, str], np.ndarray]:
+    rng = np.random.default_rng(42)
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for date in SYNTH_DATES:
+        for band in SYNTH_BANDS:
+            if band == "SCL":
+                arr = rng.choice([3, 4, 5, 6, 8, 9, 10], size=(SYNTH_SIZE, SYNTH_SIZE))
+                out[date, band] = arr.astype("uint8")
+            else:
+                arr = rng.integers(100, 5000, size=(SYNTH_SIZE, SYNTH_SIZE))
+                out[date, band] = arr.astype("uint16")
+    return out
+
+
+def ingest_synthetic(data_dir: Path, folder: Path) -> None:
+    from affine import Affine
+
+    transform = Affine(10.0, 0.0, SYNTH_ORIGIN[0], 0.0, -10.0, SYNTH_ORIGIN[1])
+    arrays = synth_arrays()
+    for date in SYNTH_DATES:
+        files = []
+        for band in SYNTH_BANDS:
+            arr = arrays[date, band]
+            path = folder / f"S2X_T29ABC_{date}_{band}.tif"
+            with rasterio.open(
+                path, "w", driver="GTiff", width=SYNTH_SIZE, height=SYNTH_SIZE, count=1,
+                dtype=arr.dtype, crs="EPSG:32629", transform=transform,
+            ) as ds:  # fmt: skip
+                ds.write(arr, 1)
+            files.append(str(path))
+        proc = subprocess.run(
+            [sys.executable, "-m", "eoshare.cli", "ingest", *files, "--collection", "synth",
+             "--create-collection", "--datetime", f"{date[:4]}-{date[4:6]}-{date[6:]}",
+             "--data-dir", str(data_dir)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+
+
 def ingest(data_dir: Path, collection: str) -> None:
     files = [str(RASTER / f"{S2}_{b}.tif") for b in BANDS]
     proc = subprocess.run(
@@ -80,6 +126,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     data_dir = tmp_path_factory.mktemp("openeo-node")
     for cid in ("s2", "s2-private", "s2-reduced"):
         ingest(data_dir, cid)
+    ingest_synthetic(data_dir, tmp_path_factory.mktemp("synth"))
     tokens = setup_access(data_dir)
     # the openEO test suite signs in with OIDC only: an issuer of the member kenya
     with oidc_issuer(subject="suite-runner", member="kenya") as issuer:

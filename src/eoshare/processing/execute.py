@@ -274,8 +274,14 @@ class Run:
             if kind == "raster":
                 raise FormatUnsupported(f"{fmt} needs a raster data cube; this result is not one")
             path = self.out_dir / f"{stem}{ext}"
-            path.write_text(json.dumps(_jsonable(data)), encoding="utf-8")
-            return [Output(path, FORMATS["JSON"][0] if fmt != "CSV" else media, fmt)]
+            value = _jsonable(data)
+            if fmt == "CSV":
+                _write_csv(value, path)
+            elif fmt == "GEOJSON":
+                path.write_text(json.dumps(_feature_collection(value)), encoding="utf-8")
+            else:
+                path.write_text(json.dumps(value), encoding="utf-8")
+            return [Output(path, media, fmt)]
         if fmt == "JSON":
             path = self.out_dir / f"{stem}.json"
             path.write_text(json.dumps(_jsonable(data.compute().values.tolist())), encoding="utf-8")
@@ -353,6 +359,32 @@ def _iso(label: str | None) -> str | None:
     except ValueError:
         return None
     return dt.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _records(value: Any) -> list[JSON]:
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value
+    return [{"value": value}]
+
+
+def _write_csv(value: Any, path: Path) -> None:
+    import csv
+
+    rows = _records(value)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _feature_collection(value: Any) -> JSON:
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": None, "properties": row} for row in _records(value)
+        ],
+    }
 
 
 def _is_cube(value: Any) -> bool:
