@@ -428,6 +428,9 @@ class ProcessingService:
                         break
                     except subprocess.TimeoutExpired:
                         seen = self._copy_log(job_id, workdir, seen)
+                        # cancelled elsewhere (``eoshare jobs cancel``, another worker)
+                        if self.jobs.get_job(job_id).status == "canceled":
+                            proc.kill()
                 seen = self._copy_log(job_id, workdir, seen)
             finally:
                 with self._lock:
