@@ -82,6 +82,14 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
+def _observed(settings: Settings, catalog: Any) -> Any:
+    """The catalogue, telling a running server's alerts what it writes (eoshare.disaster)."""
+    from eoshare.disaster.service import observe_writes
+
+    observed, _ = observe_writes(settings, catalog)
+    return observed
+
+
 def _progress_wanted() -> bool:
     # Bars only for a person watching; scripts and CI logs get the summary alone.
     return sys.stderr.isatty()
@@ -123,8 +131,19 @@ def _app_from_env() -> FastAPI:
     return create_app(load_settings())
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -> None:
+    import signal
+
     import uvicorn
+
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
+    # handler that was there before it: this one, so that a clean stop exits 0 (service
+    # managers read anything else as a failure)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
 
     if reload or workers > 1:
         # uvicorn's reloader and its worker processes import the app themselves, so the
@@ -139,11 +158,18 @@ def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -
             reload=reload,
             workers=None if reload else workers,
             log_config=None,
+            timeout_graceful_shutdown=settings.api.shutdown_grace_s,
         )
         return
     from eoshare.api.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+    )
 
 
 @app.command()
@@ -218,7 +244,7 @@ def ingest(
         from eoshare.storage import open_store
 
         settings = _settings(data_dir=data_dir)
-        catalog = open_catalog(settings.catalog_url)
+        catalog = _observed(settings, open_catalog(settings.catalog_url))
         try:
             report = ingest_rasters(
                 paths,
@@ -280,7 +306,7 @@ def load(
         from eoshare.ingest.stacdocs import load_documents
 
         settings = _settings(data_dir=data_dir)
-        catalog = open_catalog(settings.catalog_url)
+        catalog = _observed(settings, open_catalog(settings.catalog_url))
         try:
             report = load_documents(
                 files,
@@ -374,6 +400,16 @@ def _register_downloads() -> None:
 
 
 _register_downloads()
+
+
+# --- disaster: activations, orbits (eoshare.disaster.cli) -------------------------------
+def _register_disaster() -> None:
+    from eoshare.disaster.cli import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_disaster()
 
 
 # --- backup and restore (eoshare.backup) ---------------------------------------------

@@ -34,6 +34,9 @@ class ApiSettings(BaseModel):
     # one Combined Log Format line per request: a file path, "-" for standard error, or
     # unset for none
     access_log: str | None = None
+    # on SIGTERM: stop accepting, let requests in flight (downloads, uploads) finish for
+    # up to this long, then exit
+    shutdown_grace_s: int = 30
     # origins whose pages may send credentials (the session cookie) cross-origin; every
     # other origin may still call the API without them (api/cors.py)
     cors_origins: list[str] = Field(default_factory=list)
@@ -123,20 +126,6 @@ class DownloadsSettings(BaseModel):
     upload_ttl_s: int = 2 * 24 * 3600
 
 
-class ProcessingSettings(BaseModel):
-    """openEO processing on Dask (``EOSHARE_PROCESSING__*``; the cluster is ``EOSHARE_DASK``)."""
-
-    # the jobs database; empty: <data_dir>/processing.db
-    db: str = ""
-    # batch jobs that run at once on this node, and per member
-    workers: int = 2
-    per_member: int = 1
-    # a synchronous /result reads at most this many pixels (bands x scenes x rows x columns)
-    sync_max_pixels: int = 400_000_000
-    # where jobs write before their results are committed; empty: <data_dir>/processing
-    work_dir: str = ""
-
-
 class HousekeepingSettings(BaseModel):
     """Purging what expires (``EOSHARE_HOUSEKEEPING__*``): run by the node every
     ``interval_s`` seconds (0: never; then run ``eoshare housekeeping`` from cron)."""
@@ -188,6 +177,37 @@ class SecuritySettings(BaseModel):
     allow_demo_users: bool = False
 
 
+class ProcessingSettings(BaseModel):
+    """openEO processing on Dask (``EOSHARE_PROCESSING__*``; the cluster is ``EOSHARE_DASK``)."""
+
+    # the jobs database; empty: <data_dir>/processing.db
+    db: str = ""
+    # batch jobs that run at once on this node, and per member
+    workers: int = 2
+    per_member: int = 1
+    # a synchronous /result reads at most this many pixels (bands x scenes x rows x columns)
+    sync_max_pixels: int = 400_000_000
+    # where jobs write before their results are committed; empty: <data_dir>/processing
+    work_dir: str = ""
+
+
+class DisasterSettings(BaseModel):
+    """Disaster activations, orbits and alerts (``EOSHARE_DISASTER__*``)."""
+
+    # <data_dir>/disaster.db when empty
+    db: str = ""
+    # a platforms TOML (NORAD id -> STAC platform, swath, field of regard) replacing the
+    # packaged eoshare/disaster/platforms.toml
+    platforms: str = ""
+    # webhooks to loopback/private addresses are refused unless this is set
+    allow_private_webhooks: bool = False
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 5.0
+    # the longest pass plan one request may ask for
+    max_pass_hours: float = 240.0
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -208,12 +228,13 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
-    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
-    # a Dask scheduler (tcp://host:8786) for processing; empty: Dask's local scheduler
-    dask: str = ""
     housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    # a Dask scheduler (tcp://host:8786) for processing; empty: Dask's local scheduler
+    dask: str = ""
+    disaster: DisasterSettings = Field(default_factory=DisasterSettings)
 
     @property
     def catalog_url(self) -> str:
@@ -222,6 +243,10 @@ class Settings(BaseSettings):
     @property
     def access_db_path(self) -> Path:
         return Path(self.access.db) if self.access.db else (self.data_dir / "access.db")
+
+    @property
+    def disaster_db_path(self) -> Path:
+        return Path(self.disaster.db) if self.disaster.db else (self.data_dir / "disaster.db")
 
     @property
     def storage_url(self) -> str:

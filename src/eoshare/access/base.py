@@ -61,10 +61,12 @@ class Decision:
     max_resolution_m: float | None = None
     reason: str | None = None
     agreement: str | None = None
+    # the disaster activation whose grant allows it (eoshare.access.grants), if any
+    grant: str | None = None
 
     @classmethod
-    def full(cls, agreement: str | None = None) -> Decision:
-        return cls("full", agreement=agreement)
+    def full(cls, agreement: str | None = None, grant: str | None = None) -> Decision:
+        return cls("full", agreement=agreement, grant=grant)
 
     @classmethod
     def reduced(cls, max_resolution_m: float, agreement: str | None = None) -> Decision:

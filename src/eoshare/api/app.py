@@ -23,6 +23,7 @@ from eoshare.api.observability import (
     Observe,
 )
 from eoshare.api.routes import (
+    activations,
     admin,
     auth,
     collections,
@@ -39,6 +40,7 @@ from eoshare.api.routes import (
 )
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
+from eoshare.disaster.service import open_disaster
 from eoshare.housekeeping import Housekeeper
 from eoshare.logs import setup_logging
 from eoshare.processing.service import open_processing
@@ -132,12 +134,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if interval > 0
             else None
         )
+        app.state.disaster.alerts.start()  # the worker that turns new items into alerts
         yield
-        app.state.processing.close()
         if chores is not None:
             chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chores
+        app.state.processing.close()
+        app.state.disaster.close()
         app.state.catalog.close()
         app.state.access_services.close()
         if access_log is not None:
@@ -165,6 +169,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         *getattr(app.state, "collection_decorators", []),
         auth.decorate_collection,
     ]
+    # disaster activations, orbits, alerts (eoshare.disaster): the policy honours the
+    # activations' grants; the catalogue is wrapped so that every write reaches alerts
+    app.state.disaster = open_disaster(
+        settings, app.state.catalog, app.state.access_services, worker=False
+    )
+    app.state.catalog = app.state.disaster.catalog
     # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
@@ -196,14 +206,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         temp_max_age_s=settings.housekeeping.temp_max_age_s,
     )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
-    # openEO processing on Dask, results published back (eoshare.processing)
-    app.state.processing = open_processing(settings, app.state)
-    openeo.install(app)
+    app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
     app.include_router(health.router)  # /health, /ready, /metrics
 
     # Prometheus figures: request counters here, node gauges read from the services
     app.state.metrics = Metrics()
     app.state.metrics.add_collector(NodeCollector(node_gauges(app)))
+    # openEO processing on Dask, results published back (eoshare.processing)
+    app.state.processing = open_processing(settings, app.state)
+    openeo.install(app)
 
     app.add_middleware(OpenApiMediaType)
 

@@ -65,7 +65,7 @@ def strictest(inputs: list[Agreement | None], *, collection: str, owner: str) ->
         ),
         licence="; ".join(licences) if licences else None,
         terms="\n\n".join(dict.fromkeys(terms)) if terms else None,
-        disaster_open=all(a.disaster_open for a in restricted),
+        disaster_release=all(a.disaster_release for a in restricted),
     )
 
 
