@@ -174,6 +174,11 @@ class Run:
         kwargs: JSON = {}
         if bbox is not None:
             kwargs["bbox"] = bbox
+        if resolution is not None and _geographic(inp.items[0]):
+            # the scenes' grid is in degrees: native pixels unless reduced (metres -> degrees)
+            resolution = None
+            if inp.max_resolution_m is not None:
+                kwargs["resolution"] = inp.max_resolution_m / 111_320.0
         if resolution is not None:
             kwargs["resolution"] = resolution
             anchor = _anchor(inp.items[0], [b.asset for b in inp.bands], resolution)
@@ -200,7 +205,10 @@ class Run:
                 f"'{id}' reads {npix * len(assets)} pixels (limit {self.max_pixels}). "
                 "Use a batch job, or narrow the extent."
             )
-        cube = ds.to_dataarray(dim="bands").rename({"time": "t"})
+        names_xy = {"time": "t", "latitude": "y", "longitude": "x"}
+        cube = ds.to_dataarray(dim="bands").rename(
+            {k: v for k, v in names_xy.items() if k in ds.dims}
+        )
         cube = cube.transpose("t", "bands", "y", "x")
         common = [b.common_name or b.name for b in inp.bands]
         names = [b.name for b in inp.bands]
@@ -335,6 +343,23 @@ class Run:
             grid = _grid(arr)
             out.append(Output(path, media, fmt, datetime=_iso(label), **grid))
         return out
+
+
+def _geographic(item: JSON) -> bool:
+    """Whether the scene's grid is in degrees (EPSG:4326 and the like)."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    props = item.get("properties") or {}
+    code = props.get("proj:code") or (
+        f"EPSG:{props['proj:epsg']}" if props.get("proj:epsg") else None
+    )
+    if not code:
+        return False
+    try:
+        return bool(CRS.from_user_input(code).is_geographic)
+    except CRSError:
+        return False
 
 
 def _anchor(item: JSON, assets: list[str], resolution: float) -> Any:
