@@ -622,6 +622,16 @@ def _register_ops() -> None:
 _register_ops()
 
 
+# --- processing: jobs list|logs|cancel|results (eoshare.cli_jobs) -----------------------
+def _register_jobs() -> None:
+    from eoshare.cli_jobs import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_jobs()
+
+
 def main() -> None:
     """The console script."""
     app()
