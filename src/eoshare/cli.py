@@ -374,6 +374,16 @@ def _register_downloads() -> None:
 _register_downloads()
 
 
+# --- federation: peers, node, harvest, export, import (eoshare.federation.cli) -----------
+def _register_federation() -> None:
+    from eoshare.federation.cli import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_federation()
+
+
 def main() -> None:
     """The console script."""
     app()

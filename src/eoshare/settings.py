@@ -117,6 +117,27 @@ class DownloadsSettings(BaseModel):
     upload_ttl_s: int = 2 * 24 * 3600
 
 
+class FederationSettings(BaseModel):
+    """Peers, node identity, fan-out and harvest (``EOSHARE_FEDERATION__*``)."""
+
+    # this node's name as peers see it (default: the data directory's name)
+    name: str = ""
+    # the member agency that runs this node, published at /.well-known/eoshare-node
+    member: str | None = None
+    # <data_dir>/node-key.pem and <data_dir>/federation.db when empty
+    key_file: str = ""
+    db: str = ""
+    # a fan-out search answers within this, with or without every peer
+    deadline_s: float = 5.0
+    # how far apart two nodes' clocks may be; the longest life of a request signature
+    clock_skew_s: int = 120
+    max_signature_ttl_s: int = 300
+    # how long this node's signatures live
+    signature_ttl_s: int = 60
+    # items per request while harvesting
+    harvest_batch: int = 200
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -137,6 +158,7 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
 
     @property
     def catalog_url(self) -> str:
@@ -145,6 +167,20 @@ class Settings(BaseSettings):
     @property
     def access_db_path(self) -> Path:
         return Path(self.access.db) if self.access.db else (self.data_dir / "access.db")
+
+    @property
+    def federation_db_path(self) -> Path:
+        db = self.federation.db
+        return Path(db) if db else (self.data_dir / "federation.db")
+
+    @property
+    def node_key_path(self) -> Path:
+        key = self.federation.key_file
+        return Path(key) if key else (self.data_dir / "node-key.pem")
+
+    @property
+    def node_name(self) -> str:
+        return self.federation.name or self.data_dir.resolve().name.lower() or "eoshare"
 
     @property
     def storage_url(self) -> str:

@@ -24,6 +24,7 @@ from eoshare.api.routes import (
     usage,
     web,
 )
+from eoshare.api.routes import federation as federation_routes
 from eoshare.catalog import open_catalog
 from eoshare.logs import setup_logging
 from eoshare.settings import Settings, load_settings
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.catalog.close()
         app.state.access_services.close()
+        app.state.federation.close()
 
     app = FastAPI(
         title=settings.api.title,
@@ -150,6 +152,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
 
     app.add_middleware(OpenApiMediaType)
+
+    # federation (eoshare.federation): node identity, peers, fan-out search; signed
+    # requests from peers are a credential checked right after AuthMiddleware
+    from eoshare.federation import open_federation
+
+    def _member_country(code: str) -> str | bool | None:
+        member = app.state.access.member(code)
+        return (member.country or True) if member is not None else None
+
+    federation_routes.install(
+        app, open_federation(settings, _member_country), settings.api.max_body_bytes
+    )
 
     # who is calling: sets request.state.principal (401 problems for bad credentials)
     app.add_middleware(
