@@ -82,6 +82,14 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
+def _observed(settings: Settings, catalog: Any) -> Any:
+    """The catalogue, telling a running server's alerts what it writes (eoshare.disaster)."""
+    from eoshare.disaster.service import observe_writes
+
+    observed, _ = observe_writes(settings, catalog)
+    return observed
+
+
 def _progress_wanted() -> bool:
     # Bars only for a person watching; scripts and CI logs get the summary alone.
     return sys.stderr.isatty()
@@ -214,10 +222,11 @@ def ingest(
     with _errors():
         from eoshare.catalog import open_catalog
         from eoshare.ingest.raster import ingest_rasters
+        from eoshare.ingest.safe_open import RasterLimits
         from eoshare.storage import open_store
 
         settings = _settings(data_dir=data_dir)
-        catalog = open_catalog(settings.catalog_url)
+        catalog = _observed(settings, open_catalog(settings.catalog_url))
         try:
             report = ingest_rasters(
                 paths,
@@ -230,6 +239,7 @@ def ingest(
                 item_id=item_id,
                 create_collection=create_collection,
                 progress=_progress_wanted(),
+                limits=RasterLimits.from_settings(settings.ingest),
             )
         finally:
             catalog.close()
@@ -278,7 +288,7 @@ def load(
         from eoshare.ingest.stacdocs import load_documents
 
         settings = _settings(data_dir=data_dir)
-        catalog = open_catalog(settings.catalog_url)
+        catalog = _observed(settings, open_catalog(settings.catalog_url))
         try:
             report = load_documents(
                 files,
@@ -372,6 +382,95 @@ def _register_downloads() -> None:
 
 
 _register_downloads()
+
+
+# --- disaster: activations, orbits (eoshare.disaster.cli) -------------------------------
+def _register_disaster() -> None:
+    from eoshare.disaster.cli import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_disaster()
+
+
+# --- backup and restore (eoshare.backup) ---------------------------------------------
+@app.command("backup")
+def backup_cmd(
+    dest: Annotated[Path, typer.Argument(help="A new folder for the backup.", file_okay=False)],
+    store: Annotated[
+        bool,
+        typer.Option(
+            "--store/--no-store",
+            help="Copy the asset objects too (--no-store: list them with checksums only).",
+        ),
+    ] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Back up a node while it serves: every database (a consistent snapshot), its key
+    files and the asset objects the catalogue refers to, with a manifest of checksums."""
+    with _errors():
+        from eoshare.backup import backup
+        from eoshare.storage import open_store
+
+        settings = _settings(data_dir=data_dir)
+        report = backup(
+            data_dir=settings.data_dir,
+            catalog_url=settings.catalog_url,
+            access_db=settings.access_db_path,
+            store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
+            dest=dest,
+            with_store=store,
+        )
+    for key in report.missing:
+        typer.echo(f"warning: {key}: in the catalogue but not in the store", err=True)
+    typer.echo(
+        f"backup written to {report.dest}: {len(report.databases)} databases, "
+        f"{len(report.files)} state files, {report.objects} objects ({report.object_bytes} bytes"
+        f"{'' if store else ', listed only'})",
+        err=True,
+    )
+
+
+@app.command("restore")
+def restore_cmd(
+    source: Annotated[
+        Path, typer.Argument(help="A folder written by 'eoshare backup'.", file_okay=False)
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Bring a node back from a backup into an empty data directory (every checksum is
+    checked first; the store is checked against the catalogue at the end)."""
+    with _errors():
+        from eoshare.backup import restore
+        from eoshare.storage import open_store
+
+        settings = _settings(data_dir=data_dir)
+        report = restore(
+            source=source,
+            data_dir=settings.data_dir,
+            store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
+            catalog_url=settings.catalog_url,
+        )
+    for problem in report.problems:
+        typer.echo(f"error: {problem}", err=True)
+    typer.echo(
+        f"restored {len(report.databases)} databases, {len(report.files)} state files and "
+        f"{report.objects} objects ({report.object_bytes} bytes) into {settings.data_dir}",
+        err=not report.ok,
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# --- operators: keys rotate|list|retire|remove, housekeeping (eoshare.cli_ops) --------
+def _register_ops() -> None:
+    from eoshare.cli_ops import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_ops()
 
 
 # --- federation: peers, node, harvest, export, import (eoshare.federation.cli) -----------

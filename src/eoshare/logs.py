@@ -7,6 +7,7 @@ passes context with ``extra={...}``; those keys become fields of the JSON object
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -19,6 +20,12 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 _HANDLER_NAME = "eoshare-json"
 
+# The id of the HTTP request being served (set by api/observability.py): every line
+# written while it runs carries it, so one request's lines can be found together.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "eoshare_request_id", default=None
+)
+
 
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object: time, level, logger, message, extras."""
@@ -30,6 +37,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        rid = request_id.get()
+        if rid is not None:
+            entry["request_id"] = rid
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -31,6 +31,12 @@ class ApiSettings(BaseModel):
     count_limit: int = 100_000
     admin_token: str | None = None
     base_url: str | None = None
+    # one Combined Log Format line per request: a file path, "-" for standard error, or
+    # unset for none
+    access_log: str | None = None
+    # origins whose pages may send credentials (the session cookie) cross-origin; every
+    # other origin may still call the API without them (api/cors.py)
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class OidcProviderSettings(BaseModel):
@@ -138,6 +144,88 @@ class FederationSettings(BaseModel):
     harvest_batch: int = 200
 
 
+class HousekeepingSettings(BaseModel):
+    """Purging what expires (``EOSHARE_HOUSEKEEPING__*``): run by the node every
+    ``interval_s`` seconds (0: never; then run ``eoshare housekeeping`` from cron)."""
+
+    interval_s: float = 3600
+    # expired orders are forgotten this long after their expiry (their status says why)
+    order_retention_s: float = 30 * 24 * 3600
+    # eoshare-ingest-* temporary folders (and staging folders without an upload) older
+    # than this are left over from a crashed process
+    temp_max_age_s: float = 24 * 3600
+
+
+class IngestSettings(BaseModel):
+    """Limits on files that users hand to the node (``EOSHARE_INGEST__*``): uploads,
+    ``eoshare ingest``, ``eoshare load`` (see eoshare.ingest.safe_open)."""
+
+    # a raster's declared width x height x bands
+    max_samples: int = 10_000_000_000
+    # declared pixel bytes / bytes on disk ("decompression bomb"), checked only when the
+    # declared pixels are over inflation_floor_bytes
+    max_inflation: float = 200.0
+    inflation_floor_bytes: int = 256 * 1024 * 1024
+    # a .json STAC document is parsed whole; an NDJSON line is one document
+    max_json_bytes: int = 1024 * 1024 * 1024
+    max_ndjson_line_bytes: int = 64 * 1024 * 1024
+
+
+class SecuritySettings(BaseModel):
+    """Brute-force protection, request rate limits, filter and geometry bounds
+    (``EOSHARE_SECURITY__*``)."""
+
+    # sign-in: after this many wrong passwords an account is locked (429 + Retry-After)
+    # for lockout_s, or until an operator unlocks it (eoshare users unlock NAME)
+    login_max_failures: int = 10
+    lockout_s: int = 15 * 60
+    # failed sign-ins from one client address within login_window_s (any accounts)
+    login_max_failures_per_address: int = 50
+    login_window_s: int = 15 * 60
+    # requests per minute for each caller (token, session or client address); 0 = off
+    rate_limit_per_minute: int = 0
+    # how many requests a caller may send at once above the steady rate
+    rate_limit_burst: int = 60
+    # CQL2 filters: nesting depth (parentheses, JSON levels) and length
+    max_filter_depth: int = 32
+    max_filter_chars: int = 256 * 1024
+    # vertices of one geometry in intersects or a CQL2 spatial literal
+    max_geometry_vertices: int = 100_000
+    # serve demo users (published password) on an address other than loopback
+    allow_demo_users: bool = False
+
+
+class ProcessingSettings(BaseModel):
+    """openEO processing on Dask (``EOSHARE_PROCESSING__*``; the cluster is ``EOSHARE_DASK``)."""
+
+    # the jobs database; empty: <data_dir>/processing.db
+    db: str = ""
+    # batch jobs that run at once on this node, and per member
+    workers: int = 2
+    per_member: int = 1
+    # a synchronous /result reads at most this many pixels (bands x scenes x rows x columns)
+    sync_max_pixels: int = 400_000_000
+    # where jobs write before their results are committed; empty: <data_dir>/processing
+    work_dir: str = ""
+
+
+class DisasterSettings(BaseModel):
+    """Disaster activations, orbits and alerts (``EOSHARE_DISASTER__*``)."""
+
+    # <data_dir>/disaster.db when empty
+    db: str = ""
+    # a platforms TOML (NORAD id -> STAC platform, swath, field of regard) replacing the
+    # packaged eoshare/disaster/platforms.toml
+    platforms: str = ""
+    # webhooks to loopback/private addresses are refused unless this is set
+    allow_private_webhooks: bool = False
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 5.0
+    # the longest pass plan one request may ask for
+    max_pass_hours: float = 240.0
+
+
 class Settings(BaseSettings):
     """Everything configurable about one eoshare node."""
 
@@ -159,6 +247,13 @@ class Settings(BaseSettings):
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
+    housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    # a Dask scheduler (tcp://host:8786) for processing; empty: Dask's local scheduler
+    dask: str = ""
+    disaster: DisasterSettings = Field(default_factory=DisasterSettings)
 
     @property
     def catalog_url(self) -> str:
@@ -181,6 +276,10 @@ class Settings(BaseSettings):
     @property
     def node_name(self) -> str:
         return self.federation.name or self.data_dir.resolve().name.lower() or "eoshare"
+
+    @property
+    def disaster_db_path(self) -> Path:
+        return Path(self.disaster.db) if self.disaster.db else (self.data_dir / "disaster.db")
 
     @property
     def storage_url(self) -> str:

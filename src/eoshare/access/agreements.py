@@ -23,7 +23,9 @@ VIEWER = "viewer"
 ANALYST = "analyst"
 PROVIDER_ADMIN = "provider-admin"
 OPERATOR = "operator"
-ROLES = (VIEWER, ANALYST, PROVIDER_ADMIN, OPERATOR)
+# a member's authorised user who may request disaster activations (eoshare.disaster)
+EMERGENCY_FOCAL_POINT = "emergency-focal-point"
+ROLES = (VIEWER, ANALYST, PROVIDER_ADMIN, OPERATOR, EMERGENCY_FOCAL_POINT)
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -125,9 +127,17 @@ class Agreement:
     licence: str | None = None
     # accepted once per user before the first download
     terms: str | None = None
-    disaster_open: bool = False
+    # an approved disaster activation may release its scenes over the affected area and
+    # period in full to the affected member and the responders (eoshare.disaster)
+    disaster_release: bool = False
     quota_user_bytes_per_day: int | None = None
     quota_member_bytes_per_day: int | None = None
+    # map tiles, previews, point values and statistics per day (a count)
+    quota_user_tiles_per_day: int | None = None
+    quota_member_tiles_per_day: int | None = None
+    # products derived from this collection (processing results) may be open to everyone;
+    # otherwise they inherit this agreement (eoshare.processing.publish)
+    derived_open: bool = False
 
     @property
     def name(self) -> str:
@@ -154,8 +164,18 @@ class Agreement:
             )
         if self.terms:
             parts.append("Terms must be accepted once before the first download.")
+        if self.disaster_release and self.access != "open":
+            parts.append(
+                "During an approved disaster activation, scenes over the affected area and "
+                "period are released in full, free of charge, to the affected country's users "
+                "and the responders until the activation closes."
+            )
         if self.licence:
             parts.append(f"Licence: {self.licence}.")
+        if self.derived_open:
+            parts.append("Products derived from it may be shared openly.")
+        elif self.access != "open":
+            parts.append("Products derived from it are shared under these same terms.")
         return " ".join(parts)
 
     def to_dict(self) -> JSON:
@@ -169,9 +189,12 @@ class Agreement:
             "reduced_resolution_m": self.reduced_resolution_m,
             "licence": self.licence,
             "terms": self.terms,
-            "disaster_open": self.disaster_open,
+            "disaster_release": self.disaster_release,
             "quota_user_bytes_per_day": self.quota_user_bytes_per_day,
             "quota_member_bytes_per_day": self.quota_member_bytes_per_day,
+            "quota_user_tiles_per_day": self.quota_user_tiles_per_day,
+            "quota_member_tiles_per_day": self.quota_member_tiles_per_day,
+            "derived_open": self.derived_open,
         }
 
     def public_view(self) -> JSON:
@@ -185,11 +208,12 @@ class Agreement:
             "reduced_resolution_m": self.reduced_resolution_m,
             "terms": self.terms,
             "partners": sorted(self.partners),
-            "disaster_open": self.disaster_open,
+            "disaster_release": self.disaster_release,
+            "derived_open": self.derived_open,
         }
 
 
-_AGREEMENT_KEYS = set(Agreement.__dataclass_fields__)
+_AGREEMENT_KEYS = {*Agreement.__dataclass_fields__, "disaster_open"}
 
 
 def agreement_from_dict(d: JSON, *, collection: str | None = None) -> Agreement:
@@ -225,9 +249,13 @@ def agreement_from_dict(d: JSON, *, collection: str | None = None) -> Agreement:
     for key in ("licence", "terms"):
         if d.get(key) is not None and not isinstance(d[key], str):
             raise InvalidRequestError(f"agreement {cid!r}: {key} must be text")
-    disaster = d.get("disaster_open", False)
+    # "disaster_open" was this field's name before disaster activations existed
+    disaster = d.get("disaster_release", d.get("disaster_open", False))
     if not isinstance(disaster, bool):
-        raise InvalidRequestError(f"agreement {cid!r}: disaster_open must be true or false")
+        raise InvalidRequestError(f"agreement {cid!r}: disaster_release must be true or false")
+    derived_open = d.get("derived_open", False)
+    if not isinstance(derived_open, bool):
+        raise InvalidRequestError(f"agreement {cid!r}: derived_open must be true or false")
     return Agreement(
         collection=cid,
         provider=provider,
@@ -238,7 +266,10 @@ def agreement_from_dict(d: JSON, *, collection: str | None = None) -> Agreement:
         reduced_resolution_m=_opt_number(d, "reduced_resolution_m"),
         licence=d.get("licence") or None,
         terms=d.get("terms") or None,
-        disaster_open=disaster,
+        disaster_release=disaster,
         quota_user_bytes_per_day=_opt_number(d, "quota_user_bytes_per_day", integer=True),
         quota_member_bytes_per_day=_opt_number(d, "quota_member_bytes_per_day", integer=True),
+        quota_user_tiles_per_day=_opt_number(d, "quota_user_tiles_per_day", integer=True),
+        quota_member_tiles_per_day=_opt_number(d, "quota_member_tiles_per_day", integer=True),
+        derived_open=derived_open,
     )

@@ -41,6 +41,9 @@ class Principal:
     member: str | None = None
     country: str | None = None
     roles: frozenset[str] = field(default_factory=frozenset)
+    # which credential the caller used ("t:<token id>", "s" session, "o" OIDC, "a" the
+    # admin token); signed links carry it so that they die with it. Not part of equality.
+    credential: str | None = field(default=None, compare=False)
 
     @property
     def anonymous(self) -> bool:
@@ -58,10 +61,12 @@ class Decision:
     max_resolution_m: float | None = None
     reason: str | None = None
     agreement: str | None = None
+    # the disaster activation whose grant allows it (eoshare.access.grants), if any
+    grant: str | None = None
 
     @classmethod
-    def full(cls, agreement: str | None = None) -> Decision:
-        return cls("full", agreement=agreement)
+    def full(cls, agreement: str | None = None, grant: str | None = None) -> Decision:
+        return cls("full", agreement=agreement, grant=grant)
 
     @classmethod
     def reduced(cls, max_resolution_m: float, agreement: str | None = None) -> Decision:

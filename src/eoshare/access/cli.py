@@ -212,7 +212,9 @@ def register(
         reduced_resolution_m: Annotated[float | None, typer.Option(help="e.g. 100.")] = None,
         licence: Annotated[str | None, typer.Option(help="SPDX id or text.")] = None,
         terms: Annotated[str | None, typer.Option(help="Terms to accept once.")] = None,
-        disaster_open: Annotated[bool, typer.Option(help="A disaster may open it.")] = False,
+        disaster_release: Annotated[
+            bool, typer.Option(help="An approved disaster activation may release it.")
+        ] = False,
         quota_user: Annotated[int | None, typer.Option(help="Bytes/day per user.")] = None,
         quota_member: Annotated[int | None, typer.Option(help="Bytes/day per member.")] = None,
         data_dir: DataDir = None,
@@ -230,7 +232,7 @@ def register(
                     "reduced_resolution_m": reduced_resolution_m,
                     "licence": licence,
                     "terms": terms,
-                    "disaster_open": disaster_open,
+                    "disaster_release": disaster_release,
                     "quota_user_bytes_per_day": quota_user,
                     "quota_member_bytes_per_day": quota_member,
                 }

@@ -11,12 +11,17 @@ Visibility is a CQL2 JSON expression over ``collection`` and ``datetime`` only, 
 the SQLite catalogue, pgstac and a remote STAC API can all apply it. It is built once per
 (member, operator?, agreements version, minute) and cached: the minute is there because
 an embargo's cut-off moves with the clock.
+
+Disaster grants (``eoshare.access.grants``) add to what agreements give: the key of the
+cached filter also holds the grants live for the caller at that very instant, so that a
+grant begins and ends exactly at its edges, not at the next minute.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -30,6 +35,7 @@ from eoshare.access.agreements import (
     agreement_from_dict,
 )
 from eoshare.access.base import Action, Decision, Principal, log_grant
+from eoshare.access.grants import DisasterGrant, GrantSource
 from eoshare.access.store import AccessStore, iso
 from eoshare.errors import AccessDeniedError, InvalidRequestError, NotFoundError
 
@@ -84,6 +90,10 @@ class AgreementPolicy:
         self._lock = threading.Lock()
         self._snap: _Snapshot | None = None
         self._checked = 0.0
+        # the disaster grants (set by create_app when the disaster service exists) and the
+        # clock every time-dependent rule reads (tests inject one)
+        self.grant_source: GrantSource | None = None
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # --- the cached view of agreements ------------------------------------------------
     def snapshot(self) -> _Snapshot:
@@ -140,9 +150,7 @@ class AgreementPolicy:
         if not self.embargo_applies(principal, a) or a.embargo_days is None:
             return False
         acquired = item_acquired(item)
-        return acquired is not None and acquired <= datetime.now(UTC) - timedelta(
-            days=a.embargo_days
-        )
+        return acquired is not None and acquired <= self.clock() - timedelta(days=a.embargo_days)
 
     def collection_view(self, principal: Principal, collection: str) -> CollectionView:
         """What the caller sees of a collection: all its items' metadata ("full"), some
@@ -154,16 +162,42 @@ class AgreementPolicy:
             return "full"
         if self.embargo_applies(principal, a):
             return "partial"
+        if a.disaster_release and self.live_grants(principal, self.clock()):
+            return "partial"  # the items a live disaster grant releases
         return "hidden"
 
     def can_view(self, principal: Principal, item: JSON) -> bool:
         """The item-level truth the CQL2 filter expresses (used by tests and checks)."""
         cid = str(item.get("collection", ""))
         view = self.collection_view(principal, cid)
-        if view != "partial":
-            return view == "full"
+        if view == "full":
+            return True
         a = self.agreement(cid)
-        return a is not None and self._embargo_over(principal, a, item)
+        if a is None:
+            return False
+        if view == "partial" and self._embargo_over(principal, a, item):
+            return True
+        return self._granted(principal, a, item) is not None
+
+    # --- disaster grants --------------------------------------------------------------
+    def live_grants(self, principal: Principal, instant: datetime) -> list[DisasterGrant]:
+        """The grants that benefit ``principal`` at ``instant``."""
+        source = self.grant_source
+        if source is None or (principal.user is None and principal.member is None):
+            return []
+        return [g for g in source.grants() if g.live_at(instant) and g.benefits(principal)]
+
+    def _granted(self, principal: Principal, a: Agreement, item: JSON) -> DisasterGrant | None:
+        if not a.disaster_release:
+            return None
+        grants = self.live_grants(principal, self.clock())
+        if not grants:
+            return None
+        acquired = item_acquired(item)
+        for g in grants:
+            if g.covers_item(item, acquired):
+                return g
+        return None
 
     # --- publishing rights ------------------------------------------------------------
     def check_publish(
@@ -191,9 +225,12 @@ class AgreementPolicy:
             if creating:
                 raise AccessDeniedError(f"the collection id {collection!r} is not available")
             raise NotFoundError(f"collection {collection!r} does not exist")
+        if not exists and not creating:
+            # changing what is not there: the answer a hidden collection gives
+            raise NotFoundError(f"collection {collection!r} does not exist")
         a = self.agreement(collection)
         if a is None:
-            if exists or not creating:
+            if exists:
                 raise AccessDeniedError(
                     f"collection {collection!r} has no provider on record: only operators "
                     "may change it"
@@ -219,19 +256,27 @@ class AgreementPolicy:
         if is_operator(principal):
             return None
         snap = self.snapshot()
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        key = (principal.member, principal.member is None, now)
+        instant = self.clock()
+        now = instant.replace(second=0, microsecond=0)
+        grants = tuple(sorted((g.id, g.revision) for g in self.live_grants(principal, instant)))
+        key = (principal.member, principal.member is None, now, grants)
         try:
             return snap.filters[key]
         except KeyError:
             pass
-        result = self._build_filter(principal, snap, now)
+        result = self._build_filter(principal, snap, now, self.live_grants(principal, instant))
         if len(snap.filters) > 10_000:  # new minute, many members: start again
             snap.filters.clear()
         snap.filters[key] = result
         return result
 
-    def _build_filter(self, principal: Principal, snap: _Snapshot, now: datetime) -> JSON | None:
+    def _build_filter(
+        self,
+        principal: Principal,
+        snap: _Snapshot,
+        now: datetime,
+        grants: list[DisasterGrant] | None = None,
+    ) -> JSON | None:
         shown: list[str] = []
         hidden: list[str] = []
         embargoed: dict[int, list[str]] = {}
@@ -254,6 +299,10 @@ class AgreementPolicy:
                     ],
                 }
             )
+        released = [cid for cid in hidden if snap.agreements[cid].disaster_release]
+        for g in sorted(grants or [], key=lambda g: g.id):
+            if released:
+                clauses.append(_grant_clause(released, g))
         if self.unlisted_open:
             if not hidden:
                 return None
@@ -280,6 +329,10 @@ class AgreementPolicy:
                 if refused is not None:
                     return refused
             return Decision.full(agreement=a.collection)
+        grant = self._granted(principal, a, item)
+        if grant is not None:
+            # released by the provider for disasters: no terms or quotas in the way
+            return Decision.full(agreement=a.collection, grant=grant.id)
         if a.reduced_resolution_m is not None:
             if action in BYTE_ACTIONS:
                 return Decision.denied(
@@ -311,21 +364,19 @@ class AgreementPolicy:
                     f"/collections/{a.collection}/accept-terms",
                     agreement=a.collection,
                 )
-        if a.quota_user_bytes_per_day is not None and principal.user is not None:
-            used = self.store.bytes_today(username=principal.user)
-            if used >= a.quota_user_bytes_per_day:
+        # A quota that is used up denies here (orders leave the asset out); a request
+        # larger than what remains is refused when ``AssetGate`` reserves its size.
+        for limit, subject, who in (
+            (a.quota_user_bytes_per_day, principal.user and f"u:{principal.user}", "user"),
+            (a.quota_member_bytes_per_day, principal.member and f"m:{principal.member}",
+             "member"),
+        ):  # fmt: skip
+            if limit is None or not subject:
+                continue
+            if self.store.quota_used(subject, a.collection, "bytes") >= limit:
                 return Decision.denied(
-                    f"the daily quota per user of the {a.name} "
-                    f"({a.quota_user_bytes_per_day} bytes) is used up; try again tomorrow (UTC)",
-                    agreement=a.collection,
-                )
-        if a.quota_member_bytes_per_day is not None and principal.member is not None:
-            used = self.store.bytes_today(member=principal.member)
-            if used >= a.quota_member_bytes_per_day:
-                return Decision.denied(
-                    f"the daily quota per member of the {a.name} "
-                    f"({a.quota_member_bytes_per_day} bytes) is used up; try again tomorrow "
-                    "(UTC)",
+                    f"the daily quota per {who} of the {a.name} ({limit} bytes) is used "
+                    "up: 0 bytes remain today; try again tomorrow (UTC)",
                     agreement=a.collection,
                 )
         return None
@@ -369,6 +420,23 @@ class AgreementPolicy:
             nbytes=nbytes,
         )
         log_grant(principal, item, asset_key, action, decision, nbytes)
+        if decision.grant is not None and self.grant_source is not None:
+            self.grant_source.record_grant(
+                decision.grant, principal, item, asset_key, str(action), nbytes
+            )
+
+
+def _grant_clause(cids: list[str], g: DisasterGrant) -> JSON:
+    """Items of ``cids`` over the grant's area, acquired within its window."""
+    return {
+        "op": "and",
+        "args": [
+            _in(cids),
+            {"op": "s_intersects", "args": [{"property": "geometry"}, g.area]},
+            {"op": ">=", "args": [{"property": "datetime"}, {"timestamp": iso(g.window_start)}]},
+            {"op": "<=", "args": [{"property": "datetime"}, {"timestamp": iso(g.window_end)}]},
+        ],
+    }
 
 
 def _in(cids: list[str]) -> JSON:

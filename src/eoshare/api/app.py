@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
+from eoshare.access.egress import AssetGate
 from eoshare.access.service import open_access
-from eoshare.api import errors
+from eoshare.api import compat, errors
+from eoshare.api.cors import CorsMiddleware
+from eoshare.api.observability import (
+    AccessLog,
+    Metrics,
+    NodeCollector,
+    Observe,
+)
 from eoshare.api.routes import (
+    activations,
     admin,
     auth,
     collections,
     downloads,
+    health,
     items,
     landing,
+    openeo,
     search,
     tiles,
     transactions,
@@ -26,7 +40,11 @@ from eoshare.api.routes import (
 )
 from eoshare.api.routes import federation as federation_routes
 from eoshare.catalog import open_catalog
+from eoshare.catalog.base import SearchQuery
+from eoshare.disaster.service import open_disaster
+from eoshare.housekeeping import Housekeeper
 from eoshare.logs import setup_logging
+from eoshare.processing.service import open_processing
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
 from eoshare.tiles import TileService
@@ -106,13 +124,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the eoshare ASGI application."""
     settings = settings or load_settings()
     setup_logging(settings.log_level)
+    access_log = AccessLog(settings.api.access_log) if settings.api.access_log else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # expired uploads, orders and stale temporary folders (eoshare.housekeeping)
+        interval = settings.housekeeping.interval_s
+        chores = (
+            asyncio.create_task(app.state.housekeeper.run_periodically(interval))
+            if interval > 0
+            else None
+        )
+        app.state.disaster.alerts.start()  # the worker that turns new items into alerts
         yield
+        if chores is not None:
+            chores.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chores
+        app.state.processing.close()
+        app.state.disaster.close()
         app.state.catalog.close()
         app.state.access_services.close()
         app.state.federation.close()
+        if access_log is not None:
+            access_log.close()
 
     app = FastAPI(
         title=settings.api.title,
@@ -136,10 +171,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         *getattr(app.state, "collection_decorators", []),
         auth.decorate_collection,
     ]
+    # disaster activations, orbits, alerts (eoshare.disaster): the policy honours the
+    # activations' grants; the catalogue is wrapped so that every write reaches alerts
+    app.state.disaster = open_disaster(
+        settings, app.state.catalog, app.state.access_services, worker=False
+    )
+    app.state.catalog = app.state.disaster.catalog
     # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
+    # proj:epsg beside proj:code, for readers of projection extension v1 (api/compat.py)
+    app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
 
     errors.install(app)
     for module in (landing, collections, items, search, transactions):
@@ -149,7 +192,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # downloads, signed links, orders, uploads (builds their services, adds the href decorator)
     downloads.install(app, settings)
+    # the one path for bytes: every route that hands out asset bytes or pixels asks it
+    app.state.gate = AssetGate(
+        app.state.catalog,
+        app.state.access,
+        quotas=app.state.access_services.quotas,
+        links=app.state.signer,
+        subjects=app.state.access_services.auth,
+    )
+    app.state.housekeeper = Housekeeper(
+        app.state.uploads,
+        app.state.orders,
+        lock_path=settings.data_dir / "housekeeping.lock",
+        order_retention_s=settings.housekeeping.order_retention_s,
+        temp_max_age_s=settings.housekeeping.temp_max_age_s,
+    )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
+    app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
+    app.include_router(health.router)  # /health, /ready, /metrics
+
+    # Prometheus figures: request counters here, node gauges read from the services
+    app.state.metrics = Metrics()
+    app.state.metrics.add_collector(NodeCollector(node_gauges(app)))
+    # openEO processing on Dask, results published back (eoshare.processing)
+    app.state.processing = open_processing(settings, app.state)
+    openeo.install(app)
 
     app.add_middleware(OpenApiMediaType)
 
@@ -174,4 +241,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # openEO bearer forms and error documents on /openeo (outside the authentication)
+    app.add_middleware(openeo.OpenEOMiddleware)
+    # CORS headers on every answer, errors included; preflights (api/cors.py)
+    app.add_middleware(CorsMiddleware, credentialed_origins=settings.api.cors_origins)
+    # outermost: a request id on every response and log line, metrics, the access log
+    app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app
+
+
+def node_gauges(app: FastAPI) -> dict[str, Any]:
+    """What ``/metrics`` reads from the services at scrape time."""
+    state = app.state
+
+    def items() -> list[tuple[list[str], float]]:
+        counts = []
+        for collection in state.catalog.list_collections():
+            page = state.catalog.search(SearchQuery(collections=(collection["id"],), limit=1))
+            if page.number_matched is not None:
+                counts.append(([collection["id"]], float(page.number_matched)))
+        return counts
+
+    def tile_cache() -> list[tuple[list[str], float]]:
+        cache = state.tiles.cache
+        return [(["hits"], float(cache.hits)), (["misses"], float(cache.misses))]
+
+    def tile_cache_bytes() -> list[tuple[list[str], float]]:
+        return [([], float(state.tiles.cache.size))]
+
+    return {
+        "eoshare_catalog_items": ("Items in the catalogue, by collection", ["collection"], items),
+        "eoshare_tile_cache_lookups": (
+            "Lookups of the rendered-tile cache since start (misses were rendered)",
+            ["result"],
+            tile_cache,
+        ),
+        "eoshare_tile_cache_bytes": ("Bytes held by the rendered-tile cache", [], tile_cache_bytes),
+    }

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from eoshare.catalog.base import Catalog
 from eoshare.errors import EoshareError, NotFoundError
 from eoshare.ingest.checksums import hexdigest_from_multihash
 from eoshare.storage.base import Store
 from eoshare.storage.verify import sha256_of
+from eoshare.workdirs import sweep, workdir
 
 
 @dataclass
@@ -48,6 +47,9 @@ def _catalogue_checksums(catalog: Catalog | None) -> dict[str, str]:
     return sums
 
 
+MIGRATE_WORKDIR = "eoshare-migrate-"
+
+
 def migrate(
     source: Store,
     target: Store,
@@ -57,8 +59,9 @@ def migrate(
 ) -> MigrateReport:
     report = MigrateReport()
     expected = _catalogue_checksums(catalog)
-    with tempfile.TemporaryDirectory(prefix="eoshare-migrate-") as tmp:
-        spool = Path(tmp) / "object"
+    sweep(MIGRATE_WORKDIR)  # what an earlier, killed migrate left in the temporary folder
+    with workdir(MIGRATE_WORKDIR) as tmp:
+        spool = tmp / "object"
         for key in source.iter_keys():
             try:
                 size = source.stat(key).size

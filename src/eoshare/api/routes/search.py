@@ -23,6 +23,7 @@ from eoshare.api.params import (
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.api.routes.federation import federated_response, hub_of
 from eoshare.catalog.base import ItemPage, SearchQuery
+from eoshare.catalog.bounds import InputBounds
 
 router = APIRouter(tags=["Item Search"])
 
@@ -113,6 +114,7 @@ def search_get(
         q=q,
         default_limit=settings.api.default_limit,
         max_limit=settings.api.max_limit,
+        bounds=InputBounds.from_settings(settings.security),
     )
     if hub is not None:
         return federated_response(
@@ -136,7 +138,12 @@ def search_post(
     token = body.token
     if hub is not None:
         body = body.model_copy(update={"token": None})
-    sq, fields = from_body(body, settings.api.default_limit, settings.api.max_limit)
+    sq, fields = from_body(
+        body,
+        settings.api.default_limit,
+        settings.api.max_limit,
+        InputBounds.from_settings(settings.security),
+    )
     raw = body.model_dump(by_alias=True, exclude_none=True)
     raw.pop("token", None)
     if hub is not None:
