@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.disaster.close()
         app.state.catalog.close()
         app.state.access_services.close()
+        await app.state.federation.hub.aclose()
         app.state.federation.close()
         if access_log is not None:
             access_log.close()
