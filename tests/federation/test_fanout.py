@@ -152,3 +152,23 @@ def test_peer_item_links_go_to_the_origin(federation: Federation) -> None:
     canonical = next(x["href"] for x in item["links"] if x["rel"] == "canonical")
     assert canonical.startswith(federation.beta.url)
     assert httpx.get(canonical).status_code == 200
+
+
+def test_peer_item_page_through_the_hub(federation: Federation) -> None:
+    alpha = federation.alpha
+    vn = alpha.headers("vn_user")
+    doc = pages(alpha.url, {"ids": "b-partners-1", "limit": 1}, vn)[0]
+    (item,) = doc["features"]
+    self_url = next(x["href"] for x in item["links"] if x["rel"] == "self")
+    assert self_url == (
+        f"{alpha.url}/federation/peers/beta/collections/b-partners/items/b-partners-1"
+    )
+    r = httpx.get(self_url, headers=vn)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "b-partners-1"
+    assert r.json()["properties"]["federation:origin"] == "beta"
+    # beta hides it from the public, and so does the hub
+    hidden = httpx.get(self_url)
+    assert hidden.status_code == 404
+    assert hidden.headers["content-type"].startswith("application/problem+json")
+    assert httpx.get(alpha.url + "/federation/peers/nope/collections/c/items/i").status_code == 404

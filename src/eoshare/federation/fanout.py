@@ -46,7 +46,7 @@ import httpx
 
 from eoshare.access.base import Principal
 from eoshare.catalog.base import ItemPage, SearchQuery, SortField
-from eoshare.errors import InvalidRequestError, UpstreamError
+from eoshare.errors import InvalidRequestError, NotFoundError, UpstreamError
 from eoshare.federation.client import auth_for, json_of, upstream
 from eoshare.federation.identity import NodeIdentity
 from eoshare.federation.peers import Peer, PeerRegistry
@@ -341,6 +341,33 @@ class FederatedSearch:
             start=start,
             next_token=next_token,
         )
+
+    async def fetch_item(
+        self, peer: Peer, collection_id: str, item_id: str, caller: Principal
+    ) -> JSON:
+        """One item of a peer, asked on behalf of the caller (the peer decides whether
+        they may see it). Called by GET /federation/peers/{peer}/collections/.../items/...
+        Raises NotFoundError when the peer hides or lacks it, UpstreamError on failure."""
+        from urllib.parse import quote
+
+        url = (
+            f"{peer.url}/collections/{quote(collection_id, safe='')}"
+            f"/items/{quote(item_id, safe='')}" + ("?sign=true" if peer.kind == "eoshare" else "")
+        )
+        auth = auth_for(peer, self.identity, encode_on_behalf_of(caller))
+        try:
+            with anyio.fail_after(self.deadline_s), upstream(peer.name):
+                r = await self._client().get(url, auth=auth or httpx.USE_CLIENT_DEFAULT)
+        except TimeoutError as exc:
+            raise UpstreamError(f"peer {peer.name!r} did not answer in time") from exc
+        if r.status_code == 404:
+            raise NotFoundError(f"item {item_id!r} does not exist in {collection_id!r}")
+        doc = json_of(r, peer.name)
+        props = doc.setdefault("properties", {})
+        if isinstance(props, dict):
+            props.setdefault("federation:origin", peer.name)
+            props["federation:via"] = peer.name
+        return doc
 
     async def _timed(
         self, name: str, call: Callable[[], Awaitable[SourceAnswer]], until: float

@@ -22,11 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from eoshare.access.policy import is_operator
 from eoshare.api import errors
 from eoshare.api.deps import Caller, principal_of
-from eoshare.api.links import GEOJSON, base_url, link, render_item
+from eoshare.api.links import GEOJSON, base_url, link, q, render_item
 from eoshare.api.params import Fields, apply_fields
 from eoshare.api.responses import GeoJSONResponse, JSONResponse
 from eoshare.catalog.base import ItemPage, SearchQuery
-from eoshare.errors import NotAuthenticatedError
+from eoshare.errors import NotAuthenticatedError, NotFoundError
 from eoshare.federation import FederationServices
 from eoshare.federation.fanout import LOCAL, FederatedSearch, MergedItem
 from eoshare.federation.identity import WELL_KNOWN_PATH
@@ -59,6 +59,27 @@ def list_peers(request: Request, caller: Caller) -> JSONResponse:
         doc["harvest"] = svc.registry.last_harvest(peer.name)
         peers.append(doc)
     return JSONResponse({"node": svc.identity.name, "peers": peers})
+
+
+@router.get(
+    "/federation/peers/{peer}/collections/{collection_id}/items/{item_id}",
+    response_class=GeoJSONResponse,
+    summary="One item of a peer, as that peer shows it to you",
+)
+async def peer_item(
+    request: Request, peer: str, collection_id: str, item_id: str, caller: Caller
+) -> GeoJSONResponse:
+    """Asked of the peer on your behalf (signed); the peer's agreements decide. Asset
+    links are the peer's signed links, made for you."""
+    svc = services(request)
+    try:
+        target = svc.registry.get(peer)
+    except NotFoundError as exc:
+        raise NotFoundError(f"no peer named {peer!r}") from exc
+    if not target.enabled:
+        raise NotFoundError(f"no peer named {peer!r}")
+    item = await svc.hub.fetch_item(target, collection_id, item_id, caller)
+    return GeoJSONResponse(_peer_item(request, MergedItem(target.name, item)))
 
 
 # --- signed requests from peers --------------------------------------------------------
@@ -142,7 +163,14 @@ def _peer_item(request: Request, merged: MergedItem) -> JSON:
             links.append({**x, "rel": "canonical", "title": f"This item at {merged.source}"})
         elif rel not in ("root", "parent", "collection", "next", "prev"):
             links.append(x)
-    links.append(link("root", f"{base_url(request)}/", title="Landing page"))
+    base = base_url(request)
+    origin = str(item.get("properties", {}).get("federation:via", merged.source))
+    here = (
+        f"{base}/federation/peers/{q(origin)}/collections/{q(str(item.get('collection')))}"
+        f"/items/{q(str(item.get('id')))}"
+    )
+    links.insert(0, link("self", here, GEOJSON, title="This item, through this node"))
+    links.append(link("root", f"{base}/", title="Landing page"))
     item["links"] = links
     return item
 
