@@ -226,16 +226,17 @@ def federation(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> I
     gamma.items["g-open"].append("g-dup")
 
     with serve(beta), serve(gamma), serve(alpha):
+        # the peers accept alpha's requests; beta believes it for vn-vnsc users only
+        beta.registry.add(as_peer(alpha, {"vn-vnsc"}))
+        gamma.registry.add(as_peer(alpha, {"*"}))
         # the hub registers beta as an operator would: with the CLI, checking its key
         added = run_cli(
             "peers", "add", beta.url, "--fingerprint", beta.fingerprint,
             "--data-dir", str(alpha.data_dir),
         )  # fmt: skip
         assert added.returncode == 0, added.stderr
-        alpha.registry.add(as_peer(gamma, collections=("g-open", "g-members")))
-        # the peers accept alpha's requests; beta believes it for vn-vnsc users only
-        beta.registry.add(as_peer(alpha, {"vn-vnsc"}))
-        gamma.registry.add(as_peer(alpha, {"*"}))
+        assert ": ok" in added.stdout, added.stdout
+        alpha.registry.add(as_peer(gamma, collections=("g-open",)))
         yield Federation(alpha, beta, gamma, shared_data)
         for n in (alpha, beta, gamma):
             log = (n.data_dir / "server.log").read_text()

@@ -4,6 +4,7 @@ get from that peer directly)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -172,3 +173,17 @@ def test_peer_item_page_through_the_hub(federation: Federation) -> None:
     assert hidden.status_code == 404
     assert hidden.headers["content-type"].startswith("application/problem+json")
     assert httpx.get(alpha.url + "/federation/peers/nope/collections/c/items/i").status_code == 404
+
+
+def test_operators_see_peers_health(federation: Federation) -> None:
+    alpha = federation.alpha
+    listed = run_cli("peers", "list", "--json", "--data-dir", str(alpha.data_dir))
+    assert listed.returncode == 0, listed.stderr
+    beta = next(p for p in json.loads(listed.stdout) if p["name"] == "beta")
+    assert beta["status"] == "ok" and beta["fingerprint"] == federation.beta.fingerprint
+    # what beta shows alpha (asking as itself): its public collections only
+    assert "b-open" in beta["collections"] and "b-provider" not in beta["collections"]
+    doc = httpx.get(alpha.url + "/federation/peers").json()
+    assert doc["node"] == "alpha"
+    assert {p["name"] for p in doc["peers"]} >= {"beta", "gamma"}
+    assert all("trusted_members" not in p for p in doc["peers"])

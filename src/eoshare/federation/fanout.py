@@ -261,8 +261,11 @@ def next_token_of(doc: JSON) -> str | None:
     return None
 
 
-def _can_match(peer: Peer, query: SearchQuery) -> bool:
-    if not query.collections or peer.collections is None:
+def _can_match(peer: Peer, query: SearchQuery, caller: Principal) -> bool:
+    """Whether a peer may hold what the query asks. ``peer.collections`` is what the
+    peer showed this node asking as itself (the public view): a signed-in caller may see
+    more there, so only the public's searches are narrowed by it."""
+    if not query.collections or peer.collections is None or not caller.anonymous:
         return True
     return bool(set(query.collections) & set(peer.collections))
 
@@ -427,7 +430,7 @@ class FederatedSearch:
                     tg.start_soon(run, name, ask_local)
                     continue
                 peer = peers[name]
-                if not _can_match(peer, query):
+                if not _can_match(peer, query, caller):
                     answers[name] = SourceAnswer(name, "skipped", detail="no such collection")
                     continue
                 tg.start_soon(
