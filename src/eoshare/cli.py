@@ -629,7 +629,15 @@ def _register_jobs() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
+# --- federation: peers, node, harvest, export, import (eoshare.federation.cli) -----------
+def _register_federation() -> None:
+    from eoshare.federation.cli import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
 _register_jobs()
+_register_federation()
 
 
 def main() -> None:

@@ -132,6 +132,27 @@ class DownloadsSettings(BaseModel):
     redirect_ttl_s: int = 300
 
 
+class FederationSettings(BaseModel):
+    """Peers, node identity, fan-out and harvest (``EOSHARE_FEDERATION__*``)."""
+
+    # this node's name as peers see it (default: the data directory's name)
+    name: str = ""
+    # the member agency that runs this node, published at /.well-known/eoshare-node
+    member: str | None = None
+    # <data_dir>/node-key.pem and <data_dir>/federation.db when empty
+    key_file: str = ""
+    db: str = ""
+    # a fan-out search answers within this, with or without every peer
+    deadline_s: float = 5.0
+    # how far apart two nodes' clocks may be; the longest life of a request signature
+    clock_skew_s: int = 120
+    max_signature_ttl_s: int = 300
+    # how long this node's signatures live
+    signature_ttl_s: int = 60
+    # items per request while harvesting
+    harvest_batch: int = 200
+
+
 class HousekeepingSettings(BaseModel):
     """Purging what expires (``EOSHARE_HOUSEKEEPING__*``): run by the node every
     ``interval_s`` seconds (0: never; then run ``eoshare housekeeping`` from cron)."""
@@ -239,6 +260,7 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
     housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
@@ -254,6 +276,20 @@ class Settings(BaseSettings):
     @property
     def access_db_path(self) -> Path:
         return Path(self.access.db) if self.access.db else (self.data_dir / "access.db")
+
+    @property
+    def federation_db_path(self) -> Path:
+        db = self.federation.db
+        return Path(db) if db else (self.data_dir / "federation.db")
+
+    @property
+    def node_key_path(self) -> Path:
+        key = self.federation.key_file
+        return Path(key) if key else (self.data_dir / "node-key.pem")
+
+    @property
+    def node_name(self) -> str:
+        return self.federation.name or self.data_dir.resolve().name.lower() or "eoshare"
 
     @property
     def disaster_db_path(self) -> Path:
