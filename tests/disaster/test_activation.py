@@ -278,3 +278,15 @@ def test_preapproved_member_is_approved_on_arrival(node: Node) -> None:
     assert doc["state"] == "approved"
     assert doc["transitions"][-1]["who"] == "pre-approval:ma-crts"
     assert OUTSIDER not in {r["name"] for r in doc["responders"]}
+
+
+def test_area_upload_answers_geojson_or_a_problem(node: Node) -> None:
+    from .test_area_files import KML
+
+    url = node.url + "/activations/area?filename=flood.kml"
+    r = httpx.post(url, content=KML, headers=node.h("focal"), timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["area"]["type"] == "Polygon"
+    r = httpx.post(url, content=b"<kml><NetworkLink/>", headers=node.h("focal"), timeout=30)
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    assert httpx.post(url, content=KML, timeout=30).status_code == 401
