@@ -8,7 +8,7 @@ DATA_DIR ?= eoshare-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv demo serve test lint typecheck pytest bench clean web browser
+.PHONY: help venv demo serve test lint typecheck pytest bench clean web browser clients postgres
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ web: $(STAMP)  ## vendor the web UI's npm packages (web/package-lock.json) into 
 browser:  ## install Debian's chromium for the browser tests, when it is missing
 	bash scripts/install-browser.sh
 
+postgres:  ## install Debian's PostgreSQL 15 + PostGIS for the pgstac tests, when missing
+	bash scripts/install-postgres.sh
+
 demo: $(STAMP) web  ## build the demo data set and serve it on http://127.0.0.1:8000
 	$(BIN)/eoshare demo --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
@@ -38,7 +41,10 @@ lint: $(STAMP)  ## ruff (lint + format check)
 typecheck: $(STAMP)  ## mypy --strict on src/
 	$(BIN)/mypy
 
-pytest: $(STAMP) web browser  ## the test suite alone
+clients:  ## gdal-bin, curl, wget, npm and a STAC Browser build for the client tests (cached)
+	bash scripts/install-clients.sh
+
+pytest: $(STAMP) web browser clients postgres  ## the test suite alone
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest  ## everything CI runs: lint, type check, the whole suite

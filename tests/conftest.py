@@ -8,7 +8,9 @@ fails the run: everything the suite needs is installed by the project's own scri
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +58,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if os.environ.get("CI") == "true" and skipped and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Any]:
+    """A PostgreSQL cluster with a pgstac template database, for the whole session
+    (tests/pg.py); ``pg.new_catalog_url()`` gives each user a fresh database."""
+    from pg import pg_cluster
+
+    with pg_cluster() as cluster:
+        yield cluster

@@ -222,6 +222,7 @@ def ingest(
     with _errors():
         from eoshare.catalog import open_catalog
         from eoshare.ingest.raster import ingest_rasters
+        from eoshare.ingest.safe_open import RasterLimits
         from eoshare.storage import open_store
 
         settings = _settings(data_dir=data_dir)
@@ -238,6 +239,7 @@ def ingest(
                 item_id=item_id,
                 create_collection=create_collection,
                 progress=_progress_wanted(),
+                limits=RasterLimits.from_settings(settings.ingest),
             )
         finally:
             catalog.close()
@@ -459,6 +461,16 @@ def restore_cmd(
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+# --- operators: keys rotate|list|retire|remove, housekeeping (eoshare.cli_ops) --------
+def _register_ops() -> None:
+    from eoshare.cli_ops import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
+_register_ops()
 
 
 def main() -> None:

@@ -34,6 +34,9 @@ class ApiSettings(BaseModel):
     # one Combined Log Format line per request: a file path, "-" for standard error, or
     # unset for none
     access_log: str | None = None
+    # origins whose pages may send credentials (the session cookie) cross-origin; every
+    # other origin may still call the API without them (api/cors.py)
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class OidcProviderSettings(BaseModel):
@@ -120,6 +123,71 @@ class DownloadsSettings(BaseModel):
     upload_ttl_s: int = 2 * 24 * 3600
 
 
+class HousekeepingSettings(BaseModel):
+    """Purging what expires (``EOSHARE_HOUSEKEEPING__*``): run by the node every
+    ``interval_s`` seconds (0: never; then run ``eoshare housekeeping`` from cron)."""
+
+    interval_s: float = 3600
+    # expired orders are forgotten this long after their expiry (their status says why)
+    order_retention_s: float = 30 * 24 * 3600
+    # eoshare-ingest-* temporary folders (and staging folders without an upload) older
+    # than this are left over from a crashed process
+    temp_max_age_s: float = 24 * 3600
+
+
+class IngestSettings(BaseModel):
+    """Limits on files that users hand to the node (``EOSHARE_INGEST__*``): uploads,
+    ``eoshare ingest``, ``eoshare load`` (see eoshare.ingest.safe_open)."""
+
+    # a raster's declared width x height x bands
+    max_samples: int = 10_000_000_000
+    # declared pixel bytes / bytes on disk ("decompression bomb"), checked only when the
+    # declared pixels are over inflation_floor_bytes
+    max_inflation: float = 200.0
+    inflation_floor_bytes: int = 256 * 1024 * 1024
+    # a .json STAC document is parsed whole; an NDJSON line is one document
+    max_json_bytes: int = 1024 * 1024 * 1024
+    max_ndjson_line_bytes: int = 64 * 1024 * 1024
+
+
+class SecuritySettings(BaseModel):
+    """Brute-force protection, request rate limits, filter and geometry bounds
+    (``EOSHARE_SECURITY__*``)."""
+
+    # sign-in: after this many wrong passwords an account is locked (429 + Retry-After)
+    # for lockout_s, or until an operator unlocks it (eoshare users unlock NAME)
+    login_max_failures: int = 10
+    lockout_s: int = 15 * 60
+    # failed sign-ins from one client address within login_window_s (any accounts)
+    login_max_failures_per_address: int = 50
+    login_window_s: int = 15 * 60
+    # requests per minute for each caller (token, session or client address); 0 = off
+    rate_limit_per_minute: int = 0
+    # how many requests a caller may send at once above the steady rate
+    rate_limit_burst: int = 60
+    # CQL2 filters: nesting depth (parentheses, JSON levels) and length
+    max_filter_depth: int = 32
+    max_filter_chars: int = 256 * 1024
+    # vertices of one geometry in intersects or a CQL2 spatial literal
+    max_geometry_vertices: int = 100_000
+    # serve demo users (published password) on an address other than loopback
+    allow_demo_users: bool = False
+
+
+class ProcessingSettings(BaseModel):
+    """openEO processing on Dask (``EOSHARE_PROCESSING__*``; the cluster is ``EOSHARE_DASK``)."""
+
+    # the jobs database; empty: <data_dir>/processing.db
+    db: str = ""
+    # batch jobs that run at once on this node, and per member
+    workers: int = 2
+    per_member: int = 1
+    # a synchronous /result reads at most this many pixels (bands x scenes x rows x columns)
+    sync_max_pixels: int = 400_000_000
+    # where jobs write before their results are committed; empty: <data_dir>/processing
+    work_dir: str = ""
+
+
 class DisasterSettings(BaseModel):
     """Disaster activations, orbits and alerts (``EOSHARE_DISASTER__*``)."""
 
@@ -157,6 +225,12 @@ class Settings(BaseSettings):
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    # a Dask scheduler (tcp://host:8786) for processing; empty: Dask's local scheduler
+    dask: str = ""
     disaster: DisasterSettings = Field(default_factory=DisasterSettings)
 
     @property

@@ -132,26 +132,27 @@ def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
             batch = []
             for n, (tpl, age) in enumerate(zip(templates, AGES, strict=True)):
                 item = copy.deepcopy(tpl)
-                item["id"] = f"{cid}-{n}"
+                item["id"] = iid = f"{cid}-{n}"
                 item["collection"] = cid
                 item["links"] = []
                 # assets held by this node's store, so that /download serves them
                 item["assets"] = {
                     "data": {
-                        "href": f"{cid}/{n}/data.bin",
+                        "href": f"{cid}/{iid}/data.bin",
                         "type": "application/octet-stream",
                         "roles": ["data"],
-                        "eoshare:key": f"{cid}/{n}/data.bin",
+                        "eoshare:key": f"{cid}/{iid}/data.bin",
                     },
                     "thumbnail": {
-                        "href": f"{cid}/{n}/thumb.png",
+                        "href": f"{cid}/{iid}/thumb.png",
                         "type": "image/png",
                         "roles": ["thumbnail"],
-                        "eoshare:key": f"{cid}/{n}/thumb.png",
+                        "eoshare:key": f"{cid}/{iid}/thumb.png",
                     },
                 }
-                store.put_bytes(f"{cid}/{n}/data.bin", DATA_BYTES)
-                store.put_bytes(f"{cid}/{n}/thumb.png", THUMB_BYTES)
+                # keys as the node makes them: bound to the item (<collection>/<item>/...)
+                store.put_bytes(f"{cid}/{iid}/data.bin", DATA_BYTES)
+                store.put_bytes(f"{cid}/{iid}/thumb.png", THUMB_BYTES)
                 item["properties"]["datetime"] = (now - timedelta(days=age)).strftime(
                     "%Y-%m-%dT%H:%M:%SZ"
                 )

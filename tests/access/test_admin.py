@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from security.at_rest import secrets_at_rest
+
 from .conftest import ADMIN_TOKEN, DATA_BYTES, OTHER, PARTNER, PROVIDER, Node
 
 OP = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -161,7 +163,7 @@ def test_admin_api_permissions_and_tokens(node: Node, http: httpx.Client) -> Non
     )
     r = http.get("/auth/me", headers=headers)
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
-    assert token not in (node.data_dir / "access.db").read_bytes().decode("latin-1")
+    assert secrets_at_rest(node.data_dir, [token]) == []
     # unknown agreement fields and levels are 400s, not 500s
     r = http.put(
         "/admin/agreements/t-open", json={"provider": PROVIDER, "access": "secret"}, headers=OP

@@ -221,13 +221,24 @@ def serve(data_dir: Path, *, token: str | None = ADMIN_TOKEN) -> Iterator[str]:
         yield url
 
 
+# the running live_server, shared by the conftests that import the fixture
+_RUNNING: list[Server] = []
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Server]:
     """The real server over the shared data, transactions enabled with ``ADMIN_TOKEN``."""
+    if _RUNNING:  # tests/clients asks for the same node: one instance per session
+        yield _RUNNING[0]
+        return
     data_dir = tmp_path_factory.mktemp("eoshare-live")
     loaded = populate(f"sqlite:///{data_dir / 'catalog.db'}", shared_data / "stac")
     with serve(data_dir) as url:
-        yield Server(url, loaded)
+        _RUNNING.append(Server(url, loaded))
+        try:
+            yield _RUNNING[0]
+        finally:
+            _RUNNING.clear()
         log = (data_dir / "server.log").read_text()
     # a traceback in the server log is a bug even when the response looked fine
     assert "Traceback" not in log, log

@@ -3,6 +3,7 @@ Python over the documents that were loaded, without any of eoshare's code."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -82,11 +83,53 @@ def search_all(
 def strip_server(doc: JSON) -> JSON:
     """A document as stored: without what the server adds when it answers (its links,
     the access layer's ``eoshare:agreement`` on collections and per-asset
-    ``eoshare:access`` hints on items)."""
+    ``eoshare:access`` hints on items). The projection fields and extension are left
+    out on both sides: the server serves ``proj:epsg`` beside ``proj:code`` (api/compat.py,
+    tested in tests/clients/test_gdal.py)."""
     out = {k: v for k, v in doc.items() if k not in ("links", "eoshare:agreement")}
+    out["stac_extensions"] = [
+        x for x in out.get("stac_extensions", []) if "/projection/" not in str(x)
+    ]
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = _no_crs(out["properties"])
     if isinstance(out.get("assets"), dict):
         out["assets"] = {
-            k: ({x: y for x, y in a.items() if x != "eoshare:access"} if isinstance(a, dict) else a)
+            k: (
+                _no_crs({x: y for x, y in a.items() if x != "eoshare:access"})
+                if isinstance(a, dict)
+                else a
+            )
             for k, a in out["assets"].items()
         }
     return out
+
+
+def _no_crs(fields: JSON) -> JSON:
+    return {k: v for k, v in fields.items() if k not in ("proj:epsg", "proj:code")}
+
+
+# --- free text (q) ---------------------------------------------------------------------
+
+# the document fields free text searches (STAC API free-text extension: the item's id,
+# title, description, keywords, and the platform/instrument/mission names)
+TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
+TEXT_LISTS = ("keywords", "instruments")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words, split at anything that is not a letter or a digit."""
+    return [w.casefold() for w in re.findall(r"[^\W_]+", text)]
+
+
+def text_matches(item: JSON, terms: Iterable[str]) -> bool:
+    """Any term (a phrase: its words in a row) occurs in the item's text fields."""
+    p = item["properties"]
+    fields = [str(item["id"])]
+    fields += [p[k] for k in TEXT_FIELDS if isinstance(p.get(k), str)]
+    fields += [str(x) for k in TEXT_LISTS if isinstance(p.get(k), list) for x in p[k]]
+    w = words(" ".join(fields))
+    for term in terms:
+        phrase, n = words(term), len(words(term))
+        if phrase and any(w[i : i + n] == phrase for i in range(len(w) - n + 1)):
+            return True
+    return False

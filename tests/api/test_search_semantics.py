@@ -14,7 +14,16 @@ from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Polygon, shape
 
 from .conftest import ANTI, DATA_COLLECTIONS, LANDSAT, S1, S2, Server
-from .oracle import expect, interval, item_geometry, meets, query_box, search_all, when
+from .oracle import (
+    expect,
+    interval,
+    item_geometry,
+    meets,
+    query_box,
+    search_all,
+    text_matches,
+    when,
+)
 
 JSON = dict[str, Any]
 ALL = list(DATA_COLLECTIONS)
@@ -323,3 +332,94 @@ def test_random_date_ranges(
         live_server.loaded.of(), _overlaps(None if open_start else lo, None if open_end else hi)
     )
     check(http, {"datetime": text}, expected)
+
+
+# --- every combination of the search parameters, numberMatched each time ---------------
+
+PARAMETERS = ("collections", "ids", "bbox", "intersects", "datetime", "filter", "query", "q")
+COMBINATIONS = [
+    tuple(name for bit, name in enumerate(PARAMETERS) if mask >> bit & 1)
+    for mask in range(1 << len(PARAMETERS))
+]
+CUT = {
+    "type": "MultiPolygon",
+    "coordinates": [
+        [[[4.0, 52.0], [6.0, 52.0], [6.0, 54.0], [4.0, 54.0], [4.0, 52.0]]],
+        [[[-177.0, -45.0], [-175.0, -45.0], [-175.0, -43.0], [-177.0, -43.0], [-177.0, -45.0]]],
+    ],
+}
+
+
+def _combination_values(server: Server) -> tuple[JSON, dict[str, Callable[[JSON], bool]]]:
+    """One value per parameter, each cutting the shared data differently, and the
+    independent predicate of each."""
+    docs = sorted(server.loaded.of(), key=lambda i: i["id"])
+    ids = [d["id"] for d in docs[::4]]
+    # the Landsat path/row most of the Netherlands scenes share, as a free-text term
+    rows = [
+        d["id"].split("_")[2] for d in server.loaded.of(LANDSAT) if "bbox" in d and d["bbox"][1] > 0
+    ]
+    row = max(set(rows), key=rows.count)
+    lo, hi = when("2020-01-01T00:00:00Z"), when("2021-12-31T23:59:59Z")
+    cut = shape(CUT)
+
+    def number(name: str, test: Callable[[float], bool]) -> Callable[[JSON], bool]:
+        def keep(i: JSON) -> bool:
+            v = i["properties"].get(name)
+            return isinstance(v, int | float) and test(v)
+
+        return keep
+
+    values: JSON = {
+        "collections": [LANDSAT, S2],
+        "ids": ids,
+        "bbox": [-180.0, -50.0, 8.0, 53.0],
+        "intersects": CUT,
+        "datetime": "2020-01-01T00:00:00Z/2021-12-31T23:59:59Z",
+        "filter": {"op": ">", "args": [{"property": "view:sun_elevation"}, 25]},
+        "query": {"eo:cloud_cover": {"lt": 30}},
+        "q": ["msi", row],
+    }
+    un = server.loaded.unwrapped
+    keep: dict[str, Callable[[JSON], bool]] = {
+        "collections": lambda i: i["collection"] in (LANDSAT, S2),
+        "ids": lambda i: i["id"] in set(ids),
+        "bbox": lambda i: meets(item_geometry(i, un), query_box((-180.0, -50.0, 8.0, 53.0))),
+        "intersects": lambda i: meets(item_geometry(i, un), cut),
+        "datetime": _overlaps(lo, hi),
+        "filter": number("view:sun_elevation", lambda v: v > 25),
+        "query": number("eo:cloud_cover", lambda v: v < 30),
+        "q": lambda i: text_matches(i, ["msi", row]),
+    }
+    return values, keep
+
+
+@pytest.mark.parametrize("names", COMBINATIONS, ids=lambda c: "+".join(c) or "none")
+def test_every_parameter_combination(
+    live_server: Server, http: httpx.Client, names: tuple[str, ...]
+) -> None:
+    values, keep = _combination_values(live_server)
+    body: JSON = {name: values[name] for name in names}
+    if "bbox" in body and "intersects" in body:
+        r = http.post("/search", json=body)
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        return
+    # without collections the search covers the whole node: the data collections plus
+    # whatever other tests have put in other collections (taken as the server has them)
+    universe = live_server.loaded.of()
+    if "collections" not in body:
+        others = http.get("/collections").json()["collections"]
+        extra = [c["id"] for c in others if c["id"] not in DATA_COLLECTIONS]
+        if extra:
+            universe = universe + search_all(http, {"collections": extra, "limit": 1000})[0]
+    expected = expect(universe, lambda i: all(keep[name](i) for name in names))
+    # a small first page: numberMatched is then counted, not the length of the page
+    first = http.post("/search", json={**body, "limit": 3})
+    assert first.status_code == 200, first.text
+    assert first.json()["numberMatched"] == len(expected)
+    features, matched = search_all(http, {**body, "limit": 200})
+    got = ids_of(features)
+    assert len(got) == len(set(got))
+    assert set(got) == expected
+    assert all(m == len(expected) for m in matched), matched

@@ -124,6 +124,7 @@ def tiles_app(tiles_data: Path, policy: ScriptedPolicy) -> FastAPI:
     app = create_app(load_settings(data_dir=tiles_data, log_level="warning"))
     policy.inner = app.state.access
     app.state.access = policy
+    app.state.gate.policy = policy  # the one path for bytes asks the same policy
     return app
 
 

@@ -33,7 +33,8 @@ def test_defaults_of_ingested_items(tiles_app: FastAPI) -> None:
 
 def test_rgb_from_common_names_and_external_hrefs_ignored() -> None:
     item = {
-        "id": "x",
+        "id": "i",
+        "collection": "c",
         "assets": {
             "B02": _asset("B02", "blue"),
             "B03": _asset("B03", "green"),

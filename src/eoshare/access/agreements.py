@@ -132,6 +132,12 @@ class Agreement:
     disaster_release: bool = False
     quota_user_bytes_per_day: int | None = None
     quota_member_bytes_per_day: int | None = None
+    # map tiles, previews, point values and statistics per day (a count)
+    quota_user_tiles_per_day: int | None = None
+    quota_member_tiles_per_day: int | None = None
+    # products derived from this collection (processing results) may be open to everyone;
+    # otherwise they inherit this agreement (eoshare.processing.publish)
+    derived_open: bool = False
 
     @property
     def name(self) -> str:
@@ -166,6 +172,10 @@ class Agreement:
             )
         if self.licence:
             parts.append(f"Licence: {self.licence}.")
+        if self.derived_open:
+            parts.append("Products derived from it may be shared openly.")
+        elif self.access != "open":
+            parts.append("Products derived from it are shared under these same terms.")
         return " ".join(parts)
 
     def to_dict(self) -> JSON:
@@ -182,6 +192,9 @@ class Agreement:
             "disaster_release": self.disaster_release,
             "quota_user_bytes_per_day": self.quota_user_bytes_per_day,
             "quota_member_bytes_per_day": self.quota_member_bytes_per_day,
+            "quota_user_tiles_per_day": self.quota_user_tiles_per_day,
+            "quota_member_tiles_per_day": self.quota_member_tiles_per_day,
+            "derived_open": self.derived_open,
         }
 
     def public_view(self) -> JSON:
@@ -196,6 +209,7 @@ class Agreement:
             "terms": self.terms,
             "partners": sorted(self.partners),
             "disaster_release": self.disaster_release,
+            "derived_open": self.derived_open,
         }
 
 
@@ -239,6 +253,9 @@ def agreement_from_dict(d: JSON, *, collection: str | None = None) -> Agreement:
     disaster = d.get("disaster_release", d.get("disaster_open", False))
     if not isinstance(disaster, bool):
         raise InvalidRequestError(f"agreement {cid!r}: disaster_release must be true or false")
+    derived_open = d.get("derived_open", False)
+    if not isinstance(derived_open, bool):
+        raise InvalidRequestError(f"agreement {cid!r}: derived_open must be true or false")
     return Agreement(
         collection=cid,
         provider=provider,
@@ -252,4 +269,7 @@ def agreement_from_dict(d: JSON, *, collection: str | None = None) -> Agreement:
         disaster_release=disaster,
         quota_user_bytes_per_day=_opt_number(d, "quota_user_bytes_per_day", integer=True),
         quota_member_bytes_per_day=_opt_number(d, "quota_member_bytes_per_day", integer=True),
+        quota_user_tiles_per_day=_opt_number(d, "quota_user_tiles_per_day", integer=True),
+        quota_member_tiles_per_day=_opt_number(d, "quota_member_tiles_per_day", integer=True),
+        derived_open=derived_open,
     )

@@ -12,14 +12,15 @@ locks a browser out of public pages.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from eoshare.access.agreements import OPERATOR
 from eoshare.access.base import ANONYMOUS, Principal
 from eoshare.access.oidc import OidcVerifier, looks_like_jwt
 from eoshare.access.policy import AgreementPolicy, principal_for
 from eoshare.access.store import TOKEN_PREFIX, AccessStore
-from eoshare.errors import NotAuthenticatedError
+from eoshare.errors import AccessDeniedError, NotAuthenticatedError, NotFoundError
 
 ADMIN_TOKEN_USER = "admin-token"
 
@@ -54,6 +55,9 @@ class Authenticator:
         self.policy = policy
         self.admin_token = admin_token
         self.oidc = oidc
+        self._links: dict[
+            tuple[str, str | None], tuple[float, Principal | NotAuthenticatedError]
+        ] = {}
 
     def authenticate(self, creds: Credentials) -> Authenticated:
         if creds.authorization is not None:
@@ -67,17 +71,20 @@ class Authenticator:
                 user = self.store.user_for_session(creds.session)
             except NotAuthenticatedError:
                 return Authenticated(ANONYMOUS, "anonymous")
-            return Authenticated(principal_for(user, self.policy.member(user.member)), "session")
+            principal = principal_for(user, self.policy.member(user.member))
+            return Authenticated(replace(principal, credential="s"), "session")
         return Authenticated(ANONYMOUS, "anonymous")
 
     def _bearer(self, token: str) -> Authenticated:
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return Authenticated(
-                Principal(user=ADMIN_TOKEN_USER, roles=frozenset({OPERATOR})), "admin-token"
+                Principal(user=ADMIN_TOKEN_USER, roles=frozenset({OPERATOR}), credential="a"),
+                "admin-token",
             )
         if token.startswith(TOKEN_PREFIX):
-            user = self.store.user_for_token(token)
-            return Authenticated(principal_for(user, self.policy.member(user.member)), "token")
+            user, token_id = self.store.user_and_token(token)
+            principal = principal_for(user, self.policy.member(user.member))
+            return Authenticated(replace(principal, credential=f"t:{token_id}"), "token")
         if self.oidc and looks_like_jwt(token):
             ident = self.oidc.verify(token)
             member = self.policy.member(ident.member)
@@ -89,7 +96,64 @@ class Authenticator:
                     member=ident.member,
                     country=member.country if member else None,
                     roles=ident.roles,
+                    credential="o",
                 ),
                 "oidc",
             )
         raise NotAuthenticatedError("the bearer token is not valid")
+
+    # --- signed links -----------------------------------------------------------------
+    def link_subject(self, signed: Principal) -> Principal:
+        """The principal a signed link acts for, as it is *now*: the user must still
+        exist and be enabled, and the token the link was made with must not be revoked
+        or expired; roles and member come from the current record, not from the link.
+        Raises AccessDeniedError (403) otherwise. Answers are cached for a few seconds
+        (``LINK_CHECK_TTL_S``), so a revocation takes effect within that time."""
+        if signed.user is None or signed.credential == "o":
+            # a link made for the public grants what the public may get; an OIDC caller
+            # has no local record to check, and its link lives its (short) life
+            return signed
+        key = (signed.user, signed.credential)
+        now = time.monotonic()
+        hit = self._links.get(key)
+        if hit is not None and now - hit[0] < LINK_CHECK_TTL_S:
+            return _checked(hit[1], signed)
+        current: Principal | NotAuthenticatedError
+        try:
+            current = self._link_subject(signed)
+        except NotAuthenticatedError as exc:
+            current = exc
+        if len(self._links) > 10_000:
+            self._links.clear()
+        self._links[key] = (now, current)
+        return _checked(current, signed)
+
+    def _link_subject(self, signed: Principal) -> Principal:
+        credential = signed.credential or ""
+        if credential == "a" or signed.user == ADMIN_TOKEN_USER:
+            if credential != "a" or not self.admin_token:
+                raise NotAuthenticatedError("the admin token it was made with is gone")
+            return signed
+        assert signed.user is not None
+        try:
+            user = self.store.get_user(signed.user)
+        except NotFoundError as exc:
+            raise NotAuthenticatedError("its user no longer exists") from exc
+        if user.disabled:
+            raise NotAuthenticatedError("its user is disabled")
+        if credential.startswith("t:"):
+            self.store.check_token(credential[2:])
+        elif credential != "s":
+            raise NotAuthenticatedError("it names no credential (made by an older version)")
+        return replace(principal_for(user, self.policy.member(user.member)), credential=credential)
+
+
+LINK_CHECK_TTL_S = 5.0
+
+
+def _checked(current: Principal | NotAuthenticatedError, signed: Principal) -> Principal:
+    if isinstance(current, NotAuthenticatedError):
+        raise AccessDeniedError(
+            f"the signed link is no longer valid: {current.detail}; ask for a new one"
+        )
+    return current

@@ -19,7 +19,7 @@ from typing import Any
 import jwt
 
 from eoshare.access.agreements import ROLES, check_code
-from eoshare.errors import NotAuthenticatedError
+from eoshare.errors import InvalidRequestError, NotAuthenticatedError
 from eoshare.settings import OidcProviderSettings
 
 log = logging.getLogger("eoshare.auth")
@@ -36,6 +36,10 @@ _ASYMMETRIC = {
     "ES512",
     "EdDSA",
 }
+
+
+# a user name from a token becomes part of ours (oidc:<host>:<sub>), logged and stored
+_MAX_CLAIM_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -136,13 +140,31 @@ class OidcVerifier:
         sub = claims.get(p.username_claim)
         if not isinstance(sub, str) or not sub:
             raise NotAuthenticatedError(f"the access token has no {p.username_claim!r} claim")
+        if len(sub) > _MAX_CLAIM_CHARS:
+            raise NotAuthenticatedError(
+                f"the access token's {p.username_claim!r} claim is too long"
+            )
         member = p.member
         if member is None:
             raw = claims.get(p.member_claim)
-            member = check_code(raw, "member claim") if isinstance(raw, str) and raw else None
+            if raw is not None and not isinstance(raw, str):
+                # a list, a number, an object: a token this node cannot place
+                raise NotAuthenticatedError(
+                    f"the access token's {p.member_claim!r} claim must be a member code"
+                )
+            try:
+                member = check_code(raw, "member claim") if raw else None
+            except InvalidRequestError as exc:
+                raise NotAuthenticatedError(
+                    f"the access token's {p.member_claim!r} claim is not a valid member code"
+                ) from exc
         raw_roles = claims.get(p.roles_claim) or []
         if isinstance(raw_roles, str):
             raw_roles = raw_roles.split()
+        if not isinstance(raw_roles, list):
+            raise NotAuthenticatedError(
+                f"the access token's {p.roles_claim!r} claim must be a list of role names"
+            )
         roles = frozenset(
             r for r in raw_roles if isinstance(r, str) and r in ROLES and r in p.allowed_roles
         )

@@ -225,9 +225,12 @@ class AgreementPolicy:
             if creating:
                 raise AccessDeniedError(f"the collection id {collection!r} is not available")
             raise NotFoundError(f"collection {collection!r} does not exist")
+        if not exists and not creating:
+            # changing what is not there: the answer a hidden collection gives
+            raise NotFoundError(f"collection {collection!r} does not exist")
         a = self.agreement(collection)
         if a is None:
-            if exists or not creating:
+            if exists:
                 raise AccessDeniedError(
                     f"collection {collection!r} has no provider on record: only operators "
                     "may change it"
@@ -361,21 +364,19 @@ class AgreementPolicy:
                     f"/collections/{a.collection}/accept-terms",
                     agreement=a.collection,
                 )
-        if a.quota_user_bytes_per_day is not None and principal.user is not None:
-            used = self.store.bytes_today(username=principal.user)
-            if used >= a.quota_user_bytes_per_day:
+        # A quota that is used up denies here (orders leave the asset out); a request
+        # larger than what remains is refused when ``AssetGate`` reserves its size.
+        for limit, subject, who in (
+            (a.quota_user_bytes_per_day, principal.user and f"u:{principal.user}", "user"),
+            (a.quota_member_bytes_per_day, principal.member and f"m:{principal.member}",
+             "member"),
+        ):  # fmt: skip
+            if limit is None or not subject:
+                continue
+            if self.store.quota_used(subject, a.collection, "bytes") >= limit:
                 return Decision.denied(
-                    f"the daily quota per user of the {a.name} "
-                    f"({a.quota_user_bytes_per_day} bytes) is used up; try again tomorrow (UTC)",
-                    agreement=a.collection,
-                )
-        if a.quota_member_bytes_per_day is not None and principal.member is not None:
-            used = self.store.bytes_today(member=principal.member)
-            if used >= a.quota_member_bytes_per_day:
-                return Decision.denied(
-                    f"the daily quota per member of the {a.name} "
-                    f"({a.quota_member_bytes_per_day} bytes) is used up; try again tomorrow "
-                    "(UTC)",
+                    f"the daily quota per {who} of the {a.name} ({limit} bytes) is used "
+                    "up: 0 bytes remain today; try again tomorrow (UTC)",
                     agreement=a.collection,
                 )
         return None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from eoshare.access.auth import Authenticator
 from eoshare.access.oidc import OidcVerifier
 from eoshare.access.policy import AgreementPolicy
+from eoshare.access.quotas import Quotas
 from eoshare.access.store import AccessStore
 from eoshare.errors import InvalidRequestError
 from eoshare.settings import Settings
@@ -17,6 +18,7 @@ class AccessServices:
     store: AccessStore
     policy: AgreementPolicy
     auth: Authenticator
+    quotas: Quotas
 
     def close(self) -> None:
         self.store.close()
@@ -39,4 +41,4 @@ def open_access(settings: Settings, *, with_oidc: bool = True) -> AccessServices
             store.close()
             raise InvalidRequestError(f"OIDC settings: {exc}") from exc
     auth = Authenticator(store, policy, admin_token=settings.api.admin_token, oidc=oidc)
-    return AccessServices(store, policy, auth)
+    return AccessServices(store, policy, auth, Quotas(store, policy))

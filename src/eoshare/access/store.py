@@ -65,11 +65,38 @@ CREATE TABLE IF NOT EXISTS audit (
     decision TEXT NOT NULL, bytes INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_day_user ON audit (day, username);
 CREATE INDEX IF NOT EXISTS audit_day_member ON audit (day, member);
+CREATE TABLE IF NOT EXISTS quota_use (
+    day TEXT NOT NULL, subject TEXT NOT NULL, collection TEXT NOT NULL, unit TEXT NOT NULL,
+    used INTEGER NOT NULL, PRIMARY KEY (day, subject, collection, unit));
 """
+
+
+@dataclass(frozen=True)
+class QuotaClaim:
+    """``amount`` more of ``unit`` ("bytes" or "tiles") for ``subject`` ("u:<user>" or
+    "m:<member>") on ``collection`` today, allowed while the day's use stays <= ``limit``."""
+
+    subject: str
+    collection: str
+    unit: str
+    amount: int
+    limit: int
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def today() -> str:
+    """The UTC day that quotas and the audit count in."""
+    return now_utc().strftime("%Y-%m-%d")
+
+
+class _NoRoom(Exception):
+    def __init__(self, claim: QuotaClaim, used: int) -> None:
+        super().__init__(claim.subject)
+        self.claim = claim
+        self.used = used
 
 
 def iso(dt: datetime) -> str:
@@ -357,12 +384,28 @@ class AccessStore:
 
     def user_for_token(self, secret: str) -> User:
         """The token's user, or NotAuthenticatedError saying why (never echoing it)."""
+        return self.user_and_token(secret)[0]
+
+    def check_token(self, token_id: str) -> None:
+        """NotAuthenticatedError unless the token exists, is not revoked nor expired
+        (signed links made with it check this at use)."""
+        rows = self._read("SELECT expires, revoked FROM tokens WHERE id = ?", (token_id,))
+        if not rows:
+            raise NotAuthenticatedError("the token it was made with no longer exists")
+        expires, revoked = rows[0]
+        if revoked:
+            raise NotAuthenticatedError("the token it was made with has been revoked")
+        if _parse(expires) <= now_utc():
+            raise NotAuthenticatedError("the token it was made with has expired")
+
+    def user_and_token(self, secret: str) -> tuple[User, str]:
+        """The token's user and the token's id, or NotAuthenticatedError saying why."""
         rows = self._read(
-            "SELECT username, expires, revoked FROM tokens WHERE hash = ?", (sha256(secret),)
+            "SELECT username, expires, revoked, id FROM tokens WHERE hash = ?", (sha256(secret),)
         )
         if not rows:
             raise NotAuthenticatedError("the bearer token is not valid")
-        username, expires, revoked = rows[0]
+        username, expires, revoked, token_id = rows[0]
         if revoked:
             raise NotAuthenticatedError("the bearer token has been revoked")
         if _parse(expires) <= now_utc():
@@ -373,7 +416,7 @@ class AccessStore:
             raise NotAuthenticatedError("the bearer token is not valid") from exc
         if user.disabled:
             raise NotAuthenticatedError("the account of this token is disabled")
-        return user
+        return user, str(token_id)
 
     # --- browser sessions -------------------------------------------------------------
     def create_session(self, username: str, *, ttl_s: int) -> str:
@@ -532,6 +575,55 @@ class AccessStore:
                     int(nbytes),
                 ),
             )
+
+    def reserve(self, claims: list[QuotaClaim], day: str) -> tuple[QuotaClaim, int] | None:
+        """Reserve every claim or none, atomically (one write transaction, each claim
+        one ``UPDATE ... WHERE used + amount <= limit``, so that concurrent requests in
+        any process cannot pass a limit together). None when reserved; else the first
+        claim that does not fit and what its subject has used on ``day``."""
+        try:
+            with self._tx() as conn:
+                for c in claims:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO quota_use VALUES (?, ?, ?, ?, 0)",
+                        (day, c.subject, c.collection, c.unit),
+                    )
+                    cur = conn.execute(
+                        "UPDATE quota_use SET used = used + ? WHERE day = ? AND subject = ? "
+                        "AND collection = ? AND unit = ? AND used + ? <= ?",
+                        (c.amount, day, c.subject, c.collection, c.unit, c.amount, c.limit),
+                    )
+                    if cur.rowcount != 1:
+                        row = conn.execute(
+                            "SELECT used FROM quota_use WHERE day = ? AND subject = ? AND "
+                            "collection = ? AND unit = ?",
+                            (day, c.subject, c.collection, c.unit),
+                        ).fetchone()
+                        raise _NoRoom(c, int(row[0]))
+        except _NoRoom as full:
+            return full.claim, full.used
+        return None
+
+    def release(self, claims: list[QuotaClaim], day: str) -> None:
+        """Give back reserved amounts that were not used (a download cut short)."""
+        with self._tx() as conn:
+            for c in claims:
+                if c.amount > 0:
+                    conn.execute(
+                        "UPDATE quota_use SET used = max(0, used - ?) WHERE day = ? AND "
+                        "subject = ? AND collection = ? AND unit = ?",
+                        (c.amount, day, c.subject, c.collection, c.unit),
+                    )
+
+    def quota_used(self, subject: str, collection: str, unit: str) -> int:
+        """What ``subject`` has used (or reserved) of ``unit`` on ``collection`` today."""
+        day = today()
+        rows = self._read(
+            "SELECT used FROM quota_use WHERE day = ? AND subject = ? AND collection = ? AND "
+            "unit = ?",
+            (day, subject, collection, unit),
+        )
+        return int(rows[0][0]) if rows else 0
 
     def bytes_today(self, *, username: str | None = None, member: str | None = None) -> int:
         day = now_utc().strftime("%Y-%m-%d")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,8 +12,10 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
+from eoshare.access.egress import AssetGate
 from eoshare.access.service import open_access
-from eoshare.api import errors
+from eoshare.api import compat, errors
+from eoshare.api.cors import CorsMiddleware
 from eoshare.api.observability import (
     AccessLog,
     Metrics,
@@ -27,6 +31,7 @@ from eoshare.api.routes import (
     health,
     items,
     landing,
+    openeo,
     search,
     tiles,
     transactions,
@@ -36,7 +41,9 @@ from eoshare.api.routes import (
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
 from eoshare.disaster.service import open_disaster
+from eoshare.housekeeping import Housekeeper
 from eoshare.logs import setup_logging
+from eoshare.processing.service import open_processing
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
 from eoshare.tiles import TileService
@@ -120,8 +127,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # expired uploads, orders and stale temporary folders (eoshare.housekeeping)
+        interval = settings.housekeeping.interval_s
+        chores = (
+            asyncio.create_task(app.state.housekeeper.run_periodically(interval))
+            if interval > 0
+            else None
+        )
         app.state.disaster.alerts.start()  # the worker that turns new items into alerts
         yield
+        if chores is not None:
+            chores.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chores
+        app.state.processing.close()
         app.state.disaster.close()
         app.state.catalog.close()
         app.state.access_services.close()
@@ -160,6 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
+    # proj:epsg beside proj:code, for readers of projection extension v1 (api/compat.py)
+    app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
 
     errors.install(app)
     for module in (landing, collections, items, search, transactions):
@@ -169,6 +190,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # downloads, signed links, orders, uploads (builds their services, adds the href decorator)
     downloads.install(app, settings)
+    # the one path for bytes: every route that hands out asset bytes or pixels asks it
+    app.state.gate = AssetGate(
+        app.state.catalog,
+        app.state.access,
+        quotas=app.state.access_services.quotas,
+        links=app.state.signer,
+        subjects=app.state.access_services.auth,
+    )
+    app.state.housekeeper = Housekeeper(
+        app.state.uploads,
+        app.state.orders,
+        lock_path=settings.data_dir / "housekeeping.lock",
+        order_retention_s=settings.housekeeping.order_retention_s,
+        temp_max_age_s=settings.housekeeping.temp_max_age_s,
+    )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
     app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
     app.include_router(health.router)  # /health, /ready, /metrics
@@ -176,6 +212,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Prometheus figures: request counters here, node gauges read from the services
     app.state.metrics = Metrics()
     app.state.metrics.add_collector(NodeCollector(node_gauges(app)))
+    # openEO processing on Dask, results published back (eoshare.processing)
+    app.state.processing = open_processing(settings, app.state)
+    openeo.install(app)
 
     app.add_middleware(OpenApiMediaType)
 
@@ -188,6 +227,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # GZip for documents only: asset bytes (/download, order zips) pass through untouched
     app.add_middleware(downloads.GZipExceptBytes, minimum_size=4096)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    # openEO bearer forms and error documents on /openeo (outside the authentication)
+    app.add_middleware(openeo.OpenEOMiddleware)
+    # CORS headers on every answer, errors included; preflights (api/cors.py)
+    app.add_middleware(CorsMiddleware, credentialed_origins=settings.api.cors_origins)
     # outermost: a request id on every response and log line, metrics, the access log
     app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app

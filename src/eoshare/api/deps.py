@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from eoshare.access import ANONYMOUS, Principal
 from eoshare.access import AccessPolicy as AccessBackend
+from eoshare.access.egress import AssetGate
 from eoshare.catalog.base import Catalog as CatalogBackend
 from eoshare.errors import AccessDeniedError, NotAuthenticatedError, NotFoundError
 from eoshare.settings import Settings as SettingsModel
@@ -38,6 +39,11 @@ async def get_access(request: Request) -> AccessBackend:
     return access
 
 
+async def get_gate(request: Request) -> AssetGate:
+    gate: AssetGate = request.app.state.gate
+    return gate
+
+
 def principal_of(request: Request) -> Principal:
     """Who is calling: set by the authentication middleware; anonymous otherwise."""
     principal: Principal = getattr(request.state, "principal", ANONYMOUS)
@@ -53,6 +59,8 @@ Access = Annotated[AccessBackend, Depends(get_access)]
 Caller = Annotated[Principal, Depends(get_principal)]
 Store = Annotated[StoreBackend, Depends(get_store)]
 Settings = Annotated[SettingsModel, Depends(get_settings)]
+# the one path for bytes (eoshare.access.egress): every byte route asks it
+Gate = Annotated[AssetGate, Depends(get_gate)]
 
 
 async def require_admin(request: Request) -> None:

@@ -17,6 +17,7 @@ from eoshare.errors import (
     ConflictError,
     EoshareError,
     IngestError,
+    InsufficientStorageError,
     InvalidRequestError,
     NotAuthenticatedError,
     NotFoundError,
@@ -38,6 +39,7 @@ STATUS: list[tuple[type[EoshareError], int, str]] = [
     (ConflictError, 409, "Conflict"),
     (NotAuthenticatedError, 401, "Unauthorized"),
     (AccessDeniedError, 403, "Forbidden"),
+    (InsufficientStorageError, 507, "Insufficient Storage"),
     (StorageError, 503, "Service Unavailable"),
     (UpstreamError, 502, "Bad Gateway"),
 ]
@@ -56,6 +58,7 @@ _TITLES = {
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
+    507: "Insufficient Storage",
 }
 
 
@@ -106,7 +109,9 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status >= 500:
             log.error("request failed", extra={"path": request.url.path, "error": exc.detail})
-        return problem(status, exc.detail, headers=headers)
+        # some errors carry fields for the problem document (a quota's "remaining")
+        extra = getattr(exc, "problem_extra", None) or {}
+        return problem(status, exc.detail, headers=headers, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from eoshare.catalog.base import SearchQuery, SortField
+from eoshare.catalog.bounds import DEFAULT_BOUNDS, InputBounds, check_json
 from eoshare.catalog.cql2filter import parse_filter, parse_query
 from eoshare.catalog.geometry import check_bbox, check_geometry
 from eoshare.catalog.validate import parse_datetime
@@ -63,6 +64,15 @@ class Fields:
         return bool(self.include or self.exclude)
 
 
+# Paging tokens are opaque to clients: base64 of "o:<offset>". They carry nothing a
+# client could not ask for anyway (another page), but they reach SQL, so they are read
+# strictly: plain digits, no sign, no "_", no exponent, and a bound far below SQLite's
+# 64-bit OFFSET (an "o:" followed by 23 digits used to overflow it: a 500).
+MAX_OFFSET = 1_000_000_000
+_MAX_TOKEN_CHARS = 32
+_TOKEN = re.compile(r"^o:(0|[1-9][0-9]{0,9})$")
+
+
 def encode_token(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
 
@@ -70,15 +80,17 @@ def encode_token(offset: int) -> str:
 def decode_token(token: str | None) -> int:
     if not token:
         return 0
+    bad = InvalidRequestError("the paging token is not valid; follow the 'next' link")
+    if len(token) > _MAX_TOKEN_CHARS or not re.fullmatch(r"[A-Za-z0-9_-]+={0,2}", token):
+        raise bad
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        offset = int(value)
-        if kind != "o" or offset < 0:
-            raise ValueError
-        return offset
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidRequestError("the paging token is not valid; follow the 'next' link") from exc
+        raise bad from exc
+    m = _TOKEN.match(raw)
+    if m is None or int(m.group(1)) > MAX_OFFSET:
+        raise bad
+    return int(m.group(1))
 
 
 def split_csv(value: str | None) -> tuple[str, ...]:
@@ -172,14 +184,16 @@ def parse_fields(value: Any) -> Fields:
     raise InvalidRequestError("fields must be an object with include/exclude lists")
 
 
-def parse_intersects(value: Any) -> JSON | None:
+def parse_intersects(value: Any, bounds: InputBounds = DEFAULT_BOUNDS) -> JSON | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequestError("intersects must be a GeoJSON geometry (JSON)") from exc
+    # vertices and nesting first: the checks below walk every position
+    check_json(value, bounds, what="intersects geometry")
     check_geometry(value, what="intersects")
     return dict(value)
 
@@ -211,6 +225,7 @@ def build_query(
     q: Any = None,
     default_limit: int = 10,
     max_limit: int = 1000,
+    bounds: InputBounds = DEFAULT_BOUNDS,
 ) -> SearchQuery:
     """Check every parameter and assemble the query; raises InvalidRequestError."""
     if bbox is not None and intersects not in (None, ""):
@@ -218,13 +233,13 @@ def build_query(
     if filter_crs not in (None, "", "http://www.opengis.net/def/crs/OGC/1.3/CRS84"):
         raise InvalidRequestError("filter-crs must be http://www.opengis.net/def/crs/OGC/1.3/CRS84")
     start, end = parse_datetime_range(datetime_text)
-    cql = parse_filter(filter, filter_lang) if filter not in (None, "") else None
+    cql = parse_filter(filter, filter_lang, bounds) if filter not in (None, "") else None
     terms = tuple(str(t) for t in q if str(t).strip()) if isinstance(q, list) else split_csv(q)
     return SearchQuery(
         collections=collections,
         ids=ids,
         bbox=bbox,
-        intersects=parse_intersects(intersects),
+        intersects=parse_intersects(intersects, bounds),
         datetime_start=start,
         datetime_end=end,
         filter=cql,
@@ -242,7 +257,9 @@ def _ids(value: list[str] | str | None) -> tuple[str, ...]:
     return tuple(value or ())
 
 
-def from_body(body: SearchBody, default_limit: int, max_limit: int) -> tuple[SearchQuery, Fields]:
+def from_body(
+    body: SearchBody, default_limit: int, max_limit: int, bounds: InputBounds = DEFAULT_BOUNDS
+) -> tuple[SearchQuery, Fields]:
     bbox = check_bbox(body.bbox) if body.bbox is not None else None
     if "fields" in body.model_fields_set and body.fields is None:
         raise InvalidRequestError("fields must be an object with include/exclude lists, not null")
@@ -262,6 +279,7 @@ def from_body(body: SearchBody, default_limit: int, max_limit: int) -> tuple[Sea
         q=body.q,
         default_limit=default_limit,
         max_limit=max_limit,
+        bounds=bounds,
     )
     return query, parse_fields(body.fields)
 

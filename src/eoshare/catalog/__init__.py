@@ -10,7 +10,8 @@ __all__ = ["Catalog", "ItemPage", "LoadReport", "SearchQuery", "SortField", "ope
 
 
 def open_catalog(url: str, *, count_limit: int = 100_000) -> Catalog:
-    """The catalogue for a URL: ``sqlite:///abs/path.db`` or ``sqlite://:memory:``."""
+    """The catalogue for a URL: ``sqlite:///abs/path.db``, ``sqlite://:memory:`` or
+    ``postgresql://user@host:port/database`` (pgstac, installed there when missing)."""
     if url.startswith("sqlite://"):
         from eoshare.catalog.sqlite import SqliteCatalog
 
@@ -19,6 +20,11 @@ def open_catalog(url: str, *, count_limit: int = 100_000) -> Catalog:
             return SqliteCatalog(path, count_limit=count_limit)
         memory = path in (":memory:", "/:memory:")
         return SqliteCatalog(":memory:" if memory else path, count_limit=count_limit)
+    if url.startswith(("postgresql://", "postgres://")):
+        from eoshare.catalog.pgstac import PgstacCatalog
+
+        return PgstacCatalog(url, count_limit=count_limit)
     raise InvalidRequestError(
-        f"unsupported catalogue URL {url!r}; use sqlite:///path/to/catalog.db"
+        f"unsupported catalogue URL {url!r}; use sqlite:///path/to/catalog.db or "
+        "postgresql://user@host:port/database"
     )

@@ -13,28 +13,44 @@ from typing import Any
 
 import cql2
 
-from eoshare.errors import InvalidFilterError
+from eoshare.catalog.bounds import DEFAULT_BOUNDS, InputBounds, check_filter_text, check_json
+from eoshare.errors import InvalidFilterError, InvalidRequestError
 
 JSON = dict[str, Any]
 
 
-def parse_filter(value: str | JSON, lang: str | None = None) -> JSON:
-    """Parse a filter given as CQL2 text or CQL2 JSON (a dict or a JSON string)."""
+def parse_filter(
+    value: str | JSON, lang: str | None = None, bounds: InputBounds = DEFAULT_BOUNDS
+) -> JSON:
+    """Parse a filter given as CQL2 text or CQL2 JSON (a dict or a JSON string).
+
+    Its length, nesting and vertices are bounded first (``eoshare.catalog.bounds``): the
+    parser recurses natively, and a deep enough filter would crash the process."""
     if lang not in (None, "cql2-text", "cql2-json"):
         raise InvalidFilterError(
             f"filter-lang {lang!r} is not supported; use cql2-text or cql2-json"
         )
     try:
-        if isinstance(value, str) and (
-            lang == "cql2-json" or (lang is None and value.lstrip().startswith("{"))
-        ):
-            value = json.loads(value)
+        if isinstance(value, str):
+            check_filter_text(value, bounds)
+            if lang == "cql2-json" or (lang is None and value.lstrip().startswith("{")):
+                value = json.loads(value)
         if isinstance(value, dict):
+            check_json(value, bounds)
             expr = cql2.parse_json(json.dumps(_legacy_between(value)))
-        else:
+        elif isinstance(value, str):
             expr = cql2.parse_text(value)
+        else:
+            raise InvalidFilterError("the filter must be CQL2 text or a CQL2 JSON object")
         result = expr.to_json()
+        check_json(result, bounds)  # the vertices of WKT literals in CQL2 text
+    except RecursionError as exc:
+        raise InvalidFilterError(
+            "the filter nests too deep (EOSHARE_SECURITY__MAX_FILTER_DEPTH)"
+        ) from exc
     except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
+        if isinstance(exc, InvalidRequestError):
+            raise
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first if line.strip())[:500]
         raise InvalidFilterError(f"the filter is not valid CQL2: {detail}") from exc

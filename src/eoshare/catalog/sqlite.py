@@ -14,7 +14,6 @@ import re
 import sqlite3
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -24,9 +23,11 @@ import orjson
 import shapely
 from shapely import prepared
 
+from eoshare.catalog import text
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
 from eoshare.catalog.cql2filter import fold_collections, query_to_cql2
 from eoshare.catalog.geometry import split_bbox
+from eoshare.catalog.queryables import COMMON, json_type, queryables_document
 from eoshare.catalog.sqlite_filter import COLUMNS, FilterTranslator, json_path, literal_geometry
 from eoshare.catalog.validate import check_collection, check_item, iso, parse_datetime
 from eoshare.errors import (
@@ -36,6 +37,7 @@ from eoshare.errors import (
     InvalidRequestError,
     NotFoundError,
     StorageError,
+    database_error,
 )
 
 _SCHEMA = """
@@ -78,22 +80,6 @@ CREATE TABLE IF NOT EXISTS queryables (
     PRIMARY KEY (collection, name, type)
 );
 """
-
-# STAC common metadata: always queryable, whether or not any item carries them yet, so
-# that a filter on e.g. ``mission`` matches nothing instead of being refused.
-COMMON: dict[str, JSON] = {
-    "title": {"title": "Title", "type": "string"},
-    "description": {"title": "Description", "type": "string"},
-    "platform": {"title": "Platform", "type": "string"},
-    "constellation": {"title": "Constellation", "type": "string"},
-    "mission": {"title": "Mission", "type": "string"},
-    "instruments": {"title": "Instruments", "type": "array", "items": {"type": "string"}},
-    "gsd": {"title": "Ground sample distance", "type": "number"},
-    "created": {"title": "Created", "type": "string", "format": "date-time"},
-    "updated": {"title": "Updated", "type": "string", "format": "date-time"},
-    "start_datetime": {"title": "Acquisition start", "type": "string", "format": "date-time"},
-    "end_datetime": {"title": "Acquisition end", "type": "string", "format": "date-time"},
-}
 
 # catalogues up to this many items always get an exact numberMatched (no time budget)
 _EXACT_COUNT_ITEMS = 50_000
@@ -144,35 +130,6 @@ def _eo_ts(value: Any) -> str | None:
         return iso(parse_datetime(value))
     except InvalidRequestError:
         return value
-
-
-def _eo_unaccent(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
-
-
-_TYPE_NAMES = {
-    bool: "boolean",
-    int: "number",
-    float: "number",
-    list: "array",
-    dict: "object",
-    type(None): "null",
-}
-
-
-def _json_type(value: Any) -> str:
-    """The queryable type of a property value (called for every property loaded)."""
-    name = _TYPE_NAMES.get(type(value))
-    if name is not None:
-        return name
-    if isinstance(value, str):
-        return "datetime" if _ISO_LIKE.match(value) else "string"
-    return "null"
-
-
-_ISO_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
 def _fts_text(item: JSON) -> str:
@@ -280,9 +237,14 @@ class SqliteCatalog:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")
             conn.execute("PRAGMA mmap_size=268435456")
+            # CQL2 LIKE is case-sensitive (CASEI() on both sides makes it insensitive);
+            # SQLite's LIKE would otherwise ignore ASCII case and only ASCII case
+            conn.execute("PRAGMA case_sensitive_like=ON")
             conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
             conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
-            conn.create_function("eo_unaccent", 1, _eo_unaccent, deterministic=True)
+            # CQL2 casei/accenti: Unicode, not SQLite's ASCII-only lower() (catalog/text.py)
+            conn.create_function("eo_casei", 1, text.casei, deterministic=True)
+            conn.create_function("eo_accenti", 1, text.accenti, deterministic=True)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -298,11 +260,14 @@ class SqliteCatalog:
             raise StorageError(f"catalogue is not writable: {exc}") from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (a full disk): nothing to undo then
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise database_error("cannot write the catalogue", exc) from exc
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -563,7 +528,7 @@ class SqliteCatalog:
                         )
                 fts_rows.append((rowid, _fts_text(item)))
                 for name, value in (item.get("properties") or {}).items():
-                    qrows.add((cid, name, _json_type(value)))
+                    qrows.add((cid, name, json_type(value)))
             conn.executemany("INSERT INTO items_rtree VALUES (?, ?, ?, ?, ?, ?, ?)", rtree_rows)
             conn.executemany("INSERT INTO items_fts (rowid, text) VALUES (?, ?)", fts_rows)
             conn.executemany("INSERT OR IGNORE INTO queryables VALUES (?, ?, ?)", sorted(qrows))
@@ -607,29 +572,7 @@ class SqliteCatalog:
     def queryables(self, collection_id: str | None = None) -> JSON:
         if collection_id is not None:
             self.get_collection(collection_id)
-        types = self._property_types((collection_id,) if collection_id else ())
-        props: JSON = {
-            "id": {"title": "Item id", "type": "string"},
-            "collection": {"title": "Collection id", "type": "string"},
-            "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
-            "datetime": {"title": "Acquisition time", "type": "string", "format": "date-time"},
-        }
-        for name, common in COMMON.items():
-            if name not in types:
-                props[name] = dict(common)
-        for name in sorted(types):
-            if name in props and name not in COMMON:
-                continue
-            kinds = types[name] - {"null"}
-            schema: JSON
-            if kinds == {"datetime"}:
-                schema = {"type": "string", "format": "date-time"}
-            elif len(kinds) == 1:
-                schema = {"type": next(iter(kinds))}
-            else:
-                schema = {"type": sorted({"datetime": "string"}.get(k, k) for k in kinds) or "null"}
-            props[name] = {"title": name, **schema}
-        return {"type": "object", "properties": props, "additionalProperties": False}
+        return queryables_document(self._property_types((collection_id,) if collection_id else ()))
 
     # --- search -----------------------------------------------------------------------
     def search(self, query: SearchQuery) -> ItemPage:
@@ -692,6 +635,7 @@ class SqliteCatalog:
             or query.intersects is not None
             or query.ids
             or query.filter is not None
+            or query.query
             or query.q
             or query.datetime_start is not None
             or query.datetime_end is not None

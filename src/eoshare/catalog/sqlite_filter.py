@@ -162,7 +162,7 @@ class FilterTranslator:
                 op = arg["op"]
                 if op in ("casei", "accenti"):
                     inner = self._value(arg["args"][0])
-                    return f"lower({inner})" if op == "casei" else f"eo_unaccent({inner})"
+                    return f"eo_{op}({inner})"
                 if op in _ARITH and len(arg.get("args", [])) == 2:
                     a, b = (self._value(x) for x in arg["args"])
                     return f"({a} {_ARITH[op]} {b})"

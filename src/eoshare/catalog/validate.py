@@ -15,7 +15,16 @@ from eoshare.catalog.geometry import Bbox, check_bbox, check_geometry, compute_b
 from eoshare.errors import InvalidItemError, InvalidRequestError
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 9110 media type: token "/" token *( OWS ";" OWS token "=" ( token / quoted-string ) )
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
+_MEDIA_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*$")
+
+
+def is_media_type(value: object) -> bool:
+    """Whether ``value`` is a media type that may go into a Content-Type header as it
+    is: RFC 9110 grammar, printable ASCII only, at most 256 characters."""
+    return isinstance(value, str) and len(value) <= 256 and bool(_MEDIA_TYPE.match(value))
 
 
 def parse_datetime(value: str, *, what: str = "datetime") -> datetime:
@@ -40,13 +49,33 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Ids name folders and files (store keys, order zips, Metalink entries): one safe path
+# segment. Letters, digits and ``_ - . : @ + = ,``; not starting with a dot or a dash;
+# never ``..``; at most 256 characters.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]{0,255}$")
+ID_RULE = (
+    "one path segment of at most 256 letters, digits and '_-.:@+=,', not starting with "
+    "'.' or '-' and without '..'"
+)
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:@+=,-]+")
+
+
+def is_safe_id(value: object) -> bool:
+    """Whether ``value`` is a valid collection, item or asset id (see ``ID_RULE``)."""
+    return isinstance(value, str) and bool(ID_PATTERN.match(value)) and ".." not in value
+
+
+def safe_id(text: str, fallback: str = "data") -> str:
+    """``text`` made into a valid id (for ids derived from file names)."""
+    out = _UNSAFE.sub("_", text).replace("..", "_").lstrip(".-")[:256]
+    return out if is_safe_id(out) else fallback
+
+
 def _check_id(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidItemError(f"{what} must be a non-empty string")
-    if _CONTROL.search(value) or "/" in value:
-        raise InvalidItemError(f"{what} {value!r} must not contain '/' or control characters")
-    if len(value) > 512:
-        raise InvalidItemError(f"{what} is longer than 512 characters")
+    if not is_safe_id(value):
+        raise InvalidItemError(f"{what} {value!r} is not a valid id: it must be {ID_RULE}")
     return value
 
 
@@ -67,8 +96,17 @@ def _check_assets(doc: dict[str, Any], where: str) -> None:
     if not isinstance(assets, dict):
         raise InvalidItemError(f"{where}: 'assets' must be an object")
     for key, asset in assets.items():
+        if not is_safe_id(key):
+            raise InvalidItemError(f"{where}: asset key {key!r} is not valid: it must be {ID_RULE}")
         if not isinstance(asset, dict) or not isinstance(asset.get("href"), str):
             raise InvalidItemError(f"{where}: asset {key!r} needs a string 'href'")
+        media = asset.get("type")
+        if media is not None and not is_media_type(media):
+            raise InvalidItemError(
+                f"{where}: asset {key!r} has type {media!r}, which is not a media type such "
+                "as 'image/tiff; application=geotiff' (printable ASCII, type/subtype and "
+                "optional parameters)"
+            )
 
 
 def _prefixed(where: str, detail: str) -> str:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from eoshare.errors import StorageError
+from eoshare.errors import StorageError, database_error
 
 
 class StateDB:
@@ -51,11 +51,15 @@ class StateDB:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk): nothing to undo then
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot write {self.path.name}: {exc}") from exc
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise database_error(f"cannot write {self.path.name}", exc) from exc
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

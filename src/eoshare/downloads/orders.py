@@ -118,13 +118,17 @@ class OrderBook:
         )
         return int(row[0])
 
-    def purge(self, older_than_s: float = 30 * 24 * 3600) -> int:
-        """Forget orders that expired more than ``older_than_s`` ago."""
+    def purge(self, older_than_s: float = 30 * 24 * 3600, *, dry_run: bool = False) -> list[str]:
+        """Forget orders that expired more than ``older_than_s`` ago; their ids. (Orders
+        stage no files: their bytes stream from the store.)"""
+        cutoff = time.time() - older_than_s
         with self.db.write() as conn:
-            cur = conn.execute(
-                "DELETE FROM orders WHERE expires < ?", (time.time() - older_than_s,)
-            )
-            return cur.rowcount
+            rows = conn.execute(
+                "SELECT id FROM orders WHERE expires < ? ORDER BY expires", (cutoff,)
+            ).fetchall()
+            if not dry_run:
+                conn.execute("DELETE FROM orders WHERE expires < ?", (cutoff,))
+        return [str(r["id"]) for r in rows]
 
     def close(self) -> None:
         self.db.close()

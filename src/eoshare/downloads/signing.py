@@ -6,14 +6,18 @@ A link is the download URL plus four query parameters::
 
 * ``exp``  expiry, Unix seconds (UTC);
 * ``sub``  the caller the link was made for: base64url of a compact JSON object
-  (``u`` user, ``m`` member, ``c`` country, ``r`` roles), so the download is decided for
-  that caller even though curl, wget, GDAL or a download manager sends no credentials;
+  (``u`` user, ``m`` member, ``c`` country, ``r`` roles, ``k`` the credential used), so
+  the download is decided for that caller even though curl, wget, GDAL or a download
+  manager sends no credentials. At use, ``AssetGate`` asks ``Authenticator.link_subject``
+  whether that user still exists and that credential is still valid (a removed user or a
+  revoked token kills its links) and decides for the user as they are now;
 * ``kid``  which server key signed it;
 * ``sig``  base64url HMAC-SHA256 over ``v1``, the collection, item and asset key, ``sub``
   and ``exp``, joined by newlines.
 
-Keys rotate: the first key signs, every listed key verifies, so old links keep working
-until they expire or their key is dropped. A bad, expired or tampered link raises
+Keys rotate (``eoshare keys rotate|list|retire|remove``): the newest key that is not
+retired signs, every listed key verifies, so old links keep working until they expire or
+their key is removed; the node reads the keys when it starts. A bad, expired or tampered link raises
 ``AccessDeniedError`` (403). Built once in ``create_app`` from ``DownloadsSettings``.
 """
 
@@ -46,9 +50,12 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def encode_principal(principal: Principal) -> str:
-    """A principal as the compact, URL-safe ``sub`` value."""
+def encode_principal(principal: Principal, *, credential: bool = False) -> str:
+    """A principal as the compact, URL-safe ``sub`` value; with ``credential``, also the
+    credential it used (``k``), which signed links carry so that they die with it."""
     doc: dict[str, Any] = {}
+    if credential and principal.credential is not None:
+        doc["k"] = principal.credential
     if principal.user is not None:
         doc["u"] = principal.user
     if principal.member is not None:
@@ -68,13 +75,13 @@ def decode_principal(sub: str) -> Principal:
         roles = doc.get("r", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise ValueError
-        for k in ("u", "m", "c"):
+        for k in ("u", "m", "c", "k"):
             if k in doc and not isinstance(doc[k], str):
                 raise ValueError
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise AccessDeniedError("the signed link is not valid: its 'sub' is malformed") from exc
     return Principal(user=doc.get("u"), member=doc.get("m"), country=doc.get("c"),
-                     roles=frozenset(roles))  # fmt: skip
+                     roles=frozenset(roles), credential=doc.get("k"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class Signer:
         now = int(time.time())
         exp = expires if expires is not None else now + (ttl_s or self.ttl_s)
         exp = min(exp, now + self.max_ttl_s)
-        sub = encode_principal(principal)
+        sub = encode_principal(principal, credential=True)
         return SignedLink(exp, sub, self.current, self._mac(self.current, collection, item,
                                                              asset, sub, exp))  # fmt: skip
 
@@ -162,36 +169,125 @@ def parse_keys(entries: list[str]) -> list[tuple[str, bytes]]:
     return keys
 
 
-def load_or_create_keys(path: Path) -> list[tuple[str, bytes]]:
-    """The keys kept in ``path`` (JSON ``[{"kid":..., "secret":...}]``, newest first),
-    made with one random key on first use so that links survive restarts."""
+def _read_key_file(path: Path) -> list[dict[str, Any]]:
+    """The entries of the key file (``[]`` when it does not exist yet)."""
+    if not path.is_file():
+        return []
     try:
-        if path.is_file():
-            doc = json.loads(path.read_text())
-            return [(str(k["kid"]), str(k["secret"]).encode()) for k in doc]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, list):
+            raise ValueError("not a list")
+        for entry in doc:
+            if not isinstance(entry, dict) or not entry.get("kid") or not entry.get("secret"):
+                raise ValueError("every entry needs a kid and a secret")
+        return doc
+    except (OSError, ValueError) as exc:
         raise StorageError(f"cannot read the signing keys in {path}: {exc}") from exc
-    return rotate_keys(path)
 
 
-def rotate_keys(path: Path, keep: int = 3) -> list[tuple[str, bytes]]:
-    """Add a new random key at the head of ``path`` (it signs from now on), keeping the
-    ``keep`` newest so that links made with the previous keys still verify."""
-    old: list[dict[str, str]] = []
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"cannot read the signing keys in {path}: {exc}") from exc
-    new = {"kid": f"k{int(time.time())}{secrets.token_hex(2)}", "secret": secrets.token_urlsafe(32)}
-    doc = [new, *old][:keep]
+def _write_key_file(path: Path, doc: list[dict[str, Any]]) -> None:
+    """Atomically, readable by the owner only."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
+            json.dump(doc, f, indent=1)
         os.replace(tmp, path)
     except OSError as exc:
         raise StorageError(f"cannot write the signing keys to {path}: {exc}") from exc
-    return [(d["kid"], d["secret"].encode()) for d in doc]
+
+
+def _signing_order(doc: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    """Keys for ``Signer``: the newest key that is not retired first (it signs), then
+    every other key (they verify)."""
+    active = [d for d in doc if not d.get("retired")]
+    rest = [d for d in doc if d.get("retired")]
+    return [(str(d["kid"]), str(d["secret"]).encode()) for d in (*active, *rest)]
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One signing key as ``eoshare keys list`` shows it (never its secret)."""
+
+    kid: str
+    created: str | None
+    # "signing": makes new links; "verifying": older, still accepted; "retired": never
+    # signs again, still accepted until removed
+    state: str
+
+
+def list_keys(path: Path) -> list[KeyInfo]:
+    doc = _read_key_file(path)
+    signing = next((d["kid"] for d in doc if not d.get("retired")), None)
+    return [
+        KeyInfo(
+            str(d["kid"]),
+            d.get("created"),
+            "retired" if d.get("retired") else ("signing" if d["kid"] == signing else "verifying"),
+        )
+        for d in doc
+    ]
+
+
+def load_or_create_keys(path: Path) -> list[tuple[str, bytes]]:
+    """The keys kept in ``path`` (JSON ``[{"kid":..., "secret":...}]``, newest first),
+    made with one random key on first use so that links survive restarts. The newest key
+    that is not retired signs; all verify."""
+    doc = _read_key_file(path)
+    if not doc:
+        return rotate_keys(path)
+    if all(d.get("retired") for d in doc):
+        raise StorageError(
+            f"every signing key in {path} is retired: run 'eoshare keys rotate' to add one"
+        )
+    return _signing_order(doc)
+
+
+def rotate_keys(path: Path, keep: int | None = None) -> list[tuple[str, bytes]]:
+    """Add a new random key at the head of ``path`` (it signs from now on); links made
+    with the previous keys still verify. ``keep``: drop all but the ``keep`` newest."""
+    old = _read_key_file(path)
+    new = {
+        "kid": f"k{int(time.time())}{secrets.token_hex(2)}",
+        "secret": secrets.token_urlsafe(32),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    doc = [new, *old]
+    if keep is not None:
+        doc = doc[:keep]
+    _write_key_file(path, doc)
+    return _signing_order(doc)
+
+
+def _find(doc: list[dict[str, Any]], kid: str, path: Path) -> dict[str, Any]:
+    for entry in doc:
+        if entry["kid"] == kid:
+            return entry
+    known = ", ".join(str(d["kid"]) for d in doc) or "none"
+    raise InvalidRequestError(f"no signing key {kid!r} in {path} (keys: {known})")
+
+
+def retire_key(path: Path, kid: str) -> None:
+    """The key stops signing; links it made keep working until it is removed. Refused
+    when no other key could sign (rotate first)."""
+    doc = _read_key_file(path)
+    entry = _find(doc, kid, path)
+    if not any(not d.get("retired") for d in doc if d is not entry):
+        raise InvalidRequestError(
+            f"key {kid!r} is the only key that can sign: run 'eoshare keys rotate' first"
+        )
+    entry["retired"] = True
+    _write_key_file(path, doc)
+
+
+def remove_key(path: Path, kid: str) -> None:
+    """Forget the key: every link it signed is refused (403) from the next start on.
+    The key that signs now cannot be removed (rotate first)."""
+    doc = _read_key_file(path)
+    entry = _find(doc, kid, path)
+    if not entry.get("retired") and next(d for d in doc if not d.get("retired")) is entry:
+        raise InvalidRequestError(
+            f"key {kid!r} signs new links: run 'eoshare keys rotate' (and retire it) first"
+        )
+    _write_key_file(path, [d for d in doc if d is not entry])

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from eoshare.downloads.db import StateDB
-from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError, StorageError
+from eoshare.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    StorageError,
+    storage_error,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -127,7 +133,7 @@ class UploadBook:
                 f.truncate(size)  # sparse: the disk fills as chunks arrive
         except OSError as exc:
             shutil.rmtree(path.parent, ignore_errors=True)
-            raise StorageError(f"cannot stage the upload: {exc.strerror or exc}") from exc
+            raise storage_error(f"cannot stage the upload: {exc.strerror or exc}", exc) from exc
         with self.db.write() as conn:
             conn.execute(
                 "INSERT INTO uploads (id, owner, created, expires, state, doc) "
@@ -137,6 +143,16 @@ class UploadBook:
         return upload
 
     def get(self, upload_id: str) -> Upload:
+        """The upload, or NotFoundError. An upload past its expiry time takes nothing
+        more: it is purged (its staged bytes and its row) and answered as gone."""
+        upload = self._load(upload_id)
+        if upload.expires < time.time():
+            self.delete(upload)
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(upload.expires))
+            raise NotFoundError(f"upload {upload_id!r} expired at {when}; start a new upload")
+        return upload
+
+    def _load(self, upload_id: str) -> Upload:
         conn = self.db.conn()
         row = conn.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         if row is None:
@@ -183,8 +199,8 @@ class UploadBook:
         except FileNotFoundError as exc:
             raise NotFoundError(f"upload {upload.id!r} has no staged file any more") from exc
         except OSError as exc:
-            raise StorageError(
-                f"cannot store chunk {index}: {exc.strerror or exc}; send it again later"
+            raise storage_error(
+                f"cannot store chunk {index}: {exc.strerror or exc}; send it again later", exc
             ) from exc
         with self.db.write() as conn:
             conn.execute(
@@ -237,17 +253,45 @@ class UploadBook:
         with self.db.write() as conn:
             conn.execute("DELETE FROM uploads WHERE id = ?", (upload.id,))
 
-    def purge_expired(self) -> int:
-        rows = (
-            self.db.conn()
-            .execute(
-                "SELECT id FROM uploads WHERE expires < ? AND state = 'receiving'", (time.time(),)
-            )
-            .fetchall()
-        )
+    def expired(self, now: float | None = None) -> list[Upload]:
+        """Uploads past their expiry time, whatever their state (housekeeping)."""
+        cutoff = now if now is not None else time.time()
+        sql = "SELECT id FROM uploads WHERE expires < ? ORDER BY expires"
+        rows = self.db.conn().execute(sql, (cutoff,)).fetchall()
+        found = []
         for row in rows:
-            self.delete(self.get(row["id"]))
-        return len(rows)
+            try:
+                found.append(self._load(row["id"]))
+            except NotFoundError:  # deleted meanwhile (another worker)
+                continue
+        return found
+
+    def purge_expired(self, *, dry_run: bool = False) -> list[Upload]:
+        """Delete expired uploads: staged bytes and rows. Safe to run from several
+        processes at once (each step tolerates what another already removed)."""
+        found = self.expired()
+        if not dry_run:
+            for upload in found:
+                self.delete(upload)
+        return found
+
+    def stray_folders(self, older_than_s: float) -> list[Path]:
+        """Staging folders without an upload row (a crash between the two), untouched
+        for ``older_than_s`` seconds."""
+        if not self.root.is_dir():
+            return []
+        conn = self.db.conn()
+        cutoff = time.time() - older_than_s
+        stray = []
+        for folder in self.root.iterdir():
+            try:
+                old = folder.is_dir() and folder.stat().st_mtime < cutoff
+            except OSError:
+                continue
+            known = conn.execute("SELECT 1 FROM uploads WHERE id = ?", (folder.name,)).fetchone()
+            if old and known is None:
+                stray.append(folder)
+        return stray
 
     def close(self) -> None:
         self.db.close()

@@ -46,10 +46,11 @@ from shapely.ops import unary_union
 
 from eoshare import STAC_VERSION
 from eoshare.catalog.base import JSON, Catalog
-from eoshare.catalog.validate import check_item
+from eoshare.catalog.validate import check_item, safe_id
 from eoshare.errors import EoshareError, IngestError, InvalidRequestError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
 from eoshare.ingest.collections import minimal_collection, refresh_extent
+from eoshare.ingest.safe_open import RasterLimits, open_user_raster, safe_gdal_env
 from eoshare.ingest.thumbnail import render_thumbnail
 from eoshare.storage.base import Store
 from eoshare.workdirs import sweep
@@ -190,7 +191,10 @@ def group_files(
         if one_item:
             key = key if match else stem
             scene = "*"
-        group = groups.setdefault(scene, _Group(item_id=scene or stem, members=[]))
+        # ids derived from file names become safe ids (they name store keys and folders)
+        key = safe_id(key)
+        scene = safe_id(scene) if scene and scene != "*" else scene
+        group = groups.setdefault(scene, _Group(item_id=scene or safe_id(stem), members=[]))
         if any(m.asset_key == key for m in group.members):
             raise InvalidRequestError(
                 f"{path}: two files of item {group.item_id!r} would both be asset {key!r}; "
@@ -199,7 +203,7 @@ def group_files(
         group.members.append(_Member(path=path, asset_key=key))
     result = list(groups.values())
     if one_item and result:
-        result[0].item_id = _common_id([m.path for m in result[0].members])
+        result[0].item_id = safe_id(_common_id([m.path for m in result[0].members]))
     if item_id is not None:
         if len(result) != 1:
             raise InvalidRequestError(
@@ -350,14 +354,18 @@ def _to_cog(src: Any, dest: Path, *, categorical: bool) -> None:
     )
 
 
-def _prepare(member: _Member, workdir: Path) -> _Prepared:
-    """Check, convert (if needed) and describe one input file. Raises _FileError."""
+def _prepare(member: _Member, workdir: Path, limits: RasterLimits) -> _Prepared:
+    """Check, convert (if needed) and describe one input file. Raises _FileError.
+
+    The file is a user's: it is opened through ``open_user_raster`` (GeoTIFF only, no
+    side-car files, no external references, bounded size) and every later read of it
+    and of its conversion runs with GDAL's safe configuration."""
     path = member.path
     categorical = bool(_CATEGORICAL.match(member.asset_key))
     cog_path = workdir / f"{member.asset_key}.tif"
     try:
-        with _quiet_gdal():
-            with rasterio.open(path) as src:
+        with _quiet_gdal(), safe_gdal_env():
+            with open_user_raster(path, limits) as src:
                 gcps, gcp_crs = src.gcps
                 tags = src.tags()
                 if src.crs is None and not gcps:
@@ -613,10 +621,11 @@ def _ingest_group(
     store: Store,
     collection_id: str,
     when: datetime | None,
+    limits: RasterLimits,
 ) -> tuple[JSON, bool]:
     """Ingest one scene; returns (item, whether it replaced an existing one)."""
     with scratch_dir(INGEST_WORKDIR) as workdir:
-        prepared = [_prepare(m, workdir) for m in group.members]
+        prepared = [_prepare(m, workdir, limits) for m in group.members]
         # An explicit --datetime wins; then the file name (the acquisition date), then
         # the TIFF tag, which is often the processing time rather than the acquisition.
         dt = when or next((p.datetime_hint for p in prepared if p.datetime_hint), None)
@@ -697,6 +706,7 @@ def ingest_rasters(
     item_id: str | None = None,
     create_collection: bool = False,
     progress: bool = False,
+    limits: RasterLimits | None = None,
 ) -> IngestReport:
     """Ingest raster files into ``collection_id``; called by ``eoshare ingest`` and the
     demo builder.
@@ -704,7 +714,8 @@ def ingest_rasters(
     Files are grouped into items (see :func:`group_files`). A file that fails is
     reported in ``IngestReport.failures`` (its item is not written; the others are); a
     problem with the request itself (unknown collection, bad pattern, ``item_id`` with
-    several items) raises before anything is written."""
+    several items) raises before anything is written. Every file is opened as a user's
+    file (``eoshare.ingest.safe_open``) under ``limits``."""
     files = [Path(p) for p in paths]
     if not files:
         raise InvalidRequestError("no input files given")
@@ -719,7 +730,12 @@ def ingest_rasters(
         for g in groups:
             try:
                 item, replaced = _ingest_group(
-                    g, catalog=catalog, store=store, collection_id=collection_id, when=datetime
+                    g,
+                    catalog=catalog,
+                    store=store,
+                    collection_id=collection_id,
+                    when=datetime,
+                    limits=limits or RasterLimits(),
                 )
             except _FileError as exc:
                 report.failures.append(IngestFailure(str(exc.path), exc.reason))

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from eoshare.catalog.assetkeys import strip_node_fields
 from eoshare.catalog.base import JSON, Catalog, LoadReport, OnConflict
 from eoshare.catalog.validate import check_collection
 from eoshare.errors import (
@@ -313,6 +314,8 @@ class _ItemStream:
                 continue
             if not self._collection_exists(collection, location):
                 continue
+            # Store keys are the node's own (ingest, upload): never taken from a document.
+            doc = strip_node_fields(doc)
             # The full check happens once, in the catalogue (upsert_items), which hands
             # an invalid item back through invalid(); remember where each one came from.
             self._where[id(doc)] = (doc, location)

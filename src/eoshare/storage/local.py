@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote
 
-from eoshare.errors import InvalidRequestError, NotFoundError, StorageError
+from eoshare.errors import InvalidRequestError, NotFoundError, StorageError, storage_error
 from eoshare.storage.base import StoredObject
 
 _CHUNK = 1024 * 1024
@@ -102,7 +102,7 @@ class LocalStore:
             tmp_name = None
             self._fsync_dir(target.parent)
         except OSError as exc:
-            raise StorageError(f"cannot write {key!r} to the store: {exc}") from exc
+            raise storage_error(f"cannot write {key!r} to the store: {exc}", exc) from exc
         finally:
             if tmp_name is not None:
                 with contextlib.suppress(OSError):

@@ -1,15 +1,14 @@
-"""Access decisions applied to pictures: combining the decisions of several assets, and
-turning a reduced decision (``max_resolution_m``) into the finest zoom, or the largest
-preview, that a caller may get.
+"""Access decisions applied to pictures: turning a reduced decision (``max_resolution_m``)
+into the finest zoom, or the largest preview, that a caller may get.
 
-The decisions themselves come from ``eoshare.access`` (``AccessPolicy.decide``); nothing
-here decides who may see what, it only measures pixels.
+The decisions themselves come from ``eoshare.access`` (``AssetGate.pictures``, which
+also combines the decisions of several assets); nothing here decides who may see what,
+it only measures pixels.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from functools import lru_cache
 
 import morecantile
@@ -24,31 +23,8 @@ _A = 6378137.0
 _E2 = 6.69437999014e-3
 
 
-def combine(decisions: Iterable[Decision]) -> Decision:
-    """One decision for a picture made of several assets: denied if any is denied, else
-    reduced to the coarsest limit among them, else full."""
-    reduced: Decision | None = None
-    first: Decision | None = None
-    for d in decisions:
-        first = first or d
-        if d.kind == "denied":
-            return d
-        if d.kind == "reduced" and d.max_resolution_m is not None:
-            assert d.max_resolution_m is not None
-            if reduced is None or (reduced.max_resolution_m or 0.0) < d.max_resolution_m:
-                reduced = d
-    return reduced or first or Decision.full()
-
-
 def _agreement(decision: Decision) -> str:
     return f" (agreement {decision.agreement!r})" if decision.agreement else ""
-
-
-def ensure_allowed(decision: Decision, what: str) -> None:
-    """Raise AccessDeniedError (403) for a denied decision, naming the agreement."""
-    if decision.kind == "denied":
-        reason = decision.reason or "access is denied"
-        raise AccessDeniedError(f"{what}: {reason}{_agreement(decision)}")
 
 
 def parallel_metres(lat: float, degrees: float) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 
 from rio_tiler.colormap import cmap
 
+from eoshare.catalog.assetkeys import held_assets
 from eoshare.errors import InvalidRequestError
 from eoshare.tiles.expression import Expression, parse_expression
 
@@ -186,15 +187,14 @@ def make_spec(
 
 # --- the item's raster assets ----------------------------------------------------------
 def raster_assets(item: JSON) -> dict[str, JSON]:
-    """The assets of an item that tiles may open: stored by eoshare (``eoshare:key``),
-    GeoTIFF, and not a thumbnail or overview picture. In document order."""
+    """The assets of an item that tiles may open: stored by eoshare for this very item
+    (``eoshare:key`` bound to it, see ``eoshare.catalog.assetkeys``), GeoTIFF, and not a
+    thumbnail or overview picture. In document order."""
     out: dict[str, JSON] = {}
-    for key, asset in (item.get("assets") or {}).items():
-        if not isinstance(asset, dict) or not isinstance(asset.get("eoshare:key"), str):
-            continue
+    for key, asset, bound in held_assets(item):  # keys bound to this item only
         media = str(asset.get("type", "")).lower()
         roles = asset.get("roles") or []
-        store_key = asset["eoshare:key"].lower()
+        store_key = bound.lower()
         tiff = "image/tiff" in media or (not media and store_key.endswith((".tif", ".tiff")))
         if tiff and "thumbnail" not in roles and "overview" not in roles:
             out[key] = asset

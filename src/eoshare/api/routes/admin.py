@@ -26,7 +26,12 @@ from eoshare.access.policy import is_operator
 from eoshare.api.deps import Caller
 from eoshare.api.responses import JSONResponse
 from eoshare.api.routes.auth import require_user, services
-from eoshare.errors import AccessDeniedError, InvalidRequestError, NotAuthenticatedError
+from eoshare.errors import (
+    AccessDeniedError,
+    InvalidRequestError,
+    NotAuthenticatedError,
+    NotFoundError,
+)
 
 JSON = dict[str, Any]
 router = APIRouter(prefix="/admin", tags=["Administration"])
@@ -181,9 +186,29 @@ def list_agreements(request: Request, caller: Caller) -> JSONResponse:
     return JSONResponse({"agreements": [a.to_dict() for a in items]})
 
 
+def _hidden(request: Request, caller: Principal, collection_id: str) -> bool:
+    """True when the collection is absent from the catalogue or hidden from the caller:
+    the agreement routes then answer as for a collection that does not exist."""
+    if request.app.state.access.collection_view(caller, collection_id) == "hidden":
+        return True
+    try:
+        request.app.state.catalog.get_collection(collection_id)
+    except NotFoundError:
+        return True
+    return False
+
+
 @router.get("/agreements/{collection_id}", response_class=JSONResponse, summary="One agreement")
 def get_agreement(request: Request, collection_id: str, caller: Caller) -> JSONResponse:
-    a = services(request).store.get_agreement(collection_id)
+    require_user(caller)
+    a = services(request).store.find_agreement(collection_id)
+    if not is_operator(caller):
+        mine = a is not None and PROVIDER_ADMIN in caller.roles and caller.member == a.provider
+        if a is None or (not mine and _hidden(request, caller, collection_id)):
+            # the same answer for a hidden collection as for an unknown one
+            raise NotFoundError(f"collection {collection_id!r} has no agreement")
+    if a is None:
+        raise NotFoundError(f"collection {collection_id!r} has no agreement")
     _manages_member(caller, a.provider)
     return JSONResponse(a.to_dict())
 
@@ -200,6 +225,10 @@ def put_agreement(
     agreement = agreement_from_dict(body, collection=collection_id)
     current = store.find_agreement(collection_id)
     who = _manages_member(caller, agreement.provider)
+    if not is_operator(caller) and _hidden(request, caller, collection_id):
+        # providers set the terms of collections they can see (theirs exist once they
+        # create them); hidden and unknown ids get the same answer
+        raise NotFoundError(f"collection {collection_id!r} does not exist")
     if current is not None and current.provider != agreement.provider:
         # handing a collection to another member is an operator's decision
         _operator(caller)

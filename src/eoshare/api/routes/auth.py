@@ -31,6 +31,7 @@ from eoshare.api import errors
 from eoshare.api.deps import Caller, Catalog
 from eoshare.api.responses import JSONResponse
 from eoshare.errors import (
+    EoshareError,
     InvalidRequestError,
     NotAuthenticatedError,
     NotFoundError,
@@ -71,6 +72,20 @@ class AuthMiddleware:
         except NotAuthenticatedError as exc:
             log.info("authentication refused", extra={"path": scope["path"], "why": exc.detail})
             response = errors.problem(401, exc.detail, headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        except EoshareError as exc:
+            # any other refusal below (a malformed claim, a store that failed) is answered
+            # as the status table says, never as a bare 500
+            status = errors.status_of(exc)
+            log.info("authentication failed", extra={"path": scope["path"], "why": exc.detail})
+            challenge = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            await errors.problem(status, exc.detail, headers=challenge)(scope, receive, send)
+            return
+        except Exception:
+            # a bug: logged with its stack, answered without it
+            log.exception("authentication crashed", extra={"path": scope["path"]})
+            response = errors.problem(500, "an unexpected error occurred; it has been logged")
             await response(scope, receive, send)
             return
         if (

@@ -5,11 +5,16 @@
   ``Content-Disposition``; bodies are streamed from the store in chunks, never loaded whole;
 * signed links: ``?exp=&sub=&kid=&sig=`` (see ``eoshare.downloads.signing``) stand in for
   the caller's credentials, so tools that send no headers can fetch;
-* every request asks ``access``: the item must be visible (else 404), ``decide`` must
-  allow the action (``download``, or ``thumbnail`` for thumbnails). A reduced decision
-  allows thumbnails only: full-resolution files are refused (403 naming the agreement).
-  Every GET that sends bytes is recorded with the number of bytes actually sent, also
-  when the client goes away part-way.
+* every request goes through ``AssetGate`` (``eoshare.access.egress``, the one path for
+  bytes): the item must be visible (else 404), the asset's store key bound to it, and
+  ``decide`` must allow the action (``download``, or ``thumbnail`` for thumbnails). A
+  reduced decision allows thumbnails only: full-resolution files are refused (403 naming
+  the agreement). The size of the range is reserved against the caller's daily quota
+  before sending (403 saying how much remains), and every GET that sends bytes is
+  recorded with the number of bytes actually sent, also when the client goes away;
+* the bytes are a provider's, not this origin's pages: ``X-Content-Type-Options:
+  nosniff``, ``Content-Security-Policy: sandbox``, an attachment disposition, and a
+  media type that was checked when the item was written (else guessed from the key).
 
 The item decorator :func:`asset_hrefs` rewrites the ``href`` of every asset held in this
 node's store (those with ``eoshare:key``) to this route, and signs it when the request
@@ -19,14 +24,12 @@ says ``?sign=true`` (item, items and search requests, GET or POST).
 from __future__ import annotations
 
 import logging
-import mimetypes
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import anyio
 import anyio.to_thread
@@ -35,43 +38,26 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from eoshare.access import AccessPolicy, Action, Decision, Principal
-from eoshare.api.deps import Access, Caller, Catalog, Settings, Store
+from eoshare.access import Principal
+from eoshare.access.egress import download_headers
+from eoshare.api.deps import Caller, Gate, Settings, Store
 from eoshare.api.errors import problem
 from eoshare.api.links import JSON, q
+from eoshare.catalog.assetkeys import held_assets
 from eoshare.downloads.ranges import plan
-from eoshare.downloads.signing import SIGNATURE_PARAMS, Signer
-from eoshare.errors import InvalidRequestError, NotFoundError
+from eoshare.downloads.signing import Signer
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["Downloads"])
 
 SIGN_PARAM = "sign"
 _TRUE = {"1", "true", "yes", "on"}
-_BAD_SEGMENT = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 # --- helpers shared with orders --------------------------------------------------------
 def get_signer(request: Request) -> Signer:
     signer: Signer = request.app.state.signer
     return signer
-
-
-def check_segment(value: str, what: str) -> str:
-    """Ids and asset keys are single path segments: no '/', '\\', '..', control
-    characters, nor percent-encoded forms of them (400)."""
-    decoded, previous = value, None
-    while decoded != previous:
-        from urllib.parse import unquote
-
-        previous, decoded = decoded, unquote(decoded)
-    for form in (value, decoded):
-        if form in ("", ".", "..") or _BAD_SEGMENT.search(form) or form.startswith("~"):
-            raise InvalidRequestError(
-                f"{what} {value!r} is not valid: it must be one path segment "
-                "(no '/', '\\', '..' or control characters)"
-            )
-    return value
 
 
 def download_url(base: str, collection_id: str, item_id: str, asset_key: str) -> str:
@@ -90,50 +76,6 @@ def signed_url(
 ) -> str:
     link = signer.sign(principal, collection_id, item_id, asset_key, expires=expires)
     return f"{download_url(base, collection_id, item_id, asset_key)}?{urlencode(link.params())}"
-
-
-def action_for(asset: JSON) -> Action:
-    roles = asset.get("roles") or []
-    return Action.THUMBNAIL if isinstance(roles, list) and "thumbnail" in roles else Action.DOWNLOAD
-
-
-def refusal(decision: Decision, action: Action, what: str) -> str | None:
-    """Why a decision does not allow handing out the bytes, or None when it does."""
-    agreement = f" (agreement {decision.agreement!r})" if decision.agreement else ""
-    if decision.kind == "denied":
-        return f"{what} may not be downloaded{agreement}: {decision.reason or 'access denied'}"
-    if decision.kind == "reduced" and action != Action.THUMBNAIL:
-        return (
-            f"{what} is available to you only at reduced resolution "
-            f"({decision.max_resolution_m:g} m){agreement}; full-resolution files cannot be "
-            "downloaded: use the tiles or previews instead"
-        )
-    return None
-
-
-def held_assets(item: JSON) -> Iterator[tuple[str, JSON, str]]:
-    """(asset key, asset, store key) of every asset held in this node's store."""
-    for name, asset in (item.get("assets") or {}).items():
-        if isinstance(asset, dict) and isinstance(asset.get("eoshare:key"), str):
-            yield name, asset, asset["eoshare:key"]
-
-
-def filename_for(item_id: str, asset_key: str, store_key: str) -> str:
-    base = store_key.rsplit("/", 1)[-1]
-    ext = base[base.rfind(".") :] if "." in base else ""
-    return f"{item_id}_{asset_key}{ext}"
-
-
-def content_disposition(filename: str) -> str:
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
-
-
-def media_type(asset: JSON, store_key: str) -> str:
-    declared = asset.get("type")
-    if isinstance(declared, str) and declared and "\n" not in declared and "\r" not in declared:
-        return declared
-    return mimetypes.guess_type(store_key)[0] or "application/octet-stream"
 
 
 # --- the streaming response ------------------------------------------------------------
@@ -254,8 +196,9 @@ def asset_hrefs(request: Request, base: str, item: JSON) -> JSON:
         principal = principal_of(request)
     out = dict(item)
     new_assets: JSON = {}
+    held = {name for name, _, _ in held_assets(item)}
     for name, asset in assets.items():
-        if isinstance(asset, dict) and isinstance(asset.get("eoshare:key"), str):
+        if name in held:
             asset = dict(asset)
             if principal is not None and signer is not None:
                 asset["href"] = signed_url(signer, principal, base, cid, iid, name)
@@ -267,31 +210,6 @@ def asset_hrefs(request: Request, base: str, item: JSON) -> JSON:
 
 
 # --- the route -----------------------------------------------------------------------
-def _principal_for(request: Request, caller: Principal, cid: str, iid: str, key: str) -> Principal:
-    params = request.query_params
-    if any(p in params for p in SIGNATURE_PARAMS):
-        signer = get_signer(request)
-        return signer.verify(cid, iid, key, {p: params.get(p, "") for p in SIGNATURE_PARAMS})
-    return caller
-
-
-def _record(
-    access: AccessPolicy,
-    principal: Principal,
-    item: JSON,
-    asset_key: str,
-    action: Action,
-    decision: Decision,
-) -> Callable[[int], None]:
-    def done(nbytes: int) -> None:
-        try:
-            access.record(principal, item, asset_key, action, decision, nbytes)
-        except Exception:  # the audit must not turn a finished download into an error
-            log.exception("could not record a download grant")
-
-    return done
-
-
 _DOWNLOAD = "/download/{collection_id}/{item_id}/{asset_key}"
 
 
@@ -310,7 +228,7 @@ _DOWNLOAD = "/download/{collection_id}/{item_id}/{asset_key}"
         200: {"description": "the whole asset"},
         206: {"description": "the requested byte range"},
         304: {"description": "not modified (If-None-Match)"},
-        403: {"description": "not allowed, or a bad/expired signed link"},
+        403: {"description": "not allowed, a bad/expired signed link, or over a quota"},
         416: {"description": "the range starts past the end"},
     },
 )
@@ -319,40 +237,20 @@ def download(
     collection_id: Annotated[str, Path()],
     item_id: Annotated[str, Path()],
     asset_key: Annotated[str, Path()],
-    catalog: Catalog,
+    gate: Gate,
     store: Store,
-    access: Access,
     caller: Caller,
     settings: Settings,
 ) -> Any:
     """The asset's bytes, whole or a range; signed links need no other credentials."""
-    check_segment(collection_id, "collection id")
-    check_segment(item_id, "item id")
-    check_segment(asset_key, "asset key")
-    principal = _principal_for(request, caller, collection_id, item_id, asset_key)
-    item = catalog.get_item(collection_id, item_id, visible=access.visible_filter(principal))
-    asset = (item.get("assets") or {}).get(asset_key)
-    if not isinstance(asset, dict):
-        raise NotFoundError(f"item {item_id!r} has no asset {asset_key!r}")
-    key = asset.get("eoshare:key")
-    if not isinstance(key, str):
-        raise NotFoundError(
-            f"asset {asset_key!r} of item {item_id!r} is not held by this node; "
-            f"fetch it from its own href"
-        )
-    action = action_for(asset)
-    decision = access.decide(principal, item, asset_key, action)
-    why = refusal(decision, action, f"asset {asset_key!r} of item {item_id!r}")
-    if why is not None:
-        extra: dict[str, Any] = {"agreement": decision.agreement} if decision.agreement else {}
-        return problem(403, why, **extra)
-    stat = store.stat(key)
+    principal = gate.caller(caller, collection_id, item_id, asset_key, request.query_params)
+    grant = gate.open(principal, collection_id, item_id, asset_key)
+    stat = store.stat(grant.store_key)
     etag = f'"{stat.etag}"' if stat.etag else f'"{stat.size:x}"'
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,
-        "Content-Type": media_type(asset, key),
-        "Content-Disposition": content_disposition(filename_for(item_id, asset_key, key)),
+        **download_headers(grant),
         "Cache-Control": "private, max-age=0, must-revalidate",
     }
     if stat.modified is not None:
@@ -380,9 +278,16 @@ def download(
         headers["Content-Range"] = f"bytes {answer.start}-{answer.end - 1}/{stat.size}"
     if request.method == "HEAD" or answer.length == 0:
         return StoreResponse(None, status=answer.status, headers=headers)
-    chunks = store.iter_bytes(key, answer.start, answer.end, settings.downloads.chunk_bytes)
+    # reserve the range's size against the quota before the first byte goes out
+    record = grant.reserve(answer.length)
+    try:
+        chunks = store.iter_bytes(
+            grant.store_key, answer.start, answer.end, settings.downloads.chunk_bytes
+        )
+    except BaseException:
+        record(0)
+        raise
     started = time.monotonic()
-    record = _record(access, principal, item, asset_key, action, decision)
 
     def done(nbytes: int) -> None:
         record(nbytes)

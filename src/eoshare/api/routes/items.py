@@ -12,6 +12,7 @@ from eoshare.api.links import link, q, render_item, visible_collection
 from eoshare.api.params import build_query, parse_bbox_text, parse_fields
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.api.routes.search import page_response
+from eoshare.catalog.bounds import InputBounds
 
 router = APIRouter(tags=["Features"])
 
@@ -57,6 +58,7 @@ def collection_items(
         q=q_,
         default_limit=settings.api.default_limit,
         max_limit=settings.api.max_limit,
+        bounds=InputBounds.from_settings(settings.security),
     )
     page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     response = page_response(request, page, sq, parse_fields(fields), self_url=str(request.url))

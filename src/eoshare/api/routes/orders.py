@@ -11,6 +11,7 @@ caller may not download are left out and listed under ``skipped``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -20,24 +21,20 @@ from starlette.responses import Response
 
 import eoshare
 from eoshare.access import Principal
-from eoshare.api.deps import Access, Caller, Catalog, Settings, Store
+from eoshare.access.egress import AssetGrant
+from eoshare.api.deps import Access, Caller, Catalog, Gate, Settings, Store
 from eoshare.api.links import base_url, render_item
 from eoshare.api.params import SearchBody, from_body
 from eoshare.api.responses import GeoJSONResponse
-from eoshare.api.routes.downloads import (
-    StoreResponse,
-    action_for,
-    get_signer,
-    held_assets,
-    refusal,
-    signed_url,
-)
+from eoshare.api.routes.downloads import StoreResponse, get_signer, signed_url
+from eoshare.catalog.assetkeys import held_assets
 from eoshare.downloads.metalink import MEDIA_TYPE, MetalinkFile, metalink
 from eoshare.downloads.orders import Order, OrderAsset, OrderBook
 from eoshare.downloads.signing import encode_principal
-from eoshare.downloads.zipstream import stream_zip
+from eoshare.downloads.zipstream import entry_name, stream_zip
 from eoshare.errors import AccessDeniedError, InvalidRequestError, NotFoundError
 from eoshare.ingest.checksums import hexdigest_from_multihash
+from eoshare.storage.base import Store as StoreBackend
 
 router = APIRouter(tags=["Orders"])
 
@@ -95,6 +92,27 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+def _order_asset(grant: AssetGrant, store: StoreBackend) -> OrderAsset:
+    asset = grant.asset
+    size = asset.get("file:size")
+    if not isinstance(size, int):
+        size = store.stat(grant.store_key).size
+    sha = None
+    if isinstance(asset.get("file:checksum"), str):
+        try:
+            sha = hexdigest_from_multihash(asset["file:checksum"])
+        except ValueError:
+            sha = None
+    return OrderAsset(grant.collection_id, grant.item_id, grant.asset_key, grant.store_key,
+                      size, sha, grant.media_type)  # fmt: skip
+
+
+def _entry(a: OrderAsset) -> str:
+    """The order's folder layout (zip and Metalink): ``<collection>/<item>/<file>``, each
+    segment made safe so that no entry can leave the folder it is unpacked in."""
+    return entry_name(a.collection, a.item, a.key.rsplit("/", 1)[-1])
+
+
 @router.post("/orders", status_code=201, summary="Order a search or a list of items")
 def create_order(
     request: Request,
@@ -102,6 +120,7 @@ def create_order(
     catalog: Catalog,
     store: Store,
     access: Access,
+    gate: Gate,
     caller: Caller,
     settings: Settings,
 ) -> Any:
@@ -125,7 +144,7 @@ def create_order(
                 f"this one asks for {len(body.ids)}"
             )
         for ref in body.ids:
-            items.append(catalog.get_item(ref.collection, ref.id, visible=visible))
+            items.append(gate.item(caller, ref.collection, ref.id))
     else:
         sq, _ = from_body(SearchBody.model_validate(body.search), settings.api.default_limit, 10**9)
         sq = replace(sq, limit=limits.order_max_items + 1, offset=0, visible=visible, count=False)
@@ -140,26 +159,15 @@ def create_order(
     assets: list[OrderAsset] = []
     skipped: list[dict[str, str]] = []
     for item in items:
-        for name, asset, key in held_assets(item):
+        for name, _, _ in held_assets(item):
             if wanted is not None and name not in wanted:
                 continue
-            action = action_for(asset)
-            why = refusal(access.decide(caller, item, name, action), action, f"asset {name!r}")
-            if why is not None:
+            grant = gate.try_grant(caller, item, name)
+            if not isinstance(grant, AssetGrant):
                 skipped.append({"collection": item["collection"], "item": item["id"],
-                                "asset": name, "reason": why})  # fmt: skip
+                                "asset": name, "reason": grant.detail})  # fmt: skip
                 continue
-            size = asset.get("file:size")
-            if not isinstance(size, int):
-                size = store.stat(key).size
-            sha = None
-            if isinstance(asset.get("file:checksum"), str):
-                try:
-                    sha = hexdigest_from_multihash(asset["file:checksum"])
-                except ValueError:
-                    sha = None
-            assets.append(OrderAsset(item["collection"], item["id"], name, key, size, sha,
-                                     asset.get("type")))  # fmt: skip
+            assets.append(_order_asset(grant, store))
     total = sum(a.size or 0 for a in assets)
     if total > limits.order_max_bytes:
         raise AccessDeniedError(
@@ -206,18 +214,15 @@ def _links(request: Request, order: Order, caller: Principal) -> list[tuple[Orde
 
 
 @router.get("/orders/{order_id}/manifest.json", summary="Order manifest (STAC ItemCollection)")
-def order_manifest(
-    request: Request, order_id: str, catalog: Catalog, access: Access, caller: Caller
-) -> GeoJSONResponse:
+def order_manifest(request: Request, order_id: str, gate: Gate, caller: Caller) -> GeoJSONResponse:
     order = _ready(request, order_id, caller)
     by_item: dict[tuple[str, str], dict[str, str]] = {}
     for a, url in _links(request, order, caller):
         by_item.setdefault((a.collection, a.item), {})[a.asset] = url
     features = []
-    visible = access.visible_filter(caller)
     for (cid, iid), urls in by_item.items():
         try:
-            item = render_item(request, catalog.get_item(cid, iid, visible=visible))
+            item = render_item(request, gate.item(caller, cid, iid))
         except NotFoundError:
             continue  # deleted or hidden since the order was made
         item["assets"] = {
@@ -239,8 +244,7 @@ def order_urls(request: Request, order_id: str, caller: Caller) -> Response:
 def order_metalink(request: Request, order_id: str, caller: Caller) -> Response:
     order = _ready(request, order_id, caller)
     files = [
-        MetalinkFile(f"{a.collection}/{a.item}/{a.key.rsplit('/', 1)[-1]}", url, a.size, a.sha256)
-        for a, url in _links(request, order, caller)
+        MetalinkFile(_entry(a), url, a.size, a.sha256) for a, url in _links(request, order, caller)
     ]
     body = metalink(files, generator=f"eoshare/{eoshare.__version__}", published=order.created)
     return Response(
@@ -254,49 +258,57 @@ def order_metalink(request: Request, order_id: str, caller: Caller) -> Response:
 def order_zip(
     request: Request,
     order_id: str,
-    catalog: Catalog,
+    gate: Gate,
     store: Store,
-    access: Access,
     caller: Caller,
     settings: Settings,
 ) -> Response:
     """Streamed as it is made (no Content-Length, no ranges: use the manifest to resume).
-    Access is asked again for each file, and each file sent is recorded."""
+    Each file goes through the gate again (visible, bound, decided); the sizes of all of
+    them are reserved against the caller's quota before the first byte, and each file
+    sent is recorded."""
     order = _ready(request, order_id, caller)
-    visible = access.visible_filter(caller)
-    entries = []
+    grants: list[tuple[str, AssetGrant, int]] = []
     for a in order.assets:
         try:
-            item = catalog.get_item(a.collection, a.item, visible=visible)
-        except NotFoundError:
-            continue
-        asset = (item.get("assets") or {}).get(a.asset) or {}
-        action = action_for(asset)
-        decision = access.decide(caller, item, a.asset, action)
-        if refusal(decision, action, a.asset) is not None:
-            continue
-        store.stat(a.key)  # fail with 404/503 before the first byte, not inside the zip
+            grant = gate.grant(caller, gate.item(caller, a.collection, a.item), a.asset)
+        except (NotFoundError, AccessDeniedError):
+            continue  # deleted, hidden or refused since the order was made
+        # fail with 404/503 before the first byte, not inside the zip
+        grants.append((_entry(a), grant, store.stat(grant.store_key).size))
+    done: dict[str, Callable[[int], None]] = {}
+    try:
+        for name, grant, size in grants:
+            done[name] = grant.reserve(size)
+    except BaseException:
+        for finish in done.values():
+            finish(0)
+        raise
 
-        def opener(key: str = a.key) -> Any:
-            return store.iter_bytes(key, 0, None, settings.downloads.chunk_bytes)
+    def opener(grant: AssetGrant) -> Callable[[], Iterator[bytes]]:
+        return lambda: store.iter_bytes(grant.store_key, 0, None, settings.downloads.chunk_bytes)
 
-        def record(nbytes: int, item: Any = item, a: OrderAsset = a, d: Any = decision,
-                   act: Any = action) -> None:  # fmt: skip
-            access.record(caller, item, a.asset, act, d, nbytes)
+    seen: set[str] = set()
 
-        entries.append((f"{a.collection}/{a.item}/{a.key.rsplit('/', 1)[-1]}", opener, record))
-    recorders = {name: rec for name, _, rec in entries}
-    chunks = stream_zip(
-        [(name, op) for name, op, _ in entries],
-        on_entry=lambda name, n: recorders[name](n),
-    )
+    def on_entry(name: str, nbytes: int) -> None:
+        seen.add(name)
+        done[name](nbytes)
+
+    def settle_rest(_: int) -> None:  # entries never reached (the client went away)
+        for name, finish in done.items():
+            if name not in seen:
+                finish(0)
+
+    chunks = stream_zip([(name, opener(grant)) for name, grant, _ in grants], on_entry=on_entry)
     return StoreResponse(
         chunks,
         status=200,
         headers={
             "Content-Type": "application/zip",
             "Content-Disposition": f'attachment; filename="order-{order.id}.zip"',
+            "X-Content-Type-Options": "nosniff",
         },
+        on_done=settle_rest,
     )
 
 

@@ -22,6 +22,7 @@ from eoshare.api.params import (
 )
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.catalog.base import ItemPage, SearchQuery
+from eoshare.catalog.bounds import InputBounds
 
 router = APIRouter(tags=["Item Search"])
 
@@ -111,6 +112,7 @@ def search_get(
         q=q,
         default_limit=settings.api.default_limit,
         max_limit=settings.api.max_limit,
+        bounds=InputBounds.from_settings(settings.security),
     )
     page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     return page_response(request, page, sq, parse_fields(fields), self_url=str(request.url))
@@ -126,7 +128,12 @@ def search_post(
     caller: Caller,
 ) -> GeoJSONResponse:
     """The same search with a JSON body (for long geometries and filters)."""
-    sq, fields = from_body(body, settings.api.default_limit, settings.api.max_limit)
+    sq, fields = from_body(
+        body,
+        settings.api.default_limit,
+        settings.api.max_limit,
+        InputBounds.from_settings(settings.security),
+    )
     page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     raw = body.model_dump(by_alias=True, exclude_none=True)
     raw.pop("token", None)

@@ -20,15 +20,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from eoshare.access import AccessPolicy as AccessBackend
-from eoshare.access import Action, Decision, Principal
-from eoshare.api.deps import Access, Caller, Catalog, Settings
+from eoshare.access import Decision, Principal
+from eoshare.access.egress import AssetGate, PictureGrant
+from eoshare.api.deps import Access, Caller, Catalog, Gate, Settings, principal_of
 from eoshare.api.links import JSONT, base_url, link, q, visible_collection
 from eoshare.api.params import build_query, parse_bbox_text
 from eoshare.api.responses import JSONResponse
 from eoshare.catalog.base import SortField
-from eoshare.errors import AccessDeniedError, InvalidRequestError, NotFoundError
+from eoshare.errors import AccessDeniedError, EoshareError, InvalidRequestError, NotFoundError
 from eoshare.tiles import TileService, get_tms, make_spec, raster_assets, render_defaults
-from eoshare.tiles.access import check_tile, combine, ensure_allowed, max_zoom
+from eoshare.tiles.access import check_tile, max_zoom
 from eoshare.tiles.cache import Rendered
 from eoshare.tiles.render import ImageFormat, Plan, RenderSpec, image_format
 from eoshare.tiles.service import check_tile_index
@@ -83,36 +84,6 @@ async def render_params(
 
 Render = Annotated[RenderSpec, Depends(render_params)]
 TmsId = Annotated[str, Query(alias="tileMatrixSetId", description="a tile matrix set id")]
-
-
-# --- access -----------------------------------------------------------------------------
-def _item(catalog: Catalog, access: AccessBackend, caller: Principal, cid: str, iid: str) -> JSON:
-    item: JSON = catalog.get_item(cid, iid, visible=access.visible_filter(caller))
-    return item
-
-
-def _decide(access: AccessBackend, caller: Principal, item: JSON, plan: Plan) -> Decision:
-    decision = combine(access.decide(caller, item, a, Action.TILE) for a in plan.assets)
-    ensure_allowed(decision, f"pictures of item {item.get('id')!r}")
-    return decision
-
-
-def _record(
-    access: AccessBackend,
-    caller: Principal,
-    item: JSON,
-    assets: list[str],
-    decision: Decision,
-    nbytes: int,
-) -> None:
-    """One audit record per asset read; the bytes are shared out between them."""
-    share, rest = divmod(nbytes, max(1, len(assets)))
-    for n, asset in enumerate(assets):
-        access.record(caller, item, asset, Action.TILE, decision, share + (rest if n == 0 else 0))
-
-
-def _min_pixel(decision: Decision) -> float | None:
-    return decision.max_resolution_m if decision.kind == "reduced" else None
 
 
 # --- responses --------------------------------------------------------------------------
@@ -244,9 +215,8 @@ async def item_tile(
     z: int,
     x: int,
     y: Annotated[str, Path(description="row, then @2x and .png/.jpg/.webp/.tif if wanted")],
-    catalog: Catalog,
-    access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     spec: Render,
 ) -> Response:
@@ -257,18 +227,20 @@ async def item_tile(
     reads, encoding) goes to the thread pool."""
     row, scale, fmt = _tile_end(y)
     tms = get_tms(tms_id)
-    item = _item(catalog, access, caller, collection_id, item_id)
+    item = gate.item(caller, collection_id, item_id)
     plan = tiles.plan(item, spec)
-    decision = _decide(access, caller, item, plan)
     check_tile_index(tms, z, x, row)
-    check_tile(decision, tms, z, x, row, int(tms.matrix(z).tileWidth) * scale)
+    pixels = int(tms.matrix(z).tileWidth) * scale
+    grant = gate.pictures(
+        caller, item, plan.assets, check=lambda d: check_tile(d, tms, z, x, row, pixels)
+    )
     rendered = tiles.cached_tile(item, plan, tms, z, x, row, scale=scale, fmt=fmt)
     if rendered is None:
         rendered = await run_in_threadpool(
             tiles.tile, item, plan, tms, z, x, row, scale=scale, fmt=fmt
         )
     response, sent = _image(request, rendered, caller)
-    _record(access, caller, item, plan.assets, decision, sent)
+    grant.record(sent)
     return response
 
 
@@ -281,9 +253,8 @@ def item_tilejson(
     request: Request,
     collection_id: str,
     item_id: str,
-    catalog: Catalog,
-    access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     spec: Render,
     tms_id: TmsId = "WebMercatorQuad",
@@ -294,9 +265,9 @@ def item_tilejson(
     parameters: its default rendering, see ``render_defaults``)."""
     tms = get_tms(tms_id)
     fmt = image_format(tile_format)
-    item = _item(catalog, access, caller, collection_id, item_id)
+    item = gate.item(caller, collection_id, item_id)
     plan = tiles.plan(item, spec)
-    decision = _decide(access, caller, item, plan)
+    decision = gate.pictures(caller, item, plan.assets, count=False).decision
     info = tiles.info(item, plan, tms)
     west, south, east, north = info.bounds
     centre = ((west + east) / 2.0, (south + north) / 2.0)
@@ -329,9 +300,8 @@ def item_wmts(
     request: Request,
     collection_id: str,
     item_id: str,
-    catalog: Catalog,
-    access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     spec: Render,
     tms_id: TmsId = "WebMercatorQuad",
@@ -340,9 +310,9 @@ def item_wmts(
     """One layer, the item drawn as asked, for QGIS / OpenLayers / OWSLib."""
     tms = get_tms(tms_id)
     fmt = image_format(tile_format)
-    item = _item(catalog, access, caller, collection_id, item_id)
+    item = gate.item(caller, collection_id, item_id)
     plan = tiles.plan(item, spec)
-    decision = _decide(access, caller, item, plan)
+    decision = gate.pictures(caller, item, plan.assets, count=False).decision
     info = tiles.info(item, plan, tms)
     west, south, east, north = info.bounds
     allowed = max_zoom(decision, tms, ((west + east) / 2.0, (south + north) / 2.0))
@@ -381,9 +351,8 @@ def item_preview(
     request: Request,
     collection_id: str,
     item_id: str,
-    catalog: Catalog,
-    access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     settings: Settings,
     spec: Render,
@@ -395,16 +364,16 @@ def item_preview(
     """The whole asset, at most ``max_size`` pixels on its longest side; for a reduced
     decision, smaller so that its pixels are no finer than allowed."""
     fmt = image_format(format)
-    item = _item(catalog, access, caller, collection_id, item_id)
+    item = gate.item(caller, collection_id, item_id)
     plan = tiles.plan(item, spec)
-    decision = _decide(access, caller, item, plan)
+    grant = gate.pictures(caller, item, plan.assets)
     size = max_size or settings.tiles.preview_size
     rendered = tiles.preview(
         item, plan, fmt=fmt, max_size=size, width=width, height=height,
-        min_pixel_m=_min_pixel(decision),
+        min_pixel_m=grant.min_pixel_m,
     )  # fmt: skip
     response, sent = _image(request, rendered, caller)
-    _record(access, caller, item, plan.assets, decision, sent)
+    grant.record(sent)
     return response
 
 
@@ -419,29 +388,26 @@ def item_point(
     item_id: str,
     lon: float,
     lat: float,
-    catalog: Catalog,
-    access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     spec: Render,
 ) -> JSONResponse:
     """The value of each output band at lon,lat (null where there is no data)."""
-    item = _item(catalog, access, caller, collection_id, item_id)
+    item = gate.item(caller, collection_id, item_id)
     plan = tiles.plan(item, spec)
-    decision = _decide(access, caller, item, plan)
-    result = tiles.point(item, plan, lon, lat, min_pixel_m=_min_pixel(decision))
+    grant = gate.pictures(caller, item, plan.assets)
+    result = tiles.point(item, plan, lon, lat, min_pixel_m=grant.min_pixel_m)
     response = JSONResponse(result, headers=_cache_control(request, caller))
-    _record(access, caller, item, plan.assets, decision, len(response.body))
+    grant.record(len(response.body))
     return response
 
 
 def _statistics(
     request: Request,
-    item: JSON,
+    grant: PictureGrant,
     plan: Plan,
-    decision: Decision,
     tiles: TileService,
-    access: AccessBackend,
     caller: Principal,
     *,
     bbox: tuple[float, float, float, float] | None,
@@ -451,11 +417,11 @@ def _statistics(
 ) -> JSONResponse:
     size = max_size or request.app.state.settings.tiles.preview_size
     result = tiles.statistics(
-        item, plan, bbox=bbox, geometry=geometry, max_size=size,
-        min_pixel_m=_min_pixel(decision), categorical=categorical,
+        grant.item, plan, bbox=bbox, geometry=geometry, max_size=size,
+        min_pixel_m=grant.min_pixel_m, categorical=categorical,
     )  # fmt: skip
     response = JSONResponse(result, headers=_cache_control(request, caller))
-    _record(access, caller, item, plan.assets, decision, len(response.body))
+    grant.record(len(response.body))
     return response
 
 
@@ -468,9 +434,8 @@ def item_statistics(
     request: Request,
     collection_id: str,
     item_id: str,
-    catalog: Catalog,
-    access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     spec: Render,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (lon/lat)")] = None,
@@ -479,11 +444,11 @@ def item_statistics(
 ) -> JSONResponse:
     """Per-band statistics over ``bbox`` (or the whole asset)."""
     box = parse_bbox_text(bbox)
-    item = _item(catalog, access, caller, collection_id, item_id)
+    item = gate.item(caller, collection_id, item_id)
     plan = tiles.plan(item, spec)
-    decision = _decide(access, caller, item, plan)
+    grant = gate.pictures(caller, item, plan.assets)
     return _statistics(
-        request, item, plan, decision, tiles, access, caller,
+        request, grant, plan, tiles, caller,
         bbox=box, geometry=None, max_size=max_size, categorical=categorical,
     )  # fmt: skip
 
@@ -509,9 +474,8 @@ def item_feature_statistics(
     request: Request,
     collection_id: str,
     item_id: str,
-    catalog: Catalog,
-    access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     spec: Render,
     body: Annotated[dict[str, Any], Body(description="a GeoJSON Feature (Polygon)")],
@@ -520,11 +484,11 @@ def item_feature_statistics(
 ) -> JSONResponse:
     """Per-band statistics of the pixels inside a polygon."""
     geometry = _feature_geometry(body)
-    item = _item(catalog, access, caller, collection_id, item_id)
+    item = gate.item(caller, collection_id, item_id)
     plan = tiles.plan(item, spec)
-    decision = _decide(access, caller, item, plan)
+    grant = gate.pictures(caller, item, plan.assets)
     return _statistics(
-        request, item, plan, decision, tiles, access, caller,
+        request, grant, plan, tiles, caller,
         bbox=None, geometry=geometry, max_size=max_size, categorical=categorical,
     )  # fmt: skip
 
@@ -584,6 +548,7 @@ def mosaic_tile(
     catalog: Catalog,
     access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     settings: Settings,
     spec: Render,
@@ -624,7 +589,7 @@ def mosaic_tile(
         except InvalidRequestError as exc:  # this item lacks the bands asked for
             plan_error = plan_error or exc
             continue
-        decision = combine(access.decide(caller, item, a, Action.TILE) for a in plan.assets)
+        decision = gate.picture_decision(caller, item, plan.assets)
         if decision.kind == "denied":
             continue
         try:
@@ -640,15 +605,14 @@ def mosaic_tile(
         if plan_error is not None:
             raise plan_error
         raise NotFoundError(f"no visible item of this mosaic covers tile {z}/{x}/{row}")
+    gate.count_picture(caller, collection_id)  # one picture against the daily quota
     rendered, used = tiles.mosaic_tile(entries, spec, tms, z, x, row, scale=scale, fmt=fmt)
     response, sent = _image(request, rendered, caller)
     plans = {i["id"]: p for i, p in entries}
     share, rest = divmod(sent, max(1, len(used)))
     for n, item in enumerate(used):
-        _record(
-            access, caller, item, plans[item["id"]].assets, decisions[item["id"]],
-            share + (rest if n == 0 else 0),
-        )  # fmt: skip
+        grant = gate.picture_grant(caller, item, plans[item["id"]].assets, decisions[item["id"]])
+        grant.record(share + (rest if n == 0 else 0))
     return response
 
 
@@ -658,6 +622,7 @@ def _mosaic_info(
     catalog: Catalog,
     access: AccessBackend,
     caller: Principal,
+    gate: AssetGate,
     tiles: TileService,
     settings: Any,
     spec: RenderSpec,
@@ -666,10 +631,15 @@ def _mosaic_info(
     datetime: str | None,
     filter: str | None,
     filter_lang: str | None,
+    *,
+    check_visible: bool = True,
 ) -> tuple[tuple[float, float, float, float], int, int]:
     """Bounds and zoom range of a collection mosaic: the collection's extent (cut by
-    ``bbox``) and the zooms of its newest matching item."""
-    collection = visible_collection(request, catalog.get_collection(collection_id))
+    ``bbox``) and the zooms of its newest matching item. NotFoundError when there is
+    nothing the caller may see drawn."""
+    collection = catalog.get_collection(collection_id)
+    if check_visible:
+        collection = visible_collection(request, collection)
     user_box = parse_bbox_text(bbox)
     extent = catalog.collection_extent(collection_id) or collection.get("extent") or {}
     boxes = (extent.get("spatial") or {}).get("bbox") or [[-180.0, -90.0, 180.0, 90.0]]
@@ -692,7 +662,7 @@ def _mosaic_info(
             plan = tiles.plan(item, spec)
         except InvalidRequestError:
             continue
-        decision = combine(access.decide(caller, item, a, Action.TILE) for a in plan.assets)
+        decision = gate.picture_decision(caller, item, plan.assets)
         if decision.kind == "denied":
             continue
         info = tiles.info(item, plan, tms)
@@ -718,6 +688,7 @@ def mosaic_tilejson(
     catalog: Catalog,
     access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     settings: Settings,
     spec: Render,
@@ -733,7 +704,7 @@ def mosaic_tilejson(
     tms = get_tms(tms_id)
     fmt = image_format(tile_format)
     bounds, minzoom, maxzoom = _mosaic_info(
-        request, collection_id, catalog, access, caller, tiles, settings, spec, tms,
+        request, collection_id, catalog, access, caller, gate, tiles, settings, spec, tms,
         bbox, datetime, filter, filter_lang,
     )  # fmt: skip
     extra = {"bbox": bbox, "datetime": datetime, "filter": filter, "filter-lang": filter_lang}
@@ -757,6 +728,7 @@ def mosaic_wmts(
     catalog: Catalog,
     access: Access,
     caller: Caller,
+    gate: Gate,
     tiles: Tiles,
     settings: Settings,
     spec: Render,
@@ -771,7 +743,7 @@ def mosaic_wmts(
     tms = get_tms(tms_id)
     fmt = image_format(tile_format)
     bounds, minzoom, maxzoom = _mosaic_info(
-        request, collection_id, catalog, access, caller, tiles, settings, spec, tms,
+        request, collection_id, catalog, access, caller, gate, tiles, settings, spec, tms,
         bbox, datetime, filter, filter_lang,
     )  # fmt: skip
     extra = {"bbox": bbox, "datetime": datetime, "filter": filter, "filter-lang": filter_lang}
@@ -837,12 +809,32 @@ def decorate_item(request: Request, base: str, item: JSON) -> JSON:
 
 def decorate_collection(request: Request, base: str, collection: JSON) -> JSON:
     """Collections get a ``wmts`` link (and a ``tilejson`` link) to the mosaic of their
-    items."""
-    root = f"{base}/tiles/collections/{q(collection['id'])}"
+    items, when that mosaic draws something for this caller: not for a collection whose
+    assets are elsewhere (loaded STAC with remote hrefs), empty, or denied to the caller;
+    there both routes would answer 404, and clients that follow every link (STAC
+    Browser, GDAL's WMTS driver) would report errors."""
     out = dict(collection)
-    out["links"] = [
-        *[x for x in collection.get("links", []) if x.get("rel") not in ("tilejson", "wmts")],
-        link("wmts", f"{root}/WMTSCapabilities.xml", WMTS_TYPE, title="WMTS capabilities"),
-        link("tilejson", f"{root}/tilejson.json", JSONT, title="TileJSON of the mosaic"),
-    ]
+    links = [x for x in collection.get("links", []) if x.get("rel") not in ("tilejson", "wmts")]
+    if _mosaic_drawable(request, str(collection["id"])):
+        root = f"{base}/tiles/collections/{q(collection['id'])}"
+        links += [
+            link("wmts", f"{root}/WMTSCapabilities.xml", WMTS_TYPE, title="WMTS capabilities"),
+            link("tilejson", f"{root}/tilejson.json", JSONT, title="TileJSON of the mosaic"),
+        ]
+    out["links"] = links
     return out
+
+
+def _mosaic_drawable(request: Request, collection_id: str) -> bool:
+    """Whether the collection's mosaic routes answer this caller with the default
+    rendering: the same search and checks as they make (the picture metadata is cached)."""
+    state = request.app.state
+    try:
+        _mosaic_info(
+            request, collection_id, state.catalog, state.access,
+            principal_of(request), state.gate, state.tiles, state.settings, RenderSpec(),
+            get_tms("WebMercatorQuad"), None, None, None, None, check_visible=False,
+        )  # fmt: skip
+    except EoshareError:
+        return False
+    return True

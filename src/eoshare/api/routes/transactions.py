@@ -1,7 +1,15 @@
 """The transaction extension: create, replace, patch and delete collections and items.
 
-Every route needs the admin token for now (``deps.require_admin``); the agreements
-issue replaces that with per-member publishing rights."""
+Publishing rights: operators and the provider-admins of the collection's member
+(``deps.require_admin``).
+
+Documents are a client's: ids and asset keys must be safe ids and asset types valid media
+types (``catalog.validate``, 400 otherwise), and the fields only the node writes
+(``eoshare:key``, the store key of a held asset) are never taken from them: they are
+removed from created items, and a replaced or patched item keeps the node's keys of the
+assets that keep their name (``catalog.assetkeys``). Removing rather than refusing lets
+a client send back the document it got (which shows the key). See
+docs/adr/0006-one-path-for-bytes.md."""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from starlette.responses import Response
 from eoshare.api.deps import Admin, Catalog
 from eoshare.api.links import base_url, q, render_item, visible_collection
 from eoshare.api.responses import GeoJSONResponse, JSONResponse
+from eoshare.catalog.assetkeys import keep_node_keys, strip_node_fields
 from eoshare.errors import InvalidRequestError
 
 router = APIRouter(tags=["Transactions"])
@@ -187,9 +196,10 @@ def create_item(
         features = body.get("features")
         if not isinstance(features, list):
             raise InvalidRequestError("a FeatureCollection needs a 'features' array")
+        features = [strip_node_fields(f) if isinstance(f, dict) else f for f in features]
         report = catalog.upsert_items(features, collection_id=collection_id, on_conflict="error")
         return JSONResponse({"inserted": report.inserted}, status_code=201)
-    created = catalog.create_item(collection_id, body)
+    created = catalog.create_item(collection_id, strip_node_fields(body))
     return GeoJSONResponse(
         render_item(request, created),
         status_code=201,
@@ -205,7 +215,8 @@ def create_item(
 def replace_item(
     request: Request, collection_id: str, item_id: str, body: AnyBody, catalog: Catalog, _: Admin
 ) -> Response:
-    updated = catalog.update_item(collection_id, item_id, body)
+    current = catalog.get_item(collection_id, item_id)
+    updated = catalog.update_item(collection_id, item_id, keep_node_keys(body, current))
     return _answer(request, GeoJSONResponse(render_item(request, updated)))
 
 
@@ -223,7 +234,8 @@ def patch_item(
     _: Admin,
 ) -> Response:
     current = catalog.get_item(collection_id, item_id)
-    updated = catalog.update_item(collection_id, item_id, apply_patch(current, body))
+    patched = keep_node_keys(apply_patch(current, body), current)
+    updated = catalog.update_item(collection_id, item_id, patched)
     return _answer(request, GeoJSONResponse(render_item(request, updated)))
 
 

@@ -47,7 +47,9 @@ def get_uploads(request: Request) -> UploadBook:
     return book
 
 
-def _check_publisher(request: Request, principal: Principal, collection: str) -> None:
+def _check_publisher(
+    request: Request, principal: Principal, collection: str, *, exists: bool = True
+) -> None:
     if principal.anonymous:
         raise NotAuthenticatedError("uploads need 'Authorization: Bearer <token>'")
     check = getattr(request.app.state.access, "check_publish", None)
@@ -55,7 +57,7 @@ def _check_publisher(request: Request, principal: Principal, collection: str) ->
         if "operator" not in principal.roles:
             raise AccessDeniedError("uploads are for operators on this node")
         return
-    check(principal, collection, exists=True, creating=False,
+    check(principal, collection, exists=exists, creating=False,
           new_access=request.app.state.settings.access.new_collection_access)  # fmt: skip
 
 
@@ -89,8 +91,15 @@ def _status(request: Request, u: Upload) -> dict[str, Any]:
 def start_upload(
     request: Request, body: UploadRequest, caller: Caller, catalog: Catalog, settings: Settings
 ) -> Any:
-    catalog.get_collection(body.collection)  # 404 for an unknown collection
-    _check_publisher(request, caller, body.collection)
+    try:
+        catalog.get_collection(body.collection)
+        exists = True
+    except NotFoundError:
+        exists = False
+    # publishing rights first: a hidden collection answers as an unknown one
+    _check_publisher(request, caller, body.collection, exists=exists)
+    if not exists:
+        raise NotFoundError(f"collection {body.collection!r} does not exist")
     d = settings.downloads
     upload = get_uploads(request).create(
         encode_principal(caller),
@@ -123,9 +132,15 @@ async def put_chunk(request: Request, upload_id: str, index: int, caller: Caller
 
 @router.post("/uploads/{upload_id}/complete", summary="Verify and ingest the upload")
 def complete_upload(
-    request: Request, upload_id: str, caller: Caller, catalog: Catalog, store: Store
+    request: Request,
+    upload_id: str,
+    caller: Caller,
+    catalog: Catalog,
+    store: Store,
+    settings: Settings,
 ) -> Any:
     from eoshare.ingest.raster import ingest_rasters
+    from eoshare.ingest.safe_open import RasterLimits
 
     book = get_uploads(request)
     upload = _own(request, upload_id, caller)
@@ -143,6 +158,8 @@ def complete_upload(
         store=store,
         collection_id=upload.collection,
         item_id=upload.item_id,
+        # a user's file: GeoTIFF only, no references outside it, bounded size
+        limits=RasterLimits.from_settings(settings.ingest),
     )
     if not report.ok:
         reasons = "; ".join(f.reason for f in report.failures)

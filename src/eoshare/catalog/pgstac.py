@@ -1,0 +1,601 @@
+"""The catalogue on PostgreSQL with pgstac (``EOSHARE_CATALOG=postgresql://...``).
+
+pgstac owns the schema (installed and migrated with ``pypgstac``), the item tables
+(partitioned by collection), loading (``create_items``/``upsert_items`` through its
+staging tables) and the translation of a search into SQL: ``stac_search_to_where`` turns
+collections, ids, datetime, geometry and the CQL2 filter into a WHERE clause and
+``sort_sqlorderby`` the sortby into an ORDER BY. The access module's visibility filter
+is ANDed into the CQL2 sent to pgstac, so hidden items never leave the database.
+
+What pgstac does not do the way the STAC API of eoshare promises, this module does in
+SQL of its own, beside pgstac's tables:
+
+* offset paging (``LIMIT/OFFSET`` over pgstac's WHERE and ORDER BY; pgstac pages by
+  tokens), and a bounded ``numberMatched`` (exact up to ``count_limit``, left out when
+  it takes longer than a statement timeout);
+* free text (``q``) over the same fields as on SQLite, as phrases, without stemming;
+* the queryables seen in the loaded items, per collection (``eoshare.properties``), so
+  that ``/queryables`` and the refusal of unknown names behave as on SQLite.
+
+SQL lives only here; driver errors are translated at the boundary by ``_translate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+import shapely
+from psycopg import sql
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
+from psycopg_pool import ConnectionPool
+from shapely.geometry import mapping
+
+from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
+from eoshare.catalog.cql2filter import and_all, fold_collections, query_to_cql2
+from eoshare.catalog.geometry import split_bbox
+from eoshare.catalog.queryables import (
+    json_type,
+    known_names,
+    property_names,
+    queryables_document,
+)
+from eoshare.catalog.sqlite_filter import literal_geometry
+from eoshare.catalog.validate import check_collection, check_item
+from eoshare.errors import (
+    ConflictError,
+    InvalidFilterError,
+    InvalidItemError,
+    InvalidRequestError,
+    NotFoundError,
+    StorageError,
+)
+
+_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS eoshare;
+CREATE TABLE IF NOT EXISTS eoshare.properties (
+    collection text NOT NULL,
+    name text NOT NULL,
+    type text NOT NULL,
+    PRIMARY KEY (collection, name, type)
+);
+"""
+
+# the text free-text searches read, as on SQLite (catalog/sqlite.py: _fts_text)
+_FTS_TEXT = """concat_ws(' ', id,
+    content->'properties'->>'title', content->'properties'->>'description',
+    content->'properties'->>'platform', content->'properties'->>'constellation',
+    content->'properties'->>'mission',
+    (SELECT string_agg(x, ' ') FROM jsonb_array_elements_text(
+        CASE WHEN jsonb_typeof(content->'properties'->'keywords') = 'array'
+        THEN content->'properties'->'keywords' ELSE '[]' END) x),
+    (SELECT string_agg(x, ' ') FROM jsonb_array_elements_text(
+        CASE WHEN jsonb_typeof(content->'properties'->'instruments') = 'array'
+        THEN content->'properties'->'instruments' ELSE '[]' END) x))"""
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    set_json_dumps(_dumps, conn)
+    set_json_loads(orjson.loads, conn)
+
+
+@contextlib.contextmanager
+def _translate(what: str = "catalogue query") -> Iterator[None]:
+    """psycopg and pgstac errors as eoshare errors."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        raise ConflictError(f"already exists: {_first_line(exc)}") from exc
+    except psycopg.errors.QueryCanceled as exc:
+        raise StorageError(f"{what} took too long") from exc
+    except (psycopg.errors.RaiseException, psycopg.errors.DataException) as exc:
+        raise InvalidRequestError(f"{what} cannot be run: {_first_line(exc)}") from exc
+    except (psycopg.errors.SyntaxError, psycopg.errors.UndefinedFunction) as exc:
+        raise InvalidFilterError(f"the filter cannot be used: {_first_line(exc)}") from exc
+    except psycopg.Error as exc:
+        raise StorageError(f"{what} failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _stac_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+def _phrases(terms: Iterable[str]) -> list[str]:
+    return [" ".join(words) for words in (re.findall(r"\w+", t) for t in terms) if words]
+
+
+class PgstacCatalog:
+    """The ``Catalog`` backend on PostgreSQL + pgstac. Thread-safe: a connection pool."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        count_limit: int = 100_000,
+        count_timeout_ms: int = 1000,
+        pool_size: int = 8,
+        migrate: bool = True,
+    ) -> None:
+        self.url = url
+        self.count_limit = count_limit
+        self.count_timeout_ms = count_timeout_ms
+        with _translate("connecting to the catalogue"):
+            self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=pool_size,
+                kwargs={"autocommit": True, "options": "-c search_path=pgstac,public"},
+                configure=_configure,
+                open=True,
+                timeout=30,
+            )
+        if migrate:
+            self._migrate()
+
+    # --- schema -------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        """pgstac's schema (pypgstac's migrations) and eoshare's tables beside it."""
+        with self._conn() as conn:
+            installed = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = 'pgstac'"
+            ).fetchone()
+        if installed is None:
+            from pypgstac.db import PgstacDB
+            from pypgstac.migrate import Migrate
+
+            db = PgstacDB(dsn=self.url)
+            try:
+                Migrate(db).run_migration()
+            except Exception as exc:  # pypgstac raises plain Exceptions
+                raise StorageError(f"cannot install pgstac: {_first_line(exc)}") from exc
+            finally:
+                db.close()
+        with self._conn() as conn:
+            conn.execute(_SCHEMA)
+
+    @contextlib.contextmanager
+    def _conn(self, what: str = "catalogue query") -> Iterator[psycopg.Connection[Any]]:
+        with _translate(what), self._pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # --- collections ------------------------------------------------------------------
+    def list_collections(self) -> list[JSON]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT content FROM collections ORDER BY id").fetchall()
+        return [r[0] for r in rows]
+
+    def get_collection(self, collection_id: str) -> JSON:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT content FROM collections WHERE id = %s", (collection_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"collection {collection_id!r} does not exist")
+        return dict(row[0])
+
+    def create_collection(self, collection: JSON) -> JSON:
+        cid = check_collection(collection)
+        try:
+            with self._conn() as conn:
+                conn.execute("SELECT create_collection(%s)", (Jsonb(collection),))
+        except ConflictError as exc:
+            raise ConflictError(f"collection {cid!r} already exists") from exc
+        return collection
+
+    def update_collection(self, collection_id: str, collection: JSON) -> JSON:
+        cid = check_collection(collection)
+        if cid != collection_id:
+            raise InvalidItemError(
+                f"the collection's id {cid!r} does not match the URL's {collection_id!r}"
+            )
+        with self._conn() as conn:
+            cur = conn.execute(
+                "UPDATE collections SET content = %s WHERE id = %s", (Jsonb(collection), cid)
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"collection {collection_id!r} does not exist")
+        return collection
+
+    def delete_collection(self, collection_id: str) -> None:
+        self.get_collection(collection_id)
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SELECT delete_collection(%s)", (collection_id,))
+            conn.execute("DELETE FROM eoshare.properties WHERE collection = %s", (collection_id,))
+
+    def collection_extent(self, collection_id: str) -> JSON | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT count(*), min(st_xmin(geometry)), min(st_ymin(geometry)), "
+                "max(st_xmax(geometry)), max(st_ymax(geometry)), min(datetime), "
+                "max(end_datetime) FROM items WHERE collection = %s",
+                (collection_id,),
+            ).fetchone()
+        if not row or not row[0]:
+            return None
+        _, minx, miny, maxx, maxy, start, end = row
+        spatial = [[minx, miny, maxx, maxy]] if minx is not None else [[-180.0, -90.0, 180.0, 90.0]]
+        return {
+            "spatial": {"bbox": spatial},
+            "temporal": {"interval": [[_stac_time(start), _stac_time(end)]]},
+        }
+
+    # --- items ------------------------------------------------------------------------
+    def get_item(self, collection_id: str, item_id: str, *, visible: JSON | None = None) -> JSON:
+        search: JSON = {"collections": [collection_id], "ids": [item_id]}
+        if visible is not None:
+            folded = fold_collections(visible, frozenset((collection_id,)))
+            if folded is False:
+                folded = {"op": "=", "args": [1, 2]}
+            if folded is not True:
+                search["filter"] = folded
+                search["filter-lang"] = "cql2-json"
+        with self._conn() as conn:
+            where = _scalar(conn.execute("SELECT stac_search_to_where(%s)", (Jsonb(search),)))
+            row = conn.execute(
+                sql.SQL("SELECT content_hydrate(items, '{{}}'::jsonb) FROM items WHERE {}").format(
+                    sql.SQL(where)
+                )
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
+        return dict(row[0])
+
+    def create_item(self, collection_id: str, item: JSON) -> JSON:
+        self.upsert_items([item], collection_id=collection_id, on_conflict="error")
+        return self.get_item(collection_id, item["id"])
+
+    def update_item(self, collection_id: str, item_id: str, item: JSON) -> JSON:
+        if item.get("id") != item_id:
+            raise InvalidItemError(
+                f"the item's id {item.get('id')!r} does not match the URL's {item_id!r}"
+            )
+        self.get_item(collection_id, item_id)
+        self.upsert_items([item], collection_id=collection_id, on_conflict="update")
+        return self.get_item(collection_id, item_id)
+
+    def delete_item(self, collection_id: str, item_id: str) -> None:
+        with self._conn() as conn:
+            cur = conn.execute(
+                "DELETE FROM items WHERE collection = %s AND id = %s", (collection_id, item_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(
+                    f"item {item_id!r} does not exist in collection {collection_id!r}"
+                )
+
+    def upsert_items(
+        self,
+        items: Iterable[JSON],
+        *,
+        collection_id: str | None = None,
+        on_conflict: OnConflict = "error",
+        batch_size: int = 1000,
+        on_invalid: Callable[[JSON, InvalidItemError], None] | None = None,
+    ) -> LoadReport:
+        report = LoadReport()
+        batch: list[JSON] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= batch_size:
+                self._write_batch(batch, collection_id, on_conflict, report, on_invalid)
+                batch = []
+        if batch:
+            self._write_batch(batch, collection_id, on_conflict, report, on_invalid)
+        return report
+
+    def _write_batch(
+        self,
+        batch: list[JSON],
+        collection_id: str | None,
+        on_conflict: OnConflict,
+        report: LoadReport,
+        on_invalid: Callable[[JSON, InvalidItemError], None] | None,
+    ) -> None:
+        rows: dict[tuple[str, str], JSON] = {}
+        for item in batch:
+            try:
+                facts = check_item(item)
+                cid = collection_id or facts.collection
+                if cid is None:
+                    raise InvalidItemError(f"item {facts.id!r} names no collection")
+                if facts.collection is not None and facts.collection != cid:
+                    raise InvalidItemError(
+                        f"item {facts.id!r} belongs to collection {facts.collection!r}, not {cid!r}"
+                    )
+            except InvalidItemError as exc:
+                if on_invalid is None:
+                    raise
+                on_invalid(item, exc)
+                report.invalid += 1
+                continue
+            if facts.collection is None:
+                item = {**item, "collection": cid}
+            if facts.bbox is not None and "bbox" not in item:
+                item = {**item, "bbox": list(facts.bbox)}
+            key = (cid, facts.id)
+            if key in rows and on_conflict == "error":
+                raise ConflictError(f"item {facts.id!r} is twice in one batch")
+            rows[key] = item
+        if not rows:
+            return
+        collections = sorted({c for c, _ in rows})
+        with self._conn("loading items") as conn, conn.transaction():
+            known = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM collections WHERE id = ANY(%s)", (collections,)
+                ).fetchall()
+            }
+            for cid in collections:
+                if cid not in known:
+                    raise NotFoundError(
+                        f"collection {cid!r} does not exist (create it first, or load "
+                        "with --create-collections)"
+                    )
+            existing = {
+                (c, i)
+                for c, i in conn.execute(
+                    "SELECT collection, id FROM items WHERE (collection, id) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([c for c, _ in rows], [i for _, i in rows]),
+                ).fetchall()
+            }
+            if existing and on_conflict == "error":
+                cid, iid = sorted(existing)[0]
+                raise ConflictError(f"item {iid!r} already exists in collection {cid!r}")
+            new = [doc for key, doc in rows.items() if key not in existing]
+            old = [doc for key, doc in rows.items() if key in existing]
+            if new:
+                conn.execute("SELECT create_items(%s)", (Jsonb(new),))
+            if old and on_conflict == "update":
+                conn.execute("SELECT upsert_items(%s)", (Jsonb(old),))
+            seen = {
+                (cid, name, json_type(value))
+                for (cid, _), doc in rows.items()
+                for name, value in (doc.get("properties") or {}).items()
+            }
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO eoshare.properties VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    sorted(seen),
+                )
+            self._register_queryables(conn, {name for _, name, _ in seen})
+        report.inserted += len(new)
+        if on_conflict == "update":
+            report.updated += len(old)
+        else:
+            report.skipped += len(old)
+
+    @staticmethod
+    def _register_queryables(conn: psycopg.Connection[Any], names: set[str]) -> None:
+        """Numbers and timestamps as pgstac queryables (wrapped ``to_float``/``to_tstz``,
+        without an index), so that pgstac compares and sorts them as such and not as text.
+        A name whose type differs between collections stays text, as pgstac reads it."""
+        conn.execute(
+            """
+            INSERT INTO queryables (name, definition, property_wrapper, property_index_type)
+            SELECT name, CASE min(type) WHEN 'number' THEN '{"type": "number"}'::jsonb
+                   ELSE '{"type": "string", "format": "date-time"}'::jsonb END,
+                   CASE min(type) WHEN 'number' THEN 'to_float' ELSE 'to_tstz' END, NULL
+            FROM eoshare.properties
+            WHERE name = ANY(%s) AND type <> 'null'
+              AND NOT EXISTS (SELECT 1 FROM queryables q WHERE q.name = properties.name)
+            GROUP BY name
+            HAVING count(DISTINCT type) = 1 AND min(type) IN ('number', 'datetime')
+            """,
+            (sorted(names - {"datetime", "start_datetime", "end_datetime"}),),
+        )
+
+    def iter_items(self, collection_id: str | None = None) -> Iterator[JSON]:
+        last = ("", "")
+        while True:
+            with self._conn() as conn:
+                query = (
+                    "SELECT collection, id, content_hydrate(items, '{}'::jsonb) FROM items "
+                    "WHERE (collection, id) > (%s, %s)"
+                )
+                params: list[Any] = [*last]
+                if collection_id is not None:
+                    query += " AND collection = %s"
+                    params.append(collection_id)
+                rows = conn.execute(query + " ORDER BY collection, id LIMIT 500", params).fetchall()
+            if not rows:
+                return
+            for _, _, doc in rows:
+                yield doc
+            last = (rows[-1][0], rows[-1][1])
+
+    # --- queryables -------------------------------------------------------------------
+    def _property_types(self, collections: tuple[str, ...]) -> dict[str, set[str]]:
+        query = "SELECT name, type FROM eoshare.properties"
+        params: list[Any] = []
+        if collections:
+            query += " WHERE collection = ANY(%s)"
+            params.append(list(collections))
+        types: dict[str, set[str]] = {}
+        with self._conn() as conn:
+            for name, typ in conn.execute(query, params).fetchall():
+                types.setdefault(name, set()).add(typ)
+        return types
+
+    def queryables(self, collection_id: str | None = None) -> JSON:
+        if collection_id is not None:
+            self.get_collection(collection_id)
+        return queryables_document(self._property_types((collection_id,) if collection_id else ()))
+
+    # --- search -----------------------------------------------------------------------
+    def _search_document(self, query: SearchQuery) -> tuple[JSON | None, list[str]]:
+        """pgstac's search document for a query (None: nothing can match), and the
+        names of the properties it uses."""
+        search: JSON = {}
+        if query.collections:
+            search["collections"] = list(query.collections)
+        if query.ids:
+            search["ids"] = list(query.ids)
+        if query.datetime_start is not None or query.datetime_end is not None:
+            search["datetime"] = "/".join(
+                _stac_time(t) or ".." for t in (query.datetime_start, query.datetime_end)
+            )
+        geom = None
+        if query.bbox is not None:
+            boxes = [shapely.box(*b) for b in split_bbox(query.bbox)]
+            geom = shapely.union_all(boxes)
+        if query.intersects is not None:
+            shape = literal_geometry(query.intersects)
+            geom = shape if geom is None else geom.intersection(shape)
+        if geom is not None:
+            if geom.is_empty:
+                return None, []
+            search["intersects"] = mapping(geom)
+        types: dict[str, set[str]] | None = None
+        legacy = None
+        if query.query:
+            types = self._property_types(query.collections)
+            numeric = types
+            legacy = query_to_cql2(
+                query.query, lambda name: numeric.get(name, set()) - {"null"} == {"number"}
+            )
+        own = and_all(query.filter, legacy)
+        names: list[str] = []
+        if own is not None:
+            names = sorted(property_names(own))
+            if types is None:
+                types = self._property_types(query.collections)
+            known = known_names(types)
+            for name in names:
+                if not known(name.removeprefix("properties.")):
+                    raise InvalidFilterError(
+                        f"unknown queryable {name!r}: see /queryables for the names a "
+                        "filter may use"
+                    )
+        visible: Any = True
+        if query.visible is not None:
+            visible = fold_collections(query.visible, frozenset(query.collections))
+            if visible is False:
+                return None, names
+        expr = and_all(own, visible if visible is not True else None)
+        if expr is not None:
+            search["filter"] = expr
+            search["filter-lang"] = "cql2-json"
+        return search, names
+
+    def _where(self, conn: psycopg.Connection[Any], query: SearchQuery) -> sql.Composable | None:
+        search, _ = self._search_document(query)
+        if search is None:
+            return None
+        where = _scalar(conn.execute("SELECT stac_search_to_where(%s)", (Jsonb(search),)))
+        clause: sql.Composable = sql.SQL(where)
+        if query.q:
+            phrases = _phrases(query.q)
+            if not phrases:
+                return None
+            tsquery = sql.SQL(" || ").join(
+                sql.SQL("phraseto_tsquery('simple', {})").format(sql.Literal(p)) for p in phrases
+            )
+            clause = sql.SQL("({}) AND to_tsvector('simple', {}) @@ ({})").format(
+                clause, sql.SQL(_FTS_TEXT), tsquery
+            )
+        return clause
+
+    def _orderby(self, conn: psycopg.Connection[Any], query: SearchQuery) -> str:
+        if not query.sortby:
+            return "datetime DESC, collection DESC, id DESC"
+        known = known_names(self._property_types(query.collections))
+        for s in query.sortby:
+            name = s.field.removeprefix("properties.")
+            if name == "geometry" or not known(name):
+                raise InvalidRequestError(
+                    f"cannot sort by {s.field!r}: it is not a sortable queryable"
+                )
+        sortby = [_sort_term(s) for s in query.sortby]
+        orderby = _scalar(
+            conn.execute("SELECT sort_sqlorderby(%s, false)", (Jsonb({"sortby": sortby}),))
+        )
+        return str(orderby)
+
+    def search(self, query: SearchQuery) -> ItemPage:
+        with self._conn() as conn:
+            where = self._where(conn, query)
+            if where is None:
+                return ItemPage(items=[], number_matched=0 if query.count else None,
+                                next_offset=None, prev_offset=_prev(query))  # fmt: skip
+            orderby = self._orderby(conn, query)
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT content_hydrate(items, '{{}}'::jsonb) FROM items WHERE {} "
+                    "ORDER BY {} LIMIT {} OFFSET {}"
+                ).format(
+                    where, sql.SQL(orderby), sql.Literal(query.limit + 1), sql.Literal(query.offset)
+                )
+            ).fetchall()
+            has_more = len(rows) > query.limit
+            items = [r[0] for r in rows[: query.limit]]
+            matched: int | None = None
+            if query.count:
+                if query.offset == 0 and not has_more:
+                    matched = len(items)
+                else:
+                    matched = self._count(conn, where)
+        return ItemPage(
+            items=items,
+            number_matched=matched,
+            next_offset=query.offset + query.limit if has_more else None,
+            prev_offset=_prev(query),
+        )
+
+    def _count(self, conn: psycopg.Connection[Any], where: sql.Composable) -> int | None:
+        """How many items match, or None past ``count_limit`` or the statement timeout."""
+        try:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(
+                        sql.Literal(self.count_timeout_ms)
+                    )
+                )
+                matched = _scalar(
+                    conn.execute(
+                        sql.SQL(
+                            "SELECT count(*) FROM (SELECT 1 FROM items WHERE {} LIMIT {}) s"
+                        ).format(where, sql.Literal(self.count_limit + 1))
+                    )
+                )
+        except psycopg.errors.QueryCanceled:
+            return None
+        return None if matched > self.count_limit else int(matched)
+
+
+def _scalar(cur: psycopg.Cursor[Any]) -> Any:
+    row = cur.fetchone()
+    if row is None:
+        raise StorageError("the catalogue answered no row")
+    return row[0]
+
+
+def _prev(query: SearchQuery) -> int | None:
+    return max(query.offset - query.limit, 0) if query.offset > 0 else None
+
+
+def _sort_term(s: SortField) -> JSON:
+    name = s.field.removeprefix("properties.")
+    return {"field": name, "direction": "asc" if s.ascending else "desc"}

@@ -1,0 +1,151 @@
+"""Housekeeping: purge what has expired, so that rows and staged files do not grow
+forever.
+
+* uploads past their expiry time (``upload_ttl_s``): staged bytes and rows;
+* orders that expired more than ``order_retention_s`` ago: rows (orders stage no files);
+* staging folders without an upload row, and ``eoshare-ingest-*`` temporary folders left
+  by a crashed ingest, untouched for ``temp_max_age_s``.
+
+Run by the node every ``interval_s`` (``run_periodically``, started in ``create_app``'s
+lifespan) and by ``eoshare housekeeping [--dry-run]``. Several processes may run it at
+once (``serve --workers N``, cron): a lock file lets one pass run at a time, and every
+step tolerates what another process already removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eoshare.downloads.orders import OrderBook
+from eoshare.downloads.uploads import UploadBook
+
+log = logging.getLogger(__name__)
+INGEST_TEMP_PREFIX = "eoshare-ingest-"
+
+
+@dataclass
+class HousekeepingReport:
+    """What one pass removed (or, with ``dry_run``, would remove)."""
+
+    dry_run: bool = False
+    # (upload id, its state)
+    uploads: list[tuple[str, str]] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    # another process held the lock: nothing was done
+    skipped: bool = False
+
+    @property
+    def removed(self) -> int:
+        return len(self.uploads) + len(self.orders) + len(self.folders)
+
+    def lines(self) -> list[str]:
+        out = [f"upload {uid} ({state})" for uid, state in self.uploads]
+        out += [f"order {oid}" for oid in self.orders]
+        out += [f"folder {p}" for p in self.folders]
+        return out
+
+    def summary(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (
+            f"{verb} {len(self.uploads)} expired uploads, {len(self.orders)} expired orders, "
+            f"{len(self.folders)} stale temporary folders"
+        )
+
+
+class Housekeeper:
+    """One node's housekeeping. Built once in ``create_app`` (and by the CLI)."""
+
+    def __init__(
+        self,
+        uploads: UploadBook,
+        orders: OrderBook,
+        *,
+        lock_path: Path,
+        order_retention_s: float,
+        temp_max_age_s: float,
+        temp_root: Path | None = None,
+    ) -> None:
+        self.uploads = uploads
+        self.orders = orders
+        self.lock_path = lock_path
+        self.order_retention_s = order_retention_s
+        self.temp_max_age_s = temp_max_age_s
+        self.temp_root = temp_root
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[bool]:
+        """True when this process holds the lock; False when another one does."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def stale_temp_folders(self) -> list[Path]:
+        root = self.temp_root or Path(tempfile.gettempdir())
+        cutoff = time.time() - self.temp_max_age_s
+        found = []
+        try:
+            candidates = list(root.glob(INGEST_TEMP_PREFIX + "*"))
+        except OSError:
+            return []
+        for path in candidates:
+            try:
+                if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                    found.append(path)
+            except OSError:
+                continue
+        return sorted(found)
+
+    def run(self, *, dry_run: bool = False) -> HousekeepingReport:
+        """One pass; ``dry_run`` lists what would go and removes nothing."""
+        report = HousekeepingReport(dry_run=dry_run)
+        with self._lock() as held:
+            if not held:
+                report.skipped = True
+                return report
+            report.uploads = [(u.id, u.state) for u in self.uploads.purge_expired(dry_run=dry_run)]
+            report.orders = self.orders.purge(self.order_retention_s, dry_run=dry_run)
+            folders = self.uploads.stray_folders(self.temp_max_age_s)
+            folders += self.stale_temp_folders()
+            for folder in folders:
+                if not dry_run:
+                    shutil.rmtree(folder, ignore_errors=True)
+            report.folders = folders
+        return report
+
+    async def run_periodically(self, interval_s: float) -> None:
+        """Run a pass now and every ``interval_s`` seconds until cancelled; a failing
+        pass is logged and the next one runs on time."""
+        while True:
+            try:
+                report = await asyncio.to_thread(self.run)
+                if report.removed:
+                    log.info(
+                        "housekeeping: " + report.summary(),
+                        extra={"uploads": len(report.uploads), "orders": len(report.orders),
+                               "folders": len(report.folders)},
+                    )  # fmt: skip
+            except Exception:
+                log.exception("housekeeping failed; trying again in %.0f s", interval_s)
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,1 @@
+"""Processing (see service.py)."""
