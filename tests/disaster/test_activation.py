@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import queue
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -290,3 +292,53 @@ def test_area_upload_answers_geojson_or_a_problem(node: Node) -> None:
     r = httpx.post(url, content=b"<kml><NetworkLink/>", headers=node.h("focal"), timeout=30)
     assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
     assert httpx.post(url, content=KML, timeout=30).status_code == 401
+
+
+def test_activation_pages_in_a_browser(node: Node, tmp_path_factory: Any) -> None:
+    """The request form, the queue and an activation's page, in English and Arabic, in
+    Chromium; uncaught script errors fail the test; screenshots are kept."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = Path(os.environ.get("EOSHARE_CHROMIUM", "/usr/bin/chromium"))
+    assert chromium.is_file(), f"{chromium} is missing: run scripts/install-browser.sh"
+    store = node.app.state.access_services.store
+    store.put_user("ops", member=None, roles=["operator"], password="disaster-ops-pw", who="t")
+    shots = tmp_path_factory.mktemp("screenshots")
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(chromium),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1400})
+            r = context.request.post(
+                node.url + "/auth/login",
+                data={"username": "ops", "password": "disaster-ops-pw"},
+                headers={"X-Requested-With": "eoshare-ui"},
+            )
+            assert r.ok, r.text()
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(node.url + "/ui/activations.html?lang=en")
+            page.wait_for_selector("#act-request")
+            assert page.locator("h1").inner_text() == "Disaster activations"
+            assert page.locator("h2#act-list-title").inner_text() == "Activations to review"
+            assert page.locator("tbody tr").count() >= 3
+            page.screenshot(path=str(shots / "queue-en.png"), full_page=True)
+            page.goto(node.url + f"/ui/activations.html?lang=en#{STATE['aid']}")
+            page.wait_for_selector("text=History")
+            page.wait_for_selector("text=Delivered so far")
+            assert "Closed" in page.locator("dd.act-state").inner_text()
+            page.wait_for_selector("text=Archive: scenes over the area, best first")
+            page.locator("table").first.wait_for()
+            page.screenshot(path=str(shots / "activation-en.png"), full_page=True)
+            page.select_option("#act-language", "ar")
+            page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
+            assert page.locator("h1").inner_text() == "تفعيلات الكوارث"
+            page.screenshot(path=str(shots / "activation-ar.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    print(f"screenshots: {shots}")
