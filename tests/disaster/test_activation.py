@@ -13,6 +13,8 @@ import hmac
 import json
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -244,6 +246,33 @@ def test_failing_webhook_ends_in_the_dead_letters(node: Node) -> None:
         time.sleep(0.2)
     assert letters and letters[0]["attempts"] == 3 and letters[0]["url"] == dead_url
     assert json_of(node.get("/alerts/dead-letters", "outsider"))["dead_letters"] == []
+
+
+def test_a_cli_load_in_another_process_alerts_the_server(node: Node, tmp_path: Path) -> None:
+    """`eoshare load` writes the catalogue from outside the server: the write still
+    reaches the server's alert worker (through the item event log) and the webhook."""
+    item = json_of(node.get(f"/collections/{RELEASED}/items/S2A_29RKH_20200219_post", "ops"))
+    doc = {k: v for k, v in item.items() if k != "links"}
+    path = tmp_path / "one.ndjson"
+    path.write_text(json.dumps({**doc, "id": "cli-loaded"}) + "\n")
+    while not node.receiver.received.empty():
+        node.receiver.received.get()
+    data_dir = node.app.state.settings.data_dir
+    result = subprocess.run(
+        [sys.executable, "-m", "eoshare.cli", "load", str(path), "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 15
+    seen: list[str] = []
+    while time.monotonic() < deadline and "cli-loaded" not in seen:
+        try:
+            _, body = node.receiver.received.get(timeout=1)
+        except queue.Empty:
+            continue
+        seen.append(json.loads(body)["item_id"])
+    assert "cli-loaded" in seen
 
 
 def test_close_ends_the_grant_exactly_and_keeps_a_summary(node: Node) -> None:
