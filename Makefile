@@ -55,6 +55,7 @@ bench: $(STAMP)  ## benchmarks (never part of make test); figures go to benchmar
 	$(BIN)/python benchmarks/bench_tiles.py
 	$(BIN)/python benchmarks/bench_web.py
 	$(BIN)/python scripts/crash_anywhere.py --kills 100 --seed 1
+	$(BIN)/python benchmarks/load_test.py --clients 64 --seconds 300 --json benchmarks/.work/load-64.json
 	bash scripts/install-nginx.sh
 	$(BIN)/python benchmarks/bench_downloads.py $(DOWNLOADS_BENCH_ARGS)
 

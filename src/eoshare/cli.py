@@ -131,8 +131,19 @@ def _app_from_env() -> FastAPI:
     return create_app(load_settings())
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -> None:
+    import signal
+
     import uvicorn
+
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
+    # handler that was there before it: this one, so that a clean stop exits 0 (service
+    # managers read anything else as a failure)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
 
     if reload or workers > 1:
         # uvicorn's reloader and its worker processes import the app themselves, so the
@@ -147,11 +158,18 @@ def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -
             reload=reload,
             workers=None if reload else workers,
             log_config=None,
+            timeout_graceful_shutdown=settings.api.shutdown_grace_s,
         )
         return
     from eoshare.api.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+    )
 
 
 @app.command()

@@ -34,6 +34,9 @@ class ApiSettings(BaseModel):
     # one Combined Log Format line per request: a file path, "-" for standard error, or
     # unset for none
     access_log: str | None = None
+    # on SIGTERM: stop accepting, let requests in flight (downloads, uploads) finish for
+    # up to this long, then exit
+    shutdown_grace_s: int = 30
     # origins whose pages may send credentials (the session cookie) cross-origin; every
     # other origin may still call the API without them (api/cors.py)
     cors_origins: list[str] = Field(default_factory=list)
