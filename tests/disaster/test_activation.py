@@ -356,6 +356,21 @@ def test_activation_pages_in_a_browser(node: Node, tmp_path_factory: Any) -> Non
             assert page.locator("h2#act-list-title").inner_text() == "Activations to review"
             assert page.locator("tbody tr").count() >= 3
             page.screenshot(path=str(shots / "queue-en.png"), full_page=True)
+            # an operator requests on a member's behalf through the form, then approves it
+            page.fill("#act-member", "bd-drs")  # ma-crts is pre-approved by now
+            page.select_option("#act-hazard", "landslide")
+            page.fill("#act-title", "Landslide in the test valley")
+            page.fill("#act-event", "2020-02-18T06:00")
+            page.fill("#act-area", json.dumps(AREA))
+            page.click("#act-request button[type=submit]")
+            page.wait_for_selector("text=Landslide in the test valley")
+            assert "Requested" in page.locator("dd.act-state").inner_text()
+            page.click("text=All activations")
+            row = page.locator("tr", has_text="Landslide in the test valley")
+            row.locator("button", has_text="Approve").click()
+            page.locator("tr", has_text="Landslide in the test valley").locator(
+                "td.act-state", has_text="Approved"
+            ).wait_for()
             page.goto(node.url + f"/ui/activations.html?lang=en#{STATE['aid']}")
             page.wait_for_selector("text=History")
             page.wait_for_selector("text=Delivered so far")

@@ -123,7 +123,13 @@ function requestForm() {
   const title = el("input", { id: "act-title", name: "title", type: "text" });
   const description = el("textarea", { id: "act-description", name: "description" });
   const contacts = el("input", { id: "act-contacts", name: "contacts", type: "text" });
+  // operators request on a member's behalf; focal points always for their own member
+  const member = el("input", { id: "act-member", name: "member", type: "text", autocomplete: "off" });
+  const memberField = isOperator()
+    ? [el("label", { for: "act-member" }, t("act.form.member")), member]
+    : [];
   const form = el("form", { id: "act-request", novalidate: true },
+    memberField,
     el("label", { for: "act-hazard" }, t("act.form.hazard")), hazard,
     el("label", { for: "act-title" }, t("act.form.title")), title,
     el("label", { for: "act-event" }, t("act.form.eventTime")), when,
@@ -148,7 +154,9 @@ function requestForm() {
     const body = {
       hazard: hazard.value,
       title: title.value || undefined,
-      event_time: when.value ? `${when.value}:00Z`.replace(/:00:00Z$/, ":00Z") : undefined,
+      member: member.value.trim() || undefined,
+      // datetime-local gives "YYYY-MM-DDTHH:MM" (or with seconds): read as UTC
+      event_time: when.value ? `${when.value}${when.value.length === 16 ? ":00" : ""}Z` : undefined,
       area: parsed,
       description: description.value,
       contacts: contacts.value.split(",").map((c) => c.trim()).filter(Boolean),
