@@ -380,7 +380,8 @@ def test_activation_pages_in_a_browser(node: Node, tmp_path_factory: Any) -> Non
             page.screenshot(path=str(shots / "activation-en.png"), full_page=True)
             page.select_option("#act-language", "ar")
             page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
-            assert page.locator("h1").inner_text() == "تفعيلات الكوارث"
+            page.locator("h1", has_text="تفعيلات الكوارث").wait_for()
+            page.locator("dd.act-state", has_text="مغلق").wait_for()
             page.screenshot(path=str(shots / "activation-ar.png"), full_page=True)
         finally:
             browser.close()
