@@ -142,3 +142,52 @@ def setup_logging(level: str = "info", *, stream: TextIO | None = None) -> None:
     # exceptions, which we report ourselves.
     for noisy in ("rasterio", "rio_cogeo", "fiona"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+class HumanFormatter(logging.Formatter):
+    """One short line a person reads: ``warning: <message> (key=value, ...)``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = [
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and not k.startswith("_")
+        ]
+        line = f"{record.levelname.lower()}: {record.getMessage()}"
+        return f"{line} ({', '.join(extras)})" if extras else line
+
+
+def setup_cli_logging(level: str = "info", *, fmt: str = "", file: str | None = None) -> None:
+    """Logging for the command line, whose own output is for people.
+
+    ``fmt="json"`` (``EOSHARE_LOG_FORMAT=json``) asks for JSON lines on stderr, as the
+    server writes them. Otherwise stderr gets warnings and errors only, as short human
+    lines, between the command's own messages; ``file`` (``EOSHARE_LOG_FILE``) also
+    receives every record at ``level`` as JSON lines."""
+    if fmt == "json":
+        setup_logging(level)
+        return
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if old.get_name() in (_HANDLER_NAME, _FILE_HANDLER_NAME):
+            root.removeHandler(old)
+            old.close()
+    human: logging.Handler = _StderrHandler()
+    human.setFormatter(HumanFormatter())
+    human.setLevel(max(numeric, logging.WARNING))
+    human.set_name(_HANDLER_NAME)
+    root.addHandler(human)
+    if file:
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setFormatter(JsonFormatter())
+        to_file.set_name(_FILE_HANDLER_NAME)
+        root.addHandler(to_file)
+    root.setLevel(numeric if file else max(numeric, logging.WARNING))
+    for noisy in ("rasterio", "rio_cogeo", "fiona"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+_FILE_HANDLER_NAME = "eoshare-file"
