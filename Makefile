@@ -8,7 +8,7 @@ DATA_DIR ?= eoshare-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv demo serve test lint typecheck pytest bench clean web browser clients postgres
+.PHONY: help venv demo serve test lint typecheck pytest bench clean web browser clients postgres openeo-suite
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -44,7 +44,10 @@ typecheck: $(STAMP)  ## mypy --strict on src/
 clients:  ## gdal-bin, curl, wget, npm and a STAC Browser build for the client tests (cached)
 	bash scripts/install-clients.sh
 
-pytest: $(STAMP) web browser clients postgres  ## the test suite alone
+openeo-suite: $(STAMP)  ## the openEO test suite in its own environment (tests/processing)
+	bash scripts/install-openeo-suite.sh "$(PYTHON)" $(VENV)/openeo-suite
+
+pytest: $(STAMP) web browser clients postgres openeo-suite  ## the test suite alone
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest  ## everything CI runs: lint, type check, the whole suite

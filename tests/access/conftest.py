@@ -144,11 +144,14 @@ def _landsat_cogs(shared: Path, scratch: Path) -> tuple[JSON, dict[str, tuple[JS
     return {"geometry": item["geometry"], "bbox": item["bbox"]}, bands
 
 
-def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
+def build_node(
+    data_dir: Path, shared: Path, catalog_url: str | None = None
+) -> tuple[Node, dict[str, str]]:
     """The catalogue, the access database and the OIDC keys; returns the server env."""
     node = Node(url="", data_dir=data_dir)
     footprint, cogs = _landsat_cogs(shared, data_dir.parent / f"{data_dir.name}-scratch")
-    catalog = open_catalog(f"sqlite:///{data_dir / 'catalog.db'}")
+    catalog_url = catalog_url or f"sqlite:///{data_dir / 'catalog.db'}"
+    catalog = open_catalog(catalog_url)
     store = open_store((data_dir / "store").resolve().as_uri())
     templates = _template_items(shared)
     coll_template = json.loads((shared / "stac" / "collection_sentinel-2-l2a_pc.json").read_text())
@@ -259,6 +262,7 @@ def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
     jwks = data_dir / "jwks.json"
     jwks.write_text(json.dumps({"keys": [jwk]}))
     env = {
+        "EOSHARE_CATALOG": catalog_url,
         "EOSHARE_ACCESS__OIDC": json.dumps(
             [{"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": str(jwks),
               "member_claim": "agency", "roles_claim": "roles"}]
@@ -288,10 +292,36 @@ def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
     return node, env
 
 
+# the test modules that run against both catalogue backends (the others: SQLite only)
+ON_BOTH_BACKENDS = {"test_matrix"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "node" in metafunc.fixturenames and module in ON_BOTH_BACKENDS:
+        metafunc.parametrize(
+            "catalog_backend", ["sqlite", "pgstac"], indirect=True, scope="session"
+        )
+
+
 @pytest.fixture(scope="session")
-def node(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Node]:
+def catalog_backend(request: pytest.FixtureRequest) -> str:
+    """The catalogue backend of ``node``: sqlite, unless a module asks for both."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def node(
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_data: Path,
+    catalog_backend: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Node]:
     data_dir = tmp_path_factory.mktemp("eoshare-access")
-    built, env = build_node(data_dir, shared_data)
+    catalog_url = None
+    if catalog_backend == "pgstac":
+        catalog_url = request.getfixturevalue("pg").new_catalog_url()
+    built, env = build_node(data_dir, shared_data, catalog_url)
     with serve(data_dir, env) as url:
         built.url = url
         # the OIDC partner user exists only in its IdP: its token is made per run
