@@ -50,7 +50,7 @@ from eoshare.catalog.base import JSON, Catalog
 from eoshare.catalog.validate import check_item, safe_id
 from eoshare.errors import EoshareError, IngestError, InvalidRequestError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
-from eoshare.ingest.collections import minimal_collection, refresh_extent
+from eoshare.ingest.collections import made_by_eoshare, minimal_collection, refresh_extent
 from eoshare.ingest.safe_open import RasterLimits, open_user_raster, safe_gdal_env
 from eoshare.ingest.scene_meta import (
     SceneMetadata,
@@ -357,8 +357,31 @@ def _statistics(ds: Any) -> list[JSON]:
     return stats
 
 
+def _cog_blocksize(width: int, height: int) -> int:
+    """The largest tile size (512 down to 64) whose COG passes cog_validate.
+
+    rio-cogeo's validator calls a level "not tiled" when its tile is exactly as wide as
+    the level while the level is over 512 px in either direction: a 4096 x 8192 image
+    with 512 px tiles has an overview of 512 x 1024 and fails ("Overview of index 2 is
+    not tiled"). Its overview levels are rio-cogeo's: halving until the smaller side is
+    at most one tile."""
+    for size in (512, 256, 128, 64):
+        factor, levels = 1, [1]
+        while min(width // factor, height // factor) > size:
+            factor *= 2
+            levels.append(factor)
+        if not any(
+            -(-width // f) == size and (-(-width // f) > 512 or -(-height // f) > 512)
+            for f in levels
+        ):
+            return size
+    return 512
+
+
 def _to_cog(src: Any, dest: Path, *, categorical: bool) -> None:
     profile: dict[str, Any] = dict(cog_profiles.get("deflate"))  # type: ignore[no-untyped-call]
+    size = _cog_blocksize(int(src.width), int(src.height))
+    profile.update(blockxsize=size, blockysize=size)
     cog_translate(
         src,
         dest,
@@ -814,9 +837,11 @@ def ingest_rasters(
             if bar is not None and task is not None:
                 bar.advance(task)
 
-    if report.collection_created:
+    if report.collection_created or (
+        report.item_ids and made_by_eoshare(catalog.get_collection(collection_id))
+    ):
         if report.item_ids:
-            refresh_extent(catalog, collection_id)
+            refresh_extent(catalog, collection_id)  # and its summaries
         else:
             # Nothing went in: leave no trace of this run, not even the new collection.
             with contextlib.suppress(EoshareError):

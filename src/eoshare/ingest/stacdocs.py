@@ -36,7 +36,7 @@ from eoshare.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from eoshare.ingest.collections import minimal_collection, refresh_extent
+from eoshare.ingest.collections import made_by_eoshare, minimal_collection, refresh_extent
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,8 @@ class _ItemStream:
     def _collection_exists(self, cid: str, location: str) -> bool:
         if cid not in self.known:
             try:
-                self.catalog.get_collection(cid)
+                if made_by_eoshare(self.catalog.get_collection(cid)):
+                    self.made.append(cid)  # keep the extent and summaries eoshare made
                 self.known[cid] = True
             except NotFoundError:
                 if self.create_collections:
