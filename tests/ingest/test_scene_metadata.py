@@ -281,3 +281,33 @@ def test_items_with_scene_metadata_are_valid_stac(
         validator = stac_validator.StacValidate()
         assert validator.validate_dict(catalog.get_collection(cid)), validator.message
     assert seen >= 1
+
+
+def test_landsat_collection2_mtl_json(tmp_path: Path) -> None:
+    # Collection 2's MTL.json layout (groups as objects); values as USGS writes them
+    mtl = {
+        "LANDSAT_METADATA_FILE": {
+            "IMAGE_ATTRIBUTES": {
+                "SPACECRAFT_ID": "LANDSAT_9",
+                "SENSOR_ID": "OLI_TIRS",
+                "WRS_PATH": "91",
+                "WRS_ROW": "86",
+                "CLOUD_COVER": "12.34",
+                "DATE_ACQUIRED": "2024-04-17",
+                "SCENE_CENTER_TIME": "23:55:01.1234560Z",
+                "SUN_AZIMUTH": "36.5",
+                "SUN_ELEVATION": "30.25",
+            },
+            "PRODUCT_CONTENTS": {"PROCESSING_LEVEL": "L2SP"},
+        }
+    }
+    stem = "LC09_L2SP_091086_20240417_20240418_02_T1"
+    raster = tmp_path / f"{stem}_SR_B4.TIF"
+    raster.write_bytes(b"")
+    (tmp_path / f"{stem}_MTL.json").write_text(json.dumps(mtl))
+    meta = read_scene_metadata([raster])
+    assert meta.datetime == datetime(2024, 4, 17, 23, 55, 1, 123456, tzinfo=UTC)
+    assert meta.properties["platform"] == "landsat-9"
+    assert meta.properties["eo:cloud_cover"] == 12.34
+    assert meta.properties["view:sun_elevation"] == 30.25
+    assert meta.properties["processing:level"] == "L2SP"

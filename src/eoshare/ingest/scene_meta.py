@@ -6,7 +6,8 @@ the start of a raster's name) and read into STAC properties:
 
 - Landsat ``*_MTL.txt`` / ``*_MTL.json`` (Collection 1 and 2): scene centre time, platform,
   instruments, sun angles, cloud cover, processing level, WRS path/row;
-- a STAC item sidecar ``*_stac-item.json`` (e.g. Earth Search's Sentinel-2 items):
+- a STAC item sidecar ``*_stac-item.json`` (e.g. Earth Search's Sentinel-2 items) or
+  ``*_stac.json`` (Landsat Collection 2 products):
   datetime, platform, instruments, cloud cover, view angles, and per-band names;
 - Sentinel-1 ``*_productInfo.json``: start time, platform, mode, polarizations;
 - CBERS ``*.xml`` (INPE's per-band metadata): acquisition (scene centre) time, platform,
@@ -36,7 +37,9 @@ from eoshare.catalog.base import JSON
 log = logging.getLogger(__name__)
 
 MAX_SIDECAR_BYTES = 1 << 20  # 1 MiB: real MTL/STAC/productInfo files are a few kB
-SIDECAR_SUFFIXES = ("_MTL.txt", "_MTL.json", "_stac-item.json", "_productInfo.json", ".xml")
+SIDECAR_SUFFIXES = (
+    "_MTL.txt", "_MTL.json", "_stac-item.json", "_stac.json", "_productInfo.json", ".xml",
+)  # fmt: skip
 
 # The extension schema that each property prefix needs (declared only when used).
 EXTENSION_SCHEMAS = {
@@ -144,7 +147,7 @@ def read_scene_metadata(rasters: Iterable[Path]) -> SceneMetadata:
                 part = landsat_mtl(_flatten_mtl_txt(text))
             elif name.endswith("_mtl.json"):
                 part = landsat_mtl(_flatten_json(_json(text)))
-            elif name.endswith("_stac-item.json"):
+            elif name.endswith(("_stac-item.json", "_stac.json")):
                 part = stac_sidecar(_json(text))
             elif name.endswith("_productinfo.json"):
                 part = sentinel1_product_info(_json(text))
