@@ -126,7 +126,8 @@ def build(
                     )
                 item["assets"] = {}
                 if with_bytes:
-                    key = f"{cid}/{n}/data.tif"
+                    # as the node makes keys: bound to the item (catalog.assetkeys)
+                    key = f"{cid}/{item['id']}/data.tif"
                     data = DATA + item["id"].encode()
                     store.put_bytes(key, data)
                     item["assets"]["data"] = {
