@@ -311,3 +311,10 @@ def test_landsat_collection2_mtl_json(tmp_path: Path) -> None:
     assert meta.properties["eo:cloud_cover"] == 12.34
     assert meta.properties["view:sun_elevation"] == 30.25
     assert meta.properties["processing:level"] == "L2SP"
+
+
+def test_extension_schemas_exist_in_the_mirror(stac_schemas: Path) -> None:
+    from eoshare.ingest.scene_meta import EXTENSION_SCHEMAS
+
+    for url in EXTENSION_SCHEMAS.values():
+        assert (stac_schemas / url.removeprefix("https://")).is_file(), url

@@ -5,10 +5,14 @@ Called by ``eoshare ingest`` (cli.py) and by the demo builder through
 
 1. read each file with rasterio and check its georeferencing: a CRS, or ground control
    points (then it is warped to EPSG:4326 through the GCPs); neither is refused;
-2. copy a file that is already a valid COG as it is, else convert it with rio-cogeo
-   (deflate, internal overviews) into a private temporary directory;
+2. copy a file that is already a real COG (valid without warnings, tiled, compressed) as
+   it is, else convert it with rio-cogeo (deflate, tiled, internal overviews where the
+   size warrants) into a private temporary directory;
 3. read the metadata of the final COG (projection, bands, statistics, footprint) and
    render a thumbnail;
+   The metadata files that came with the scene (Landsat MTL, a STAC sidecar, S1
+   productInfo, CBERS XML; ``eoshare.ingest.scene_meta``) give the acquisition time,
+   platform, angles, cloud cover and band names;
 4. commit: the files go into the store first, the item is written to the catalogue last.
    If anything fails, the files written in this run are deleted (and objects they
    replaced are put back), so a failure leaves neither orphans nor a half item.
