@@ -83,25 +83,25 @@ class SidecarError(ValueError):
 
 # --- finding and reading ----------------------------------------------------------------
 def find_sidecars(rasters: Iterable[Path]) -> list[Path]:
-    """Metadata files beside ``rasters`` whose name (less its suffix) starts a raster's name."""
-    rasters = list(rasters)
-    stems = [r.stem.upper() for r in rasters]
+    """Metadata files beside ``rasters`` whose name (less its suffix) starts a raster's name.
+
+    The candidates are the raster name cut at each ``_``/``-`` (and whole), each with each
+    known suffix; only those are looked up, so a folder of thousands of files costs a few
+    lookups per raster. XML is taken only for INPE's missions (CBERS, Amazonia)."""
     found: dict[Path, None] = {}
-    for folder in dict.fromkeys(r.parent for r in rasters):
-        try:
-            entries = sorted(folder.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            name = entry.name
-            if name.lower().endswith(".aux.xml"):
-                continue  # GDAL's own side-car; open_user_raster ignores it too
-            suffix = next((s for s in SIDECAR_SUFFIXES if name.lower().endswith(s.lower())), None)
-            if suffix is None:
+    for raster in rasters:
+        stem = raster.stem
+        prefixes = [stem[: m.start()] for m in re.finditer(r"[_-]", stem)] + [stem]
+        for prefix in reversed(prefixes):  # the longest (most specific) first
+            if not prefix:
                 continue
-            prefix = name[: len(name) - len(suffix)].upper()
-            if prefix and any(stem.startswith(prefix) for stem in stems):
-                found[entry] = None
+            for suffix in SIDECAR_SUFFIXES:
+                if suffix == ".xml" and not re.match(r"(?i)^(CBERS|AMAZONIA)", prefix):
+                    continue
+                for name in dict.fromkeys((prefix + suffix, prefix + suffix.lower())):
+                    candidate = raster.parent / name
+                    if candidate.is_file():
+                        found[candidate] = None
     return list(found)
 
 
