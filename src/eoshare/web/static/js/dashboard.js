@@ -17,7 +17,7 @@ const BASE_FILL = "#f4f1e8";
 // light to dark: the share of the largest country's bytes
 const SHADES = ["#c7e9e4", "#8fd0c6", "#4fb0a3", "#1d8a7e", "#0b5e57"];
 const NUMERIC_TO_ISO = Object.fromEntries(Object.entries(ISO_NUMERIC).map(([a, n]) => [n, a]));
-const state = { me: null, data: null, map: null, layer: null, world: null };
+const state = { me: null, data: null, map: null, layer: null, world: null, updated: null };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -221,7 +221,8 @@ function drawChart() {
       chart.append(bar);
     }
     const every = Math.ceil(days.length / 8);
-    if (i % every === 0 || i === days.length - 1) {
+    const last = i === days.length - 1;
+    if (last || (i % every === 0 && days.length - 1 - i >= every / 2)) {
       const label = svg("text", { x: x + slot / 2, y: height - 8, class: "dash-tick" });
       label.textContent = day.slice(5);
       chart.append(label);
@@ -324,6 +325,7 @@ function translateStatic() {
 function render() {
   translateStatic();
   if (!state.data) return;
+  $("#dash-status").textContent = t("dash.updated", { time: formatDateTime(state.updated) });
   healthTiles();
   countriesTable();
   drawChart();
@@ -349,9 +351,7 @@ async function load() {
     showError(error);
     return;
   }
-  $("#dash-status").textContent = t("dash.updated", {
-    time: formatDateTime(new Date().toISOString()),
-  });
+  state.updated = new Date().toISOString();
   await render();
 }
 
