@@ -146,13 +146,19 @@ def test_dashboard_in_a_browser(web_node: Node, dash: Dash, browser: Any) -> Non
         page.wait_for_selector("#dash-map path.dash-country-TZ.dash-reached")
         assert page.locator("#dash-chart svg rect.dash-bar").count() >= 1
         page.screenshot(path=str(SCREENSHOTS / "dashboard-ar.png"), full_page=True)
-        # a member user is told the page is for operators
+        # the main page links to the dashboard for operators (hidden from others below)
+        page.goto(web_node.url + "/ui/?lang=en")
+        page.locator("#nav-dashboard").wait_for(state="visible")
+        # the public is told the page is for operators
         other = browser.new_context()
         try:
-            member_page = other.new_page()
-            member_page.on("pageerror", lambda e: errors.append(str(e)))
-            member_page.goto(web_node.url + "/ui/dashboard.html?lang=en")
-            member_page.wait_for_selector(".dash-error")
+            public_page = other.new_page()
+            public_page.on("pageerror", lambda e: errors.append(str(e)))
+            public_page.goto(web_node.url + "/ui/dashboard.html?lang=en")
+            public_page.wait_for_selector(".dash-error")
+            public_page.goto(web_node.url + "/ui/?lang=en")
+            public_page.locator("#who", has_text="Public user").wait_for()
+            assert public_page.locator("#nav-dashboard").is_hidden()
         finally:
             other.close()
     finally:
