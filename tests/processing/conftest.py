@@ -4,6 +4,7 @@ agreements, served on 127.0.0.1 for the openEO tests."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from oidc_issuer import AUDIENCE, oidc_issuer
 
 from eoshare.access.agreements import Member, agreement_from_dict
 from eoshare.access.store import AccessStore
@@ -31,6 +33,53 @@ class Node:
     url: str
     data_dir: Path
     tokens: dict[str, str] = field(default_factory=dict)
+    issuer: str = ""
+
+
+# a synthetic Sentinel-2-like tile made here, two dates, for the ready-made algorithms
+SYNTH_BANDS = ("B03", "B04", "B08", "B12", "SCL")
+SYNTH_DATES = ("20240601", "20240701")
+SYNTH_ORIGIN = (300000.0, 2700000.0)  # EPSG:32629, 10 m pixels
+SYNTH_SIZE = 64
+
+
+def synth_arrays() -> dict[tuple[str, str], np.ndarray]:
+    rng = np.random.default_rng(42)
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for date in SYNTH_DATES:
+        for band in SYNTH_BANDS:
+            if band == "SCL":
+                arr = rng.choice([3, 4, 5, 6, 8, 9, 10], size=(SYNTH_SIZE, SYNTH_SIZE))
+                out[date, band] = arr.astype("uint8")
+            else:
+                arr = rng.integers(100, 5000, size=(SYNTH_SIZE, SYNTH_SIZE))
+                out[date, band] = arr.astype("uint16")
+    return out
+
+
+def ingest_synthetic(data_dir: Path, folder: Path) -> None:
+    from affine import Affine
+
+    transform = Affine(10.0, 0.0, SYNTH_ORIGIN[0], 0.0, -10.0, SYNTH_ORIGIN[1])
+    arrays = synth_arrays()
+    for date in SYNTH_DATES:
+        files = []
+        for band in SYNTH_BANDS:
+            arr = arrays[date, band]
+            path = folder / f"S2X_T29ABC_{date}_{band}.tif"
+            with rasterio.open(
+                path, "w", driver="GTiff", width=SYNTH_SIZE, height=SYNTH_SIZE, count=1,
+                dtype=arr.dtype, crs="EPSG:32629", transform=transform,
+            ) as ds:  # fmt: skip
+                ds.write(arr, 1)
+            files.append(str(path))
+        proc = subprocess.run(
+            [sys.executable, "-m", "eoshare.cli", "ingest", *files, "--collection", "synth",
+             "--create-collection", "--datetime", f"{date[:4]}-{date[4:6]}-{date[6:]}",
+             "--data-dir", str(data_dir)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
 
 
 def ingest(data_dir: Path, collection: str) -> None:
@@ -77,9 +126,18 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     data_dir = tmp_path_factory.mktemp("openeo-node")
     for cid in ("s2", "s2-private", "s2-reduced"):
         ingest(data_dir, cid)
+    ingest_synthetic(data_dir, tmp_path_factory.mktemp("synth"))
     tokens = setup_access(data_dir)
-    with live_node(data_dir, {"EOSHARE_PROCESSING__WORKERS": "2"}) as url:
-        yield Node(url, data_dir, tokens)
+    # the openEO test suite signs in with OIDC only: an issuer of the member kenya
+    with oidc_issuer(subject="suite-runner", member="kenya") as issuer:
+        oidc = [{"issuer": issuer, "audience": AUDIENCE, "jwks_url": f"{issuer}/jwks"}]
+        env = {
+            "EOSHARE_PROCESSING__WORKERS": "2",
+            "EOSHARE_PROCESSING__SYNC_MAX_PIXELS": "2000000",
+            "EOSHARE_ACCESS__OIDC": json.dumps(oidc),
+        }
+        with live_node(data_dir, env) as url:
+            yield Node(url, data_dir, tokens, issuer)
 
 
 def numpy_ndvi(transform: list[float], shape: tuple[int, int]) -> np.ndarray:

@@ -126,6 +126,9 @@ def test_a_live_node_purges_on_its_own(tmp_path: Path) -> None:
     stale = _aged(tmp / "eoshare-ingest-crashed", 2 * DAY)
     fresh = _aged(tmp / "eoshare-ingest-running", 10)
     other = _aged(tmp / "someone-elses", 2 * DAY)
+    # named after a process: gone as soon as the process is, kept while it runs
+    dead = _aged(tmp / "eoshare-ingest-999999999-x1y2", 10)
+    alive = _aged(tmp / f"eoshare-ingest-{os.getpid()}-z3", 2 * DAY)
     env = {
         "EOSHARE_API__ADMIN_TOKEN": ADMIN_TOKEN,
         "EOSHARE_HOUSEKEEPING__INTERVAL_S": "0.3",
@@ -153,9 +156,9 @@ def test_a_live_node_purges_on_its_own(tmp_path: Path) -> None:
         assert _rows(data_dir / "orders.db", "orders") == [order]
         # the first pass runs at start: the crashed ingest's folder is gone at once
         deadline = time.monotonic() + 15
-        while stale.exists() and time.monotonic() < deadline:
+        while (stale.exists() or dead.exists()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not stale.exists()
+        assert not stale.exists() and not dead.exists()
         # the upload and the order expire after 2 s; the node purges them by itself
         # (no request touches them meanwhile)
         while time.monotonic() < deadline and (
@@ -167,7 +170,7 @@ def test_a_live_node_purges_on_its_own(tmp_path: Path) -> None:
         assert not (data_dir / "uploads" / upload).exists()
         assert _rows(data_dir / "uploads.db", "uploads") == []
         assert _rows(data_dir / "orders.db", "orders") == []
-        assert fresh.is_dir() and other.is_dir()
+        assert fresh.is_dir() and other.is_dir() and alive.is_dir()
         assert http.get(f"/uploads/{upload}", headers=OP).status_code == 404
         r = http.put(f"/uploads/{upload}/chunks/0", content=body, headers=OP)
         assert r.status_code == 404

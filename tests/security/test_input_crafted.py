@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+
+from eoshare.api.app import create_app
+from eoshare.settings import Settings
 
 from . import input_nodes
 from .input_nodes import COLLECTION, OidcNode
@@ -113,3 +118,23 @@ def test_numbers_out_of_range_are_400_not_500(http: httpx.Client) -> None:
 def test_the_node_is_still_up(oidc_node: OidcNode, http: httpx.Client) -> None:
     assert oidc_node.node.alive()
     assert http.get("/search").status_code == 200
+
+
+def test_a_crash_inside_the_auth_middleware_is_a_problem_without_a_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The safety net: a bug below the middleware is logged with its stack and answered
+    as a problem document that shows none of it."""
+    from eoshare.access.auth import Authenticator
+
+    def boom(self: Authenticator, creds: object) -> None:
+        raise RuntimeError("secret internals /srv/eoshare/keys")
+
+    monkeypatch.setattr(Authenticator, "authenticate", boom)
+    app = create_app(Settings(data_dir=tmp_path, log_level="warning"))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/search")
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "secret internals" not in r.text and "Traceback" not in r.text
+    assert any("secret internals" in (rec.exc_text or "") or rec.exc_info for rec in caplog.records)

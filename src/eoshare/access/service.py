@@ -8,6 +8,7 @@ from eoshare.access.auth import Authenticator
 from eoshare.access.oidc import OidcVerifier
 from eoshare.access.policy import AgreementPolicy
 from eoshare.access.quotas import Quotas
+from eoshare.access.ratelimit import LoginGuard
 from eoshare.access.store import AccessStore
 from eoshare.errors import InvalidRequestError
 from eoshare.settings import Settings
@@ -19,8 +20,11 @@ class AccessServices:
     policy: AgreementPolicy
     auth: Authenticator
     quotas: Quotas
+    # brute-force protection of password sign-in (eoshare.access.ratelimit)
+    guard: LoginGuard
 
     def close(self) -> None:
+        self.guard.close()
         self.store.close()
 
 
@@ -41,4 +45,12 @@ def open_access(settings: Settings, *, with_oidc: bool = True) -> AccessServices
             store.close()
             raise InvalidRequestError(f"OIDC settings: {exc}") from exc
     auth = Authenticator(store, policy, admin_token=settings.api.admin_token, oidc=oidc)
-    return AccessServices(store, policy, auth, Quotas(store, policy))
+    sec = settings.security
+    guard = LoginGuard(
+        settings.access_db_path,
+        max_failures=sec.login_max_failures,
+        lockout_s=sec.lockout_s,
+        max_failures_per_address=sec.login_max_failures_per_address,
+        window_s=sec.login_window_s,
+    )
+    return AccessServices(store, policy, auth, Quotas(store, policy), guard)

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import eoshare
 from eoshare.access.egress import AssetGate
 from eoshare.access.service import open_access
-from eoshare.api import compat, errors
+from eoshare.api import compat, errors, openapi
 from eoshare.api.cors import CorsMiddleware
 from eoshare.api.observability import (
     AccessLog,
@@ -22,6 +22,7 @@ from eoshare.api.observability import (
     NodeCollector,
     Observe,
 )
+from eoshare.api.ratelimit import RateLimitMiddleware
 from eoshare.api.routes import (
     activations,
     admin,
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
 
     errors.install(app)
+    openapi.install(app)  # problem responses declared on every operation (eoshare.api.openapi)
     for module in (landing, collections, items, search, transactions):
         app.include_router(module.router)
     app.include_router(web.router)  # the browser UI under /ui/ (eoshare.web)
@@ -246,6 +248,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(openeo.OpenEOMiddleware)
     # CORS headers on every answer, errors included; preflights (api/cors.py)
     app.add_middleware(CorsMiddleware, credentialed_origins=settings.api.cors_origins)
+    if settings.security.rate_limit_per_minute > 0:
+        # before authentication and parsing: a refused request costs nothing else
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_minute=settings.security.rate_limit_per_minute,
+            burst=settings.security.rate_limit_burst,
+            cookie_name=settings.access.cookie_name,
+        )
     # outermost: a request id on every response and log line, metrics, the access log
     app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app

@@ -174,6 +174,11 @@ class Run:
         kwargs: JSON = {}
         if bbox is not None:
             kwargs["bbox"] = bbox
+        if resolution is not None and _geographic(inp.items[0]):
+            # the scenes' grid is in degrees: native pixels unless reduced (metres -> degrees)
+            resolution = None
+            if inp.max_resolution_m is not None:
+                kwargs["resolution"] = inp.max_resolution_m / 111_320.0
         if resolution is not None:
             kwargs["resolution"] = resolution
             anchor = _anchor(inp.items[0], [b.asset for b in inp.bands], resolution)
@@ -200,7 +205,10 @@ class Run:
                 f"'{id}' reads {npix * len(assets)} pixels (limit {self.max_pixels}). "
                 "Use a batch job, or narrow the extent."
             )
-        cube = ds.to_dataarray(dim="bands").rename({"time": "t"})
+        names_xy = {"time": "t", "latitude": "y", "longitude": "x"}
+        cube = ds.to_dataarray(dim="bands").rename(
+            {k: v for k, v in names_xy.items() if k in ds.dims}
+        )
         cube = cube.transpose("t", "bands", "y", "x")
         common = [b.common_name or b.name for b in inp.bands]
         names = [b.name for b in inp.bands]
@@ -274,8 +282,14 @@ class Run:
             if kind == "raster":
                 raise FormatUnsupported(f"{fmt} needs a raster data cube; this result is not one")
             path = self.out_dir / f"{stem}{ext}"
-            path.write_text(json.dumps(_jsonable(data)), encoding="utf-8")
-            return [Output(path, FORMATS["JSON"][0] if fmt != "CSV" else media, fmt)]
+            value = _jsonable(data)
+            if fmt == "CSV":
+                _write_csv(value, path)
+            elif fmt == "GEOJSON":
+                path.write_text(json.dumps(_feature_collection(value)), encoding="utf-8")
+            else:
+                path.write_text(json.dumps(value), encoding="utf-8")
+            return [Output(path, media, fmt)]
         if fmt == "JSON":
             path = self.out_dir / f"{stem}.json"
             path.write_text(json.dumps(_jsonable(data.compute().values.tolist())), encoding="utf-8")
@@ -331,6 +345,23 @@ class Run:
         return out
 
 
+def _geographic(item: JSON) -> bool:
+    """Whether the scene's grid is in degrees (EPSG:4326 and the like)."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    props = item.get("properties") or {}
+    code = props.get("proj:code") or (
+        f"EPSG:{props['proj:epsg']}" if props.get("proj:epsg") else None
+    )
+    if not code:
+        return False
+    try:
+        return bool(CRS.from_user_input(code).is_geographic)
+    except CRSError:
+        return False
+
+
 def _anchor(item: JSON, assets: list[str], resolution: float) -> Any:
     """Pixel edges on the scene's own grid (odc-stac otherwise snaps them to multiples of
     the resolution, which resamples a grid such as Sentinel-2's x0 = 199980 m)."""
@@ -353,6 +384,32 @@ def _iso(label: str | None) -> str | None:
     except ValueError:
         return None
     return dt.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _records(value: Any) -> list[JSON]:
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value
+    return [{"value": value}]
+
+
+def _write_csv(value: Any, path: Path) -> None:
+    import csv
+
+    rows = _records(value)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _feature_collection(value: Any) -> JSON:
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": None, "properties": row} for row in _records(value)
+        ],
+    }
 
 
 def _is_cube(value: Any) -> bool:

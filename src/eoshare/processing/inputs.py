@@ -1,11 +1,12 @@
 """The one place where processing reads its inputs.
 
 ``resolve_collection`` answers, for one ``load_collection``: which items of the collection
-the caller may process (the catalogue's visibility filter, then ``decide(PROCESS)`` on
-every asset the cube needs), at what resolution (a reduced decision makes the whole cube
-coarse), and where GDAL reads each asset (the store's ``gdal_path``). Every grant is
-recorded. When the node gets one service through which every byte leaves it, this
-function is the one to switch to it.
+the caller may process (the catalogue's visibility filter), then, for every asset the
+cube needs, the node's one path for bytes (``access.egress.AssetGate``: key bound to the
+item, ``decide(PROCESS)``, quota, audit), and where GDAL reads each granted asset (the
+store's ``gdal_path``). A reduced decision is a refusal for processing (the gate's rule:
+full-resolution files are not handed out); a scene refused is left out of the cube, and
+a cube with nothing left is a ``PermissionsInsufficient`` that says why.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from eoshare.access.base import AccessPolicy, Action, Principal
+from eoshare.access.egress import AssetGate, AssetGrant
 from eoshare.catalog.base import Catalog, SearchQuery
 from eoshare.errors import NotFoundError
 from eoshare.processing.errors import CollectionNotFound, PermissionsInsufficient
@@ -137,7 +139,7 @@ def collection_bands(
 
 def resolve_collection(
     catalog: Catalog,
-    policy: AccessPolicy,
+    gate: AssetGate,
     store: Store,
     principal: Principal,
     collection_id: str,
@@ -152,6 +154,7 @@ def resolve_collection(
     in the extent may be processed by this caller)."""
     from eoshare.processing.errors import ProcessParameterInvalid
 
+    policy = gate.policy
     visible_collection(catalog, policy, principal, collection_id)
     query = SearchQuery(
         collections=(collection_id,),
@@ -196,33 +199,36 @@ def resolve_collection(
         keep = dict(item)
         assets: JSON = {}
         refused = None
-        decisions = []
+        grants: list[AssetGrant] = []
         for band in chosen:
-            asset = (item.get("assets") or {}).get(band.asset)
-            if not isinstance(asset, dict) or not isinstance(asset.get("eoshare:key"), str):
-                continue
-            decision = policy.decide(principal, item, band.asset, Action.PROCESS)
-            if not decision.allowed:
-                refused = decision.reason or "not allowed"
+            result = gate.try_grant(principal, item, band.asset, Action.PROCESS)
+            if isinstance(result, NotFoundError):
+                continue  # not held here (or not in this scene)
+            if not isinstance(result, AssetGrant):
+                refused = result.detail
                 break
-            path, env = store.gdal_path(asset["eoshare:key"])
-            out.gdal_env.update(env)
-            assets[band.asset] = {**asset, "href": path}
-            decisions.append((band.asset, decision, asset))
-            if decision.kind == "reduced" and decision.max_resolution_m is not None:
-                out.max_resolution_m = max(out.max_resolution_m or 0.0, decision.max_resolution_m)
+            grants.append(result)
         if refused is not None:
             reasons.append(refused)
             continue
+        for grant in grants:
+            path, env = store.gdal_path(grant.store_key)
+            out.gdal_env.update(env)
+            assets[grant.asset_key] = {**grant.asset, "href": path}
+            if grant.decision.kind == "reduced" and grant.decision.max_resolution_m is not None:
+                out.max_resolution_m = max(
+                    out.max_resolution_m or 0.0, grant.decision.max_resolution_m
+                )
         if not assets:
             continue
         keep["assets"] = assets
         out.items.append(keep)
-        for key, decision, asset in decisions:
-            size = asset.get("file:size")
-            policy.record(principal, item, key, Action.PROCESS, decision, int(size) if size else 0)
-            if decision.agreement and decision.agreement not in out.agreements:
-                out.agreements.append(decision.agreement)
+        for grant in grants:
+            size = int(grant.asset.get("file:size") or 0)
+            grant.reserve(size)(size)  # the process quota, and the audit log
+            agreement = grant.decision.agreement
+            if agreement and agreement not in out.agreements:
+                out.agreements.append(agreement)
     if not out.items and reasons:
         raise PermissionsInsufficient(reasons[0])
     return out

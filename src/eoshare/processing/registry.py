@@ -15,7 +15,6 @@ import json
 import logging
 from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 JSON = dict[str, Any]
@@ -29,8 +28,6 @@ WITHHELD = {
     "save_result": "replaced by this node's own",
     "inspect": "writes to the server log",
 }
-# openEO process categories of the processes this module adds
-OWN_SPECS = Path(__file__).parent / "specs"
 
 
 def _library_specs() -> dict[str, JSON]:
@@ -44,11 +41,9 @@ def _library_specs() -> dict[str, JSON]:
 
 
 def _own_specs() -> dict[str, JSON]:
-    out: dict[str, JSON] = {}
-    for path in sorted(OWN_SPECS.glob("*.json")):
-        spec = json.loads(path.read_text(encoding="utf-8"))
-        out[str(spec["id"])] = spec
-    return out
+    from eoshare.processing.algorithms import SPECS
+
+    return dict(SPECS)
 
 
 def _library_implementations() -> dict[str, Callable[..., Any]]:

@@ -13,21 +13,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
+import multiprocessing
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from eoshare.access.agreements import Agreement
 from eoshare.access.base import AccessPolicy, Principal
+from eoshare.access.egress import AssetGate
 from eoshare.catalog.base import Catalog
 from eoshare.errors import ConflictError, EoshareError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
@@ -74,6 +74,7 @@ class ProcessingService:
         catalog: Catalog,
         policy: AccessPolicy,
         store: Store,
+        gate: AssetGate,
         *,
         db_path: Path,
         work_dir: Path,
@@ -85,6 +86,7 @@ class ProcessingService:
         self.catalog = catalog
         self.policy = policy
         self.store = store
+        self.gate = gate
         self.jobs = JobStore(db_path)
         self.work_dir = work_dir
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +95,7 @@ class ProcessingService:
         self.per_member = max(1, per_member)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job")
         self._member_slots: dict[str, threading.BoundedSemaphore] = {}
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: dict[str, BaseProcess] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._recover()
@@ -201,7 +203,7 @@ class ProcessingService:
             bands: list[str] | None,
         ) -> CollectionInput:
             return resolve_collection(
-                self.catalog, self.policy, self.store, principal, cid,
+                self.catalog, self.gate, self.store, principal, cid,
                 bbox=bbox, start=start, end=end, bands=bands,
             )  # fmt: skip
 
@@ -296,7 +298,7 @@ class ProcessingService:
     def _kill(self, job_id: str) -> None:
         with self._lock:
             proc = self._procs.get(job_id)
-        if proc is not None and proc.poll() is None:
+        if proc is not None and proc.is_alive():
             proc.kill()
 
     def job_logs(self, principal: Principal, job_id: str, *, after: int = 0) -> list[JSON]:
@@ -332,7 +334,7 @@ class ProcessingService:
         start = parse_instant(call.start) if call.start else None
         end = parse_instant(call.end, end=True) if call.end else None
         return resolve_collection(
-            self.catalog, self.policy, self.store, principal, call.collection,
+            self.catalog, self.gate, self.store, principal, call.collection,
             bbox=call.bbox, start=start, end=end, bands=call.bands,
         )  # fmt: skip
 
@@ -407,29 +409,32 @@ class ProcessingService:
         self.jobs.log(job_id, "error", message)
 
     def _spawn(self, job_id: str, plan_path: Path, workdir: Path) -> int:
-        env = dict(os.environ)
-        with (workdir / "worker.out").open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "eoshare.processing.worker", str(plan_path)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-            with self._lock:
-                self._procs[job_id] = proc
-            seen = 0
-            try:
-                while True:
-                    try:
-                        code = proc.wait(timeout=0.5)
-                        break
-                    except subprocess.TimeoutExpired:
-                        seen = self._copy_log(job_id, workdir, seen)
+        """Run the job in its own process, forked from a server that has the processing
+        libraries imported already (a fresh interpreter spends most of a small job
+        importing them). Kill it when the job is cancelled, from here or elsewhere."""
+        from eoshare.processing.worker import run_in_child
+
+        proc = _job_context().Process(
+            target=run_in_child, args=(str(plan_path), str(workdir / "worker.out")), daemon=True
+        )
+        proc.start()
+        with self._lock:
+            self._procs[job_id] = proc
+        seen = 0
+        try:
+            while True:
+                proc.join(timeout=0.5)
+                if proc.exitcode is not None:
+                    break
                 seen = self._copy_log(job_id, workdir, seen)
-            finally:
-                with self._lock:
-                    self._procs.pop(job_id, None)
-        return code
+                # cancelled elsewhere (``eoshare jobs cancel``, another worker)
+                if self.jobs.get_job(job_id).status == "canceled":
+                    proc.kill()
+            seen = self._copy_log(job_id, workdir, seen)
+        finally:
+            with self._lock:
+                self._procs.pop(job_id, None)
+        return int(proc.exitcode or 0)
 
     def _copy_log(self, job_id: str, workdir: Path, seen: int) -> int:
         path = workdir / "log.jsonl"
@@ -527,6 +532,25 @@ class ProcessingService:
                     invalidate()
 
 
+_PRELOAD = [
+    "eoshare.processing.worker",
+    "eoshare.processing.execute",
+    "eoshare.processing.registry",
+    "openeo_processes_dask.process_implementations",
+    "openeo_pg_parser_networkx",
+    "odc.stac",
+    "rioxarray",
+]
+
+
+def _job_context() -> Any:
+    """The multiprocessing context of job processes: a fork server that imports the
+    processing libraries once (started by the first job, lives as long as the node)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
 def _eo_band(b: Band) -> JSON:
     out: JSON = {"name": b.name}
     if b.common_name:
@@ -591,6 +615,7 @@ def open_processing(settings: Any, state: Any) -> ProcessingService:
         state.catalog,
         state.access,
         state.store,
+        state.gate,
         db_path=Path(p.db) if p.db else data_dir / "processing.db",
         work_dir=Path(p.work_dir) if p.work_dir else data_dir / "processing",
         dask_address=settings.dask or None,

@@ -105,6 +105,18 @@ def main(argv: list[str]) -> int:
         log_file.close()
 
 
+def run_in_child(plan_path: str, output: str) -> None:
+    """The target of a job process forked by the node's fork server: output to a file,
+    exit status 0 or 1."""
+    import os
+
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.exit(main(["worker", plan_path]))
+
+
 def _narrow(inp: Any, start: datetime | None, end: datetime | None) -> Any:
     """The resolved input, less the scenes outside [start, end] (a graph may load a
     shorter period of a collection than the union the node resolved)."""

@@ -197,8 +197,6 @@ def capabilities(request: Request) -> JSONResponse:
             "production": True,
             "conformsTo": CONFORMANCE,
             "endpoints": [{"path": p, "methods": m} for p, m in _ENDPOINTS],
-            "billing": {"currency": None, "default_plan": "free", "plans": [
-                {"name": "free", "description": "No cost.", "paid": False}]},
             "links": [
                 {"rel": "self", "href": f"{base}/", "type": "application/json"},
                 {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
@@ -257,12 +255,16 @@ def _user(caller: Principal) -> str:
     return caller.user
 
 
+_USER_ID = re.compile(r"[^\w\-.~]")
+
+
 @router.get("/me", summary="the authenticated user")
 def me(caller: Caller) -> JSONResponse:
     user = _user(caller)
     return JSONResponse(
         {
-            "user_id": user,
+            # openEO user ids are [\w-.~]+ (an OIDC user is "oidc:<issuer>:<subject>")
+            "user_id": _USER_ID.sub("_", user),
             "name": user,
             "eoshare:member": caller.member,
             "eoshare:roles": sorted(caller.roles),
@@ -317,8 +319,9 @@ def _body(body: Any) -> JSON:
 def validation(
     caller: Caller, processing: Processing, body: Annotated[Any, Body()] = None
 ) -> JSONResponse:
+    body = _body(body)  # no process at all is a 400, an invalid one a list of errors
     try:
-        graph = graph_of(_body(body))
+        graph = graph_of(body)
     except OpenEOError as exc:
         return JSONResponse({"errors": [{"code": exc.code, "message": exc.detail}]})
     return JSONResponse({"errors": processing.validation_errors(caller, graph)})

@@ -23,7 +23,7 @@ import eoshare
 from eoshare.access import Principal
 from eoshare.access.egress import AssetGrant
 from eoshare.api.deps import Access, Caller, Catalog, Gate, Settings, Store
-from eoshare.api.links import base_url, render_item
+from eoshare.api.links import base_url, q, render_item
 from eoshare.api.params import SearchBody, from_body
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.api.routes.downloads import StoreResponse, get_signer, signed_url
@@ -229,8 +229,11 @@ def order_manifest(request: Request, order_id: str, gate: Gate, caller: Caller) 
             k: {**v, "href": urls[k]} for k, v in item.get("assets", {}).items() if k in urls
         }
         features.append(item)
+    self_href = f"{base_url(request)}/orders/{q(order.id)}/manifest.json"
     return GeoJSONResponse({"type": "FeatureCollection", "features": features,
-                            "numberReturned": len(features)})  # fmt: skip
+                            "numberReturned": len(features),
+                            "links": [{"rel": "self", "href": self_href,
+                                       "type": "application/geo+json"}]})  # fmt: skip
 
 
 @router.get("/orders/{order_id}/urls.txt", summary="Order as a plain URL list")

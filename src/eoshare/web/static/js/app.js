@@ -4,6 +4,7 @@
 //   #/search                   the search form, the results and their footprints
 //   #/item/<collection>/<id>   one scene: metadata, preview tiles, assets to download
 //   #/collections              every collection and its sharing agreement in plain words
+//   #/process                  run a ready-made algorithm as an openEO job (process.js)
 //
 // Everything comes from the public STAC API and the links and assets of its documents.
 // Text from documents is only ever set with textContent, never parsed as HTML.
@@ -19,6 +20,7 @@ import {
   t,
 } from "./i18n.js";
 import { MapView } from "./map.js";
+import { fillProcessCollections, setupProcess } from "./process.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -112,6 +114,7 @@ function showView(name) {
     search: () => t("title.search"),
     item: () => t("title.item"),
     collections: () => t("title.collections"),
+    process: () => t("title.process"),
   };
   document.title = `${titles[name]()} · ${t("app.title")}`;
   mapView?.stopDrawing();
@@ -124,6 +127,11 @@ async function route() {
   if (parts[0] === "item" && parts.length >= 3) {
     showView("item");
     await openItem(parts[1], parts.slice(2).join("/"));
+  } else if (parts[0] === "process") {
+    showView("process");
+    mapView.clearItem();
+    await fillProcessCollections();
+    focusView("process");
   } else if (parts[0] === "collections") {
     showView("collections");
     mapView.clearItem();
@@ -839,6 +847,12 @@ async function start() {
     }
   });
   $("#more").addEventListener("click", loadMore);
+  setupProcess({
+    parseBbox,
+    formatBbox,
+    viewBbox: () => mapView.viewBbox(),
+    showArea: (bbox) => mapView.showArea(bbox),
+  });
   // the skip link moves focus without touching the hash (the hash is the view)
   $(".skip-link").addEventListener("click", (event) => {
     event.preventDefault();
