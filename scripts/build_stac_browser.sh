@@ -32,11 +32,18 @@ fi
 
 started=$SECONDS
 cd "$SB"
-npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+# node_modules is kept while the lock file is unchanged (npm ci would start over)
+lock="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [[ "$(cat node_modules/.eoshare-lock 2>/dev/null)" != "$lock" ]]; then
+    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+    echo "$lock" > node_modules/.eoshare-lock
+fi
 rm -rf .build "$DIST.new"
 mkdir -p .build
 cp -r node_modules/@radiantearth/stac-browser .build/app
 cd .build/app
+# its styles import ../../node_modules/ol/ol.css, relative to the package's own folder
+ln -s ../../node_modules node_modules
 node -e '
 const fs = require("fs");
 const pkg = JSON.parse(fs.readFileSync("package.json"));
@@ -49,9 +56,9 @@ sed -i "s#https://tile.openstreetmap.org/{z}/{x}/{y}.png#./basemap/{z}/{x}/{y}.p
 grep -q './basemap/' basemaps.config.js
 NODE_ENV=production node ../../node_modules/@vue/cli-service/bin/vue-cli-service.js build \
     --dest "$DIST.new" --historyMode=hash --pathPrefix=./ --noSourceMaps >../build.log 2>&1 \
-    || { tail -40 ../build.log >&2; exit 1; }
+    || { grep -v '^ *at ' ../build.log | tail -40 >&2; exit 1; }
 cd "$SB"
-rm -rf "$DIST" .build/app
+rm -rf "$DIST" .build
 mv "$DIST.new" "$DIST"
 echo "$want" > "$STAMP"
 echo "build_stac_browser: built in $((SECONDS - started)) s"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from eoshare import __version__
+from eoshare import __version__, cli_help
 from eoshare.errors import EoshareError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from eoshare.settings import Settings
 
+cli_help.install()  # help shows PATH..., TEXT, not <list[Path]>, <str> (eoshare.cli_help)
 app = typer.Typer(
     name="eoshare",
     help="eoshare: share satellite Earth-observation data through a STAC API.",
@@ -74,11 +75,12 @@ def _errors() -> Iterator[None]:
 
 
 def _settings(**overrides: Any) -> Settings:
-    from eoshare.logs import setup_logging
+    from eoshare.logs import setup_cli_logging
     from eoshare.settings import load_settings
 
     settings = load_settings(**overrides)
-    setup_logging(settings.log_level)
+    # human output stays human: JSON logs on stderr only when asked (eoshare.logs)
+    setup_cli_logging(settings.log_level, fmt=settings.log_format, file=settings.log_file)
     return settings
 
 
@@ -122,6 +124,15 @@ DataDir = Annotated[
 ]
 
 
+AllowDemoUsers = Annotated[
+    bool,
+    typer.Option(
+        "--allow-demo-users",
+        help="Serve demo users (whose password is published) on a non-loopback address.",
+    ),
+]
+
+
 # --- serve ----------------------------------------------------------------------------
 def _app_from_env() -> FastAPI:
     """The app factory uvicorn imports in --reload mode (settings come from the env)."""
@@ -135,11 +146,28 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -> None:
+def _run_server(
+    settings: Settings,
+    *,
+    reload: bool = False,
+    workers: int = 1,
+    allow_demo_users: bool = False,
+    ready: str | None = None,
+) -> None:
+    """Serve until stopped; ``ready`` is printed once the socket accepts connections
+    (never before: a browser opened on it earlier would find nothing)."""
     import signal
 
     import uvicorn
 
+    from eoshare.access.demo import check_demo_exposure, users_with_demo_password
+
+    # demo users' password is published: never on an address others can reach, unasked
+    allowed = allow_demo_users or settings.security.allow_demo_users
+    if not allowed:
+        check_demo_exposure(
+            settings.host, users_with_demo_password(settings.access_db_path), allowed=False
+        )
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
     # handler that was there before it: this one, so that a clean stop exits 0 (service
     # managers read anything else as a failure)
@@ -150,6 +178,8 @@ def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -
         # settings go there through the environment (SQLite's WAL lets several worker
         # processes share one catalogue).
         os.environ["EOSHARE_DATA_DIR"] = str(settings.data_dir)
+        if ready:
+            _announce_when_listening(settings.host, settings.port, ready)
         uvicorn.run(
             "eoshare.cli:_app_from_env",
             factory=True,
@@ -163,13 +193,50 @@ def _run_server(settings: Settings, *, reload: bool = False, workers: int = 1) -
         return
     from eoshare.api.app import create_app
 
-    uvicorn.run(
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if ready and self.started:  # bound and listening; not when the port was taken
+                typer.echo(ready, err=True)
+
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=settings.api.shutdown_grace_s,
     )
+    _Server(config).run()
+
+
+def _announce_when_listening(host: str, port: int, message: str) -> None:
+    """Print ``message`` once something new accepts connections on host:port (for the
+    reloader and worker processes, which start the server out of our reach)."""
+    import socket
+    import threading
+    import time
+
+    probe = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+
+    def listening() -> bool:
+        try:
+            with socket.create_connection((probe, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    if listening():  # someone else holds the port: the server will say why it fails
+        return
+
+    def wait() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if listening():
+                typer.echo(message, err=True)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=wait, daemon=True).start()
 
 
 @app.command()
@@ -181,11 +248,18 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Server processes (e.g. one per core).")
     ] = 1,
+    allow_demo_users: AllowDemoUsers = False,
 ) -> None:
     """Serve the STAC API (and the web UI) over HTTP."""
     with _errors():
         settings = _settings(host=host, port=port, data_dir=data_dir)
-        _run_server(settings, reload=reload, workers=workers)
+        _run_server(
+            settings,
+            reload=reload,
+            workers=workers,
+            allow_demo_users=allow_demo_users,
+            ready=f"eoshare is serving http://{settings.host}:{settings.port}/",
+        )
 
 
 # --- ingest ---------------------------------------------------------------------------
@@ -303,7 +377,7 @@ def load(
     """Load STAC Items and Collections into the catalogue."""
     with _errors():
         from eoshare.catalog import open_catalog
-        from eoshare.ingest.stacdocs import load_documents
+        from eoshare.ingest.stacdocs import DocumentLimits, load_documents
 
         settings = _settings(data_dir=data_dir)
         catalog = _observed(settings, open_catalog(settings.catalog_url))
@@ -315,6 +389,10 @@ def load(
                 create_collections=create_collections,
                 batch_size=batch_size,
                 progress=_progress_wanted(),
+                limits=DocumentLimits(
+                    max_json_bytes=settings.ingest.max_json_bytes,
+                    max_line_bytes=settings.ingest.max_ndjson_line_bytes,
+                ),
             )
         finally:
             catalog.close()
@@ -352,10 +430,20 @@ def demo(
     ] = True,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    allow_demo_users: AllowDemoUsers = False,
 ) -> None:
     """Build a synthetic demo dataset, then serve it."""
     with _errors():
         settings = _settings(data_dir=data_dir, host=host, port=port)
+        if serve_after:
+            # the demo's users get the published password: refuse before building anything
+            from eoshare.access.demo import check_demo_exposure, demo_usernames
+
+            check_demo_exposure(
+                settings.host,
+                demo_usernames(),
+                allowed=allow_demo_users or settings.security.allow_demo_users,
+            )
         # Imported here: the demo builder pulls in heavy modules that the other
         # commands do not need.
         import importlib
@@ -374,12 +462,13 @@ def demo(
             demo_catalog.close()
         typer.echo(f"demo data ready in {settings.data_dir}", err=True)
         if serve_after:
-            # the web UI (eoshare.web): search, preview and download on a map
-            typer.echo(
-                f"open http://{settings.host}:{settings.port}/ in a web browser for the map",
-                err=True,
+            # the web UI (eoshare.web): search, preview and download on a map; said only
+            # once the server listens
+            _run_server(
+                settings,
+                allow_demo_users=allow_demo_users,
+                ready=f"open http://{settings.host}:{settings.port}/ in a web browser for the map",
             )
-            _run_server(settings)
 
 
 # --- access: members, users, tokens, agreements, apply, usage (eoshare.access.cli) ----
@@ -481,6 +570,48 @@ def restore_cmd(
         raise typer.Exit(1)
 
 
+# --- moving a catalogue to another backend (eoshare.catalog.migrate) -----------------
+@app.command("migrate")
+def migrate_cmd(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The catalogue to move to: postgresql://user@host:port/db (pgstac) or "
+            "sqlite:///path/catalog.db. Run again to resume.",
+        ),
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Copy this node's catalogue (EOSHARE_CATALOG) into another backend, then compare
+    every item's checksum; point EOSHARE_CATALOG at the new one afterwards."""
+    with _errors():
+        from eoshare.catalog import open_catalog
+        from eoshare.catalog.migrate import migrate_catalog
+
+        settings = _settings(data_dir=data_dir)
+        if to == settings.catalog_url:
+            raise InvalidRequestError("--to names the catalogue this node already uses")
+        source = open_catalog(settings.catalog_url)
+        target = open_catalog(to)
+        try:
+            report = migrate_catalog(
+                source, target, progress=lambda cid, n: typer.echo(f"{cid}: {n} items", err=True)
+            )
+        finally:
+            source.close()
+            target.close()
+    for problem in report.problems:
+        typer.echo(f"error: {problem}", err=True)
+    typer.echo(
+        f"{report.collections} collections, {report.items} items: {report.copied} copied, "
+        f"{report.skipped} already there; checksums {'match' if report.ok else 'DIFFER'}",
+        err=not report.ok,
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 # --- operators: keys rotate|list|retire|remove, housekeeping (eoshare.cli_ops) --------
 def _register_ops() -> None:
     from eoshare.cli_ops import register
@@ -498,7 +629,15 @@ def _register_jobs() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
+# --- federation: peers, node, harvest, export, import (eoshare.federation.cli) -----------
+def _register_federation() -> None:
+    from eoshare.federation.cli import register
+
+    register(app, errors=_errors, settings=_settings)
+
+
 _register_jobs()
+_register_federation()
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ status codes in one table.
     ├── StorageError (OSError)                the store failed (disk, object store)
     │   └── InsufficientStorageError          the disk (or a quota of it) is full
     ├── IngestError                           a file could not be turned into an item
+    ├── RateLimitedError                      too many requests or sign-ins (Retry-After)
     └── UpstreamError                         a service we call failed (peer node, S3)
 
 Lower-layer errors are re-raised as the most specific of these with ``raise ... from exc``.
@@ -95,6 +96,14 @@ def database_error(detail: str, exc: Exception) -> StorageError:
 
 class IngestError(EoshareError):
     """A file or document could not be turned into a catalogue entry."""
+
+
+class RateLimitedError(EoshareError):
+    """Too many requests, or too many failed sign-ins: try again after ``retry_after_s``."""
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, int(retry_after_s))
 
 
 class UpstreamError(EoshareError):

@@ -3,8 +3,9 @@ forever.
 
 * uploads past their expiry time (``upload_ttl_s``): staged bytes and rows;
 * orders that expired more than ``order_retention_s`` ago: rows (orders stage no files);
-* staging folders without an upload row, and ``eoshare-ingest-*`` temporary folders left
-  by a crashed ingest, untouched for ``temp_max_age_s``.
+* staging folders without an upload row untouched for ``temp_max_age_s``, and the
+  ``eoshare-ingest-<pid>-*`` (and ``-migrate-``) work folders whose process is gone
+  (``eoshare.workdirs``).
 
 Run by the node every ``interval_s`` (``run_periodically``, started in ``create_app``'s
 lifespan) and by ``eoshare housekeeping [--dry-run]``. Several processes may run it at
@@ -20,17 +21,18 @@ import fcntl
 import logging
 import os
 import shutil
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eoshare.downloads.orders import OrderBook
 from eoshare.downloads.uploads import UploadBook
+from eoshare.workdirs import stale
+
+# the work folders of ingest and storage migrate (see eoshare.workdirs)
+WORKDIR_PREFIXES = ("eoshare-ingest-", "eoshare-migrate-")
 
 log = logging.getLogger(__name__)
-INGEST_TEMP_PREFIX = "eoshare-ingest-"
 
 
 @dataclass
@@ -102,20 +104,8 @@ class Housekeeper:
             os.close(fd)
 
     def stale_temp_folders(self) -> list[Path]:
-        root = self.temp_root or Path(tempfile.gettempdir())
-        cutoff = time.time() - self.temp_max_age_s
-        found = []
-        try:
-            candidates = list(root.glob(INGEST_TEMP_PREFIX + "*"))
-        except OSError:
-            return []
-        for path in candidates:
-            try:
-                if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < cutoff:
-                    found.append(path)
-            except OSError:
-                continue
-        return sorted(found)
+        """Work folders of ingests and migrations whose process is gone."""
+        return [p for prefix in WORKDIR_PREFIXES for p in stale(prefix, self.temp_root)]
 
     def run(self, *, dry_run: bool = False) -> HousekeepingReport:
         """One pass; ``dry_run`` lists what would go and removes nothing."""

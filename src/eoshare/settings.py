@@ -124,6 +124,38 @@ class DownloadsSettings(BaseModel):
     upload_chunk_bytes: int = 8 * 1024 * 1024
     upload_max_bytes: int = 50 * 1024**3
     upload_ttl_s: int = 2 * 24 * 3600
+    # an S3 store: answer a download with a redirect (307) to a presigned URL of the S3
+    # server, valid redirect_ttl_s, instead of streaming the bytes through the node. The
+    # grant is decided, reserved against the quota and audited as for a streamed download
+    # (the size asked for counts as served). Users must be able to reach the S3 server.
+    redirect: bool = False
+    redirect_ttl_s: int = 300
+    # behind nginx with a local store: hand the file to nginx with X-Accel-Redirect under
+    # this internal location (e.g. "/_eoshare_store/", aliased to the store's folder), so
+    # that nginx sends the bytes (sendfile, ranges) once the node has decided, reserved
+    # and audited the grant. Empty: the node streams the bytes itself.
+    accel_redirect: str = ""
+
+
+class FederationSettings(BaseModel):
+    """Peers, node identity, fan-out and harvest (``EOSHARE_FEDERATION__*``)."""
+
+    # this node's name as peers see it (default: the data directory's name)
+    name: str = ""
+    # the member agency that runs this node, published at /.well-known/eoshare-node
+    member: str | None = None
+    # <data_dir>/node-key.pem and <data_dir>/federation.db when empty
+    key_file: str = ""
+    db: str = ""
+    # a fan-out search answers within this, with or without every peer
+    deadline_s: float = 5.0
+    # how far apart two nodes' clocks may be; the longest life of a request signature
+    clock_skew_s: int = 120
+    max_signature_ttl_s: int = 300
+    # how long this node's signatures live
+    signature_ttl_s: int = 60
+    # items per request while harvesting
+    harvest_batch: int = 200
 
 
 class HousekeepingSettings(BaseModel):
@@ -133,8 +165,8 @@ class HousekeepingSettings(BaseModel):
     interval_s: float = 3600
     # expired orders are forgotten this long after their expiry (their status says why)
     order_retention_s: float = 30 * 24 * 3600
-    # eoshare-ingest-* temporary folders (and staging folders without an upload) older
-    # than this are left over from a crashed process
+    # upload staging folders without an upload row older than this are left over from a
+    # crashed process (ingest work folders go as soon as their process is gone)
     temp_max_age_s: float = 24 * 3600
 
 
@@ -216,18 +248,24 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("eoshare-data")
-    # sqlite:///path/to/catalog.db, or empty for <data_dir>/catalog.db
+    # sqlite:///path/to/catalog.db, postgresql://user@host:port/db (pgstac), or empty for
+    # <data_dir>/catalog.db
     catalog: str = ""
     # file:///path/to/store, or empty for <data_dir>/store
     storage: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # the command line's logs: "json" puts JSON lines on stderr (the server always writes
+    # JSON); otherwise only warnings, as human lines; log_file gets every record as JSON
+    log_format: str = ""
+    log_file: str | None = None
     api: ApiSettings = Field(default_factory=ApiSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     tiles: TilesSettings = Field(default_factory=TilesSettings)
     downloads: DownloadsSettings = Field(default_factory=DownloadsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
     housekeeping: HousekeepingSettings = Field(default_factory=HousekeepingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
@@ -243,6 +281,20 @@ class Settings(BaseSettings):
     @property
     def access_db_path(self) -> Path:
         return Path(self.access.db) if self.access.db else (self.data_dir / "access.db")
+
+    @property
+    def federation_db_path(self) -> Path:
+        db = self.federation.db
+        return Path(db) if db else (self.data_dir / "federation.db")
+
+    @property
+    def node_key_path(self) -> Path:
+        key = self.federation.key_file
+        return Path(key) if key else (self.data_dir / "node-key.pem")
+
+    @property
+    def node_name(self) -> str:
+        return self.federation.name or self.data_dir.resolve().name.lower() or "eoshare"
 
     @property
     def disaster_db_path(self) -> Path:

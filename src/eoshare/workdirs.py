@@ -31,24 +31,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep(prefix: str, root: Path | None = None) -> list[Path]:
-    """Remove ``<prefix><pid>-*`` folders whose process no longer runs; returns them."""
+def stale(prefix: str, root: Path | None = None) -> list[Path]:
+    """The ``<prefix><pid>-*`` folders whose process no longer runs (and legacy ones a
+    day old), without removing them (``eoshare housekeeping --dry-run``)."""
     root = Path(root or tempfile.gettempdir())
     pattern = re.compile(re.escape(prefix) + r"(?:(\d+)-)?")
-    removed = []
+    found = []
     for path in root.glob(f"{prefix}*"):
         match = pattern.match(path.name)
         if not match or not path.is_dir() or path.is_symlink():
             continue
         pid = match.group(1)
+        is_stale = False
         if pid is not None:
-            stale = int(pid) != os.getpid() and not _alive(int(pid))
+            is_stale = int(pid) != os.getpid() and not _alive(int(pid))
         else:
             with contextlib.suppress(OSError):
-                stale = time.time() - path.stat().st_mtime > _LEGACY_AGE_S
-        if stale:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+                is_stale = time.time() - path.stat().st_mtime > _LEGACY_AGE_S
+        if is_stale:
+            found.append(path)
+    return sorted(found)
+
+
+def sweep(prefix: str, root: Path | None = None) -> list[Path]:
+    """Remove ``<prefix><pid>-*`` folders whose process no longer runs; returns them."""
+    removed = stale(prefix, root)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
     return removed
 
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from eoshare.access.agreements import Member, agreement_from_dict
 from eoshare.access.store import AccessStore
 from eoshare.catalog import open_catalog
+from eoshare.ingest.raster import ingest_rasters
 from eoshare.storage import open_store
 from live import live_node
 
@@ -55,6 +56,8 @@ AGREEMENTS: dict[str, JSON] = {
 }
 # days before now of each item's acquisition: two inside a 30-day embargo, two past it
 AGES = (2, 10, 45, 400)
+TILE_BAND = ("B5", "B5", "B4", "B4")
+L8 = "LC08_L1TP_016037_20170813_20170814_01_RT"
 DATA_BYTES = bytes(range(256)) * 40
 THUMB_BYTES = b"\x89PNG\r\n\x1a\n" + b"thumbnail" * 10
 
@@ -116,10 +119,39 @@ def serve(data_dir: Path, extra_env: dict[str, str]) -> Iterator[str]:
         yield url
 
 
-def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
+def _landsat_cogs(shared: Path, scratch: Path) -> tuple[JSON, dict[str, tuple[JSON, bytes]]]:
+    """Real Landsat 8 bands (B4, B5) made into COGs by ``ingest_rasters`` in a scratch
+    node: the footprint and, per band, the asset document and the COG's bytes."""
+    raster = shared / "raster"
+    catalog = open_catalog(f"sqlite:///{scratch / 'catalog.db'}")
+    store = open_store((scratch / "store").resolve().as_uri())
+    try:
+        report = ingest_rasters(
+            [raster / f"{L8}_{band}.TIF" for band in ("B4", "B5")],
+            catalog=catalog, store=store, collection_id="scratch", create_collection=True,
+            one_item=True,
+        )  # fmt: skip
+        assert report.ok, report.failures
+        item = catalog.get_item("scratch", report.item_ids[0])
+    finally:
+        catalog.close()
+    bands = {}
+    for name, asset in item["assets"].items():
+        if name.upper().endswith(("B4", "B5")) and "eoshare:key" in asset:
+            with store.open(asset["eoshare:key"]) as f:
+                bands[name.upper()[-2:]] = (asset, f.read())
+    assert set(bands) == {"B4", "B5"}, list(item["assets"])
+    return {"geometry": item["geometry"], "bbox": item["bbox"]}, bands
+
+
+def build_node(
+    data_dir: Path, shared: Path, catalog_url: str | None = None
+) -> tuple[Node, dict[str, str]]:
     """The catalogue, the access database and the OIDC keys; returns the server env."""
     node = Node(url="", data_dir=data_dir)
-    catalog = open_catalog(f"sqlite:///{data_dir / 'catalog.db'}")
+    footprint, cogs = _landsat_cogs(shared, data_dir.parent / f"{data_dir.name}-scratch")
+    catalog_url = catalog_url or f"sqlite:///{data_dir / 'catalog.db'}"
+    catalog = open_catalog(catalog_url)
     store = open_store((data_dir / "store").resolve().as_uri())
     templates = _template_items(shared)
     coll_template = json.loads((shared / "stac" / "collection_sentinel-2-l2a_pc.json").read_text())
@@ -150,6 +182,18 @@ def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
                         "eoshare:key": f"{cid}/{iid}/thumb.png",
                     },
                 }
+                # a real COG for the tile routes: the young items (inside an embargo)
+                # get band 5, the old ones band 4, so a mosaic shows which it drew
+                band = TILE_BAND[n]
+                cog, cog_bytes = cogs[band]
+                item["assets"]["raster"] = {
+                    **{k: v for k, v in cog.items() if k not in ("href", "eoshare:key")},
+                    "href": f"{cid}/{iid}/{band}.tif",
+                    "eoshare:key": f"{cid}/{iid}/{band}.tif",
+                    "roles": ["data"],
+                }
+                store.put_bytes(f"{cid}/{iid}/{band}.tif", cog_bytes)
+                item.update(footprint)
                 # keys as the node makes them: bound to the item (<collection>/<item>/...)
                 store.put_bytes(f"{cid}/{iid}/data.bin", DATA_BYTES)
                 store.put_bytes(f"{cid}/{iid}/thumb.png", THUMB_BYTES)
@@ -218,6 +262,7 @@ def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
     jwks = data_dir / "jwks.json"
     jwks.write_text(json.dumps({"keys": [jwk]}))
     env = {
+        "EOSHARE_CATALOG": catalog_url,
         "EOSHARE_ACCESS__OIDC": json.dumps(
             [{"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": str(jwks),
               "member_claim": "agency", "roles_claim": "roles"}]
@@ -247,10 +292,36 @@ def build_node(data_dir: Path, shared: Path) -> tuple[Node, dict[str, str]]:
     return node, env
 
 
+# the test modules that run against both catalogue backends (the others: SQLite only)
+ON_BOTH_BACKENDS = {"test_matrix"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "node" in metafunc.fixturenames and module in ON_BOTH_BACKENDS:
+        metafunc.parametrize(
+            "catalog_backend", ["sqlite", "pgstac"], indirect=True, scope="session"
+        )
+
+
 @pytest.fixture(scope="session")
-def node(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Node]:
+def catalog_backend(request: pytest.FixtureRequest) -> str:
+    """The catalogue backend of ``node``: sqlite, unless a module asks for both."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def node(
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_data: Path,
+    catalog_backend: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Node]:
     data_dir = tmp_path_factory.mktemp("eoshare-access")
-    built, env = build_node(data_dir, shared_data)
+    catalog_url = None
+    if catalog_backend == "pgstac":
+        catalog_url = request.getfixturevalue("pg").new_catalog_url()
+    built, env = build_node(data_dir, shared_data, catalog_url)
     with serve(data_dir, env) as url:
         built.url = url
         # the OIDC partner user exists only in its IdP: its token is made per run

@@ -59,3 +59,16 @@ def download(
     if a.get("reduced_resolution_m") is not None:
         return "reduced"
     return "denied"
+
+
+def pictures(
+    *, member: str | None, operator: bool, provider: str, a: JSON, age_days: float
+) -> Literal["full", "reduced", "hidden"]:
+    """The decision on map tiles, previews, point values, statistics and mosaics: whoever
+    sees the item gets pictures (terms to accept are for files, not pictures), at full
+    resolution with full rights, else no finer than the agreement's reduced resolution."""
+    if not visible(member=member, operator=operator, provider=provider, a=a, age_days=age_days):
+        return "hidden"
+    if full_rights(member=member, operator=operator, provider=provider, a=a, age_days=age_days):
+        return "full"
+    return "reduced"

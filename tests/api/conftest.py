@@ -209,10 +209,12 @@ def populate(catalog_url: str, stac: Path) -> Loaded:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, *, token: str | None = ADMIN_TOKEN) -> Iterator[str]:
+def serve(
+    data_dir: Path, *, token: str | None = ADMIN_TOKEN, catalog_url: str | None = None
+) -> Iterator[str]:
     """Run ``uvicorn --factory eoshare.api.app:create_app`` on a free port; yield its URL."""
     env = {
-        "EOSHARE_CATALOG": f"sqlite:///{data_dir / 'catalog.db'}",
+        "EOSHARE_CATALOG": catalog_url or f"sqlite:///{data_dir / 'catalog.db'}",
         "EOSHARE_LOG_LEVEL": "warning",
     }
     if token:
@@ -221,19 +223,45 @@ def serve(data_dir: Path, *, token: str | None = ADMIN_TOKEN) -> Iterator[str]:
         yield url
 
 
+# the test modules that run against both catalogue backends (the others: SQLite only)
+ON_BOTH_BACKENDS = {"test_search_semantics", "test_transactions", "test_bad_input"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "live_server" in metafunc.fixturenames and module in ON_BOTH_BACKENDS:
+        metafunc.parametrize(
+            "catalog_backend", ["sqlite", "pgstac"], indirect=True, scope="session"
+        )
+
+
 # the running live_server, shared by the conftests that import the fixture
 _RUNNING: list[Server] = []
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Server]:
+def catalog_backend(request: pytest.FixtureRequest) -> str:
+    """The catalogue backend of ``live_server``: sqlite, unless a module asks for both."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_data: Path,
+    catalog_backend: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Server]:
     """The real server over the shared data, transactions enabled with ``ADMIN_TOKEN``."""
     if _RUNNING:  # tests/clients asks for the same node: one instance per session
         yield _RUNNING[0]
         return
     data_dir = tmp_path_factory.mktemp("eoshare-live")
-    loaded = populate(f"sqlite:///{data_dir / 'catalog.db'}", shared_data / "stac")
-    with serve(data_dir) as url:
+    catalog_url = f"sqlite:///{data_dir / 'catalog.db'}"
+    if catalog_backend == "pgstac":
+        catalog_url = request.getfixturevalue("pg").new_catalog_url()
+    loaded = populate(catalog_url, shared_data / "stac")
+    with serve(data_dir, catalog_url=catalog_url) as url:
         _RUNNING.append(Server(url, loaded))
         try:
             yield _RUNNING[0]
@@ -248,3 +276,29 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
 def http(live_server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live_server.url, timeout=30) as client:
         yield client
+
+
+# On PostgreSQL, test_every_parameter_combination runs every single parameter, every pair
+# and all of them together (38 of 256): the full set doubles the suite's longest test.
+PG_COMBINATIONS = 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        names = params.get("names")
+        if (
+            params.get("catalog_backend") == "pgstac"
+            and getattr(item, "originalname", "") == "test_every_parameter_combination"
+            and names is not None
+            and PG_COMBINATIONS < len(names) < 8
+        ):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

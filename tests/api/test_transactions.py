@@ -178,3 +178,51 @@ def test_items_posted_to_an_unknown_collection(admin: httpx.Client, items: list[
         "/collections/no-such-collection/items", json=own(items[0], "no-such-collection")
     )
     assert r.status_code == 404
+
+
+def test_statuses_follow_the_transaction_extension(
+    admin: httpx.Client, collection: JSON, items: list[JSON]
+) -> None:
+    """What the transaction extension (and OGC API Features Part 4) says, where
+    stac-api-validator asks for something narrower (docs/adr/0007-interoperability.md):
+    PUT and PATCH answer 200 with the document, or 204 when ``Prefer: return=minimal``
+    asks for it (both allowed: "200 or 204"); DELETE of an absent item answers 404 (the
+    extension: "may return a 404 if no Item existed"); id and collection come from the
+    URI when the body leaves them out, and a body that names others is a 400."""
+    cid = collection["id"]
+    item = own(items[1], cid)
+    url = f"/collections/{cid}/items/{item['id']}"
+    assert admin.post(f"/collections/{cid}/items", json=item).status_code == 201
+    minimal = {"Prefer": "return=minimal"}
+    # PUT
+    r = admin.put(url, json=item)
+    assert r.status_code == 200 and r.json()["id"] == item["id"]
+    r = admin.put(url, json=item, headers=minimal)
+    assert r.status_code == 204 and r.content == b""
+    assert r.headers["preference-applied"] == "return=minimal"
+    bare = {k: v for k, v in item.items() if k not in ("id", "collection")}
+    bare["properties"] = {**item["properties"], "eo:cloud_cover": 7.25}
+    r = admin.put(url, json=bare)
+    assert r.status_code == 200, r.text
+    got = admin.get(url).json()
+    assert (got["id"], got["collection"]) == (item["id"], cid)
+    assert got["properties"]["eo:cloud_cover"] == 7.25
+    assert admin.put(url, json={**item, "collection": "elsewhere"}).status_code == 400
+    # PATCH
+    r = admin.patch(url, json={"properties": {"eo:cloud_cover": 8.5}}, headers=minimal)
+    assert r.status_code == 204 and r.content == b""
+    assert admin.get(url).json()["properties"]["eo:cloud_cover"] == 8.5
+    r = admin.patch(url, json={"properties": {"eo:cloud_cover": 9.5}})
+    assert r.status_code == 200 and r.json()["properties"]["eo:cloud_cover"] == 9.5
+    assert admin.patch(url, json={"id": "renamed"}).status_code == 400
+    # collections: the same choice
+    coll_url = f"/collections/{cid}"
+    r = admin.patch(coll_url, json={"title": "Patched"}, headers=minimal)
+    assert r.status_code == 204
+    assert admin.patch(coll_url, json={"title": "Again"}).json()["title"] == "Again"
+    # DELETE: 204, then 404 for what is gone
+    assert admin.delete(url).status_code == 204
+    r = admin.delete(url)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert admin.put(url, json=item).status_code == 404

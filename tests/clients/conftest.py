@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.conftest import Server, http, live_server  # noqa: F401  (shared fixtures)
+from api.conftest import Server, catalog_backend, http, live_server  # noqa: F401  (shared fixtures)
 from eoshare.catalog import open_catalog
 from eoshare.ingest.raster import ingest_rasters
 from eoshare.settings import load_settings

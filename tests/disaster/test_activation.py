@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -244,6 +248,33 @@ def test_failing_webhook_ends_in_the_dead_letters(node: Node) -> None:
     assert json_of(node.get("/alerts/dead-letters", "outsider"))["dead_letters"] == []
 
 
+def test_a_cli_load_in_another_process_alerts_the_server(node: Node, tmp_path: Path) -> None:
+    """`eoshare load` writes the catalogue from outside the server: the write still
+    reaches the server's alert worker (through the item event log) and the webhook."""
+    item = json_of(node.get(f"/collections/{RELEASED}/items/S2A_29RKH_20200219_post", "ops"))
+    doc = {k: v for k, v in item.items() if k != "links"}
+    path = tmp_path / "one.ndjson"
+    path.write_text(json.dumps({**doc, "id": "cli-loaded"}) + "\n")
+    while not node.receiver.received.empty():
+        node.receiver.received.get()
+    data_dir = node.app.state.settings.data_dir
+    result = subprocess.run(
+        [sys.executable, "-m", "eoshare.cli", "load", str(path), "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 15
+    seen: list[str] = []
+    while time.monotonic() < deadline and "cli-loaded" not in seen:
+        try:
+            _, body = node.receiver.received.get(timeout=1)
+        except queue.Empty:
+            continue
+        seen.append(json.loads(body)["item_id"])
+    assert "cli-loaded" in seen
+
+
 def test_close_ends_the_grant_exactly_and_keeps_a_summary(node: Node) -> None:
     aid = STATE["aid"]
     close_at = node.clock.now + timedelta(hours=5, seconds=3, microseconds=250)
@@ -278,3 +309,81 @@ def test_preapproved_member_is_approved_on_arrival(node: Node) -> None:
     assert doc["state"] == "approved"
     assert doc["transitions"][-1]["who"] == "pre-approval:ma-crts"
     assert OUTSIDER not in {r["name"] for r in doc["responders"]}
+
+
+def test_area_upload_answers_geojson_or_a_problem(node: Node) -> None:
+    from .test_area_files import KML
+
+    url = node.url + "/activations/area?filename=flood.kml"
+    r = httpx.post(url, content=KML, headers=node.h("focal"), timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["area"]["type"] == "Polygon"
+    r = httpx.post(url, content=b"<kml><NetworkLink/>", headers=node.h("focal"), timeout=30)
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    assert httpx.post(url, content=KML, timeout=30).status_code == 401
+
+
+def test_activation_pages_in_a_browser(node: Node, tmp_path_factory: Any) -> None:
+    """The request form, the queue and an activation's page, in English and Arabic, in
+    Chromium; uncaught script errors fail the test; screenshots are kept."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = Path(os.environ.get("EOSHARE_CHROMIUM", "/usr/bin/chromium"))
+    assert chromium.is_file(), f"{chromium} is missing: run scripts/install-browser.sh"
+    store = node.app.state.access_services.store
+    store.put_user("ops", member=None, roles=["operator"], password="disaster-ops-pw", who="t")
+    shots = tmp_path_factory.mktemp("screenshots")
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(chromium),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1400})
+            r = context.request.post(
+                node.url + "/auth/login",
+                data={"username": "ops", "password": "disaster-ops-pw"},
+                headers={"X-Requested-With": "eoshare-ui"},
+            )
+            assert r.ok, r.text()
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(node.url + "/ui/activations.html?lang=en")
+            page.wait_for_selector("#act-request")
+            assert page.locator("h1").inner_text() == "Disaster activations"
+            assert page.locator("h2#act-list-title").inner_text() == "Activations to review"
+            assert page.locator("tbody tr").count() >= 3
+            page.screenshot(path=str(shots / "queue-en.png"), full_page=True)
+            # an operator requests on a member's behalf through the form, then approves it
+            page.fill("#act-member", "bd-drs")  # ma-crts is pre-approved by now
+            page.select_option("#act-hazard", "landslide")
+            page.fill("#act-title", "Landslide in the test valley")
+            page.fill("#act-event", "2020-02-18T06:00")
+            page.fill("#act-area", json.dumps(AREA))
+            page.click("#act-request button[type=submit]")
+            page.wait_for_selector("text=Landslide in the test valley")
+            assert "Requested" in page.locator("dd.act-state").inner_text()
+            page.click("text=All activations")
+            row = page.locator("tr", has_text="Landslide in the test valley")
+            row.locator("button", has_text="Approve").click()
+            page.locator("tr", has_text="Landslide in the test valley").locator(
+                "td.act-state", has_text="Approved"
+            ).wait_for()
+            page.goto(node.url + f"/ui/activations.html?lang=en#{STATE['aid']}")
+            page.wait_for_selector("text=History")
+            page.wait_for_selector("text=Delivered so far")
+            assert "Closed" in page.locator("dd.act-state").inner_text()
+            page.wait_for_selector("text=Archive: scenes over the area, best first")
+            page.locator("table").first.wait_for()
+            page.screenshot(path=str(shots / "activation-en.png"), full_page=True)
+            page.select_option("#act-language", "ar")
+            page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
+            page.locator("h1", has_text="تفعيلات الكوارث").wait_for()
+            page.locator("dd.act-state", has_text="مغلق").wait_for()
+            page.screenshot(path=str(shots / "activation-ar.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    print(f"screenshots: {shots}")

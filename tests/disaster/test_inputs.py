@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -58,6 +59,40 @@ def test_element_sets_tle_omm_and_refusals(shared_data: Path) -> None:
         parse_elements("\n".join(broken).encode())
     with pytest.raises(InvalidRequestError, match="DOCTYPE"):
         parse_elements(b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><ndm/>')
+
+
+def test_omm_json_and_xml_of_the_same_elements_agree(shared_data: Path) -> None:
+    """OMM (CCSDS, as JSON and as XML) written from the real Landsat 8 TLE: same satellite,
+    same epoch, same positions an hour later."""
+    from sgp4.api import Satrec
+    from sgp4.exporter import export_omm
+
+    text = (shared_data / "tle" / "celestrak_resource_2024-10-05.tle").read_bytes()
+    l8 = next(e for e in parse_elements(text) if e.norad == 39084)
+    fields = export_omm(Satrec.twoline2rv(l8.line1, l8.line2), "LANDSAT 8")
+    meta = ("OBJECT_NAME", "OBJECT_ID", "CENTER_NAME", "REF_FRAME", "TIME_SYSTEM",
+            "MEAN_ELEMENT_THEORY")  # fmt: skip
+    tle = ("EPHEMERIS_TYPE", "CLASSIFICATION_TYPE", "NORAD_CAT_ID", "ELEMENT_SET_NO",
+           "REV_AT_EPOCH", "BSTAR", "MEAN_MOTION_DOT", "MEAN_MOTION_DDOT")  # fmt: skip
+
+    def tags(names: Any) -> str:
+        return "".join(f"<{k}>{fields[k]}</{k}>" for k in names if k in fields)
+
+    mean = [k for k in fields if k not in meta and k not in tle]
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?><ndm><omm><body><segment>'
+        f"<metadata>{tags(meta)}</metadata><data><meanElements>{tags(mean)}</meanElements>"
+        f"<tleParameters>{tags(tle)}</tleParameters></data></segment></body></omm></ndm>"
+    )
+    from_json = parse_elements(json.dumps([fields]).encode(), "l8.json")[0]
+    from_xml = parse_elements(xml.encode(), "l8.xml")[0]
+    for e in (from_json, from_xml):
+        assert e.norad == 39084 and e.name == "LANDSAT 8"
+        assert abs((e.epoch - l8.epoch).total_seconds()) < 1
+        jd, fr = e.satrec().jdsatepoch, e.satrec().jdsatepochF + 1 / 24
+        _, r, _ = e.satrec().sgp4(jd, fr)
+        _, r0, _ = l8.satrec().sgp4(jd, fr)
+        assert max(abs(a - b) for a, b in zip(r, r0, strict=True)) < 0.01  # km
 
 
 def test_history_is_kept_and_old_elements_warn(shared_data: Path, tmp_path: Path) -> None:

@@ -167,3 +167,6 @@ def secbytes_node(
     with live_node(data_dir, env, ready_path="/conformance") as url:
         node.url = url
         yield node
+    # no attack made the node fail (a 500 logs a traceback)
+    log = (data_dir / "server.log").read_text()
+    assert "Traceback" not in log and "unexpected error" not in log, log[-4000:]

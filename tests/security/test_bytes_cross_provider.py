@@ -19,6 +19,13 @@ import httpx
 import morecantile
 import pytest
 
+from eoshare.access.base import Principal
+from eoshare.access.policy import AgreementPolicy, principal_for
+from eoshare.access.store import AccessStore
+from eoshare.catalog import open_catalog
+from eoshare.processing.inputs import resolve_collection
+from eoshare.storage import open_store
+
 from .bytes_node import A_PRIVATE, B_OPEN, B_SCENE, LEGACY, SECRET, BytesNode, data_asset
 
 FORGED = "forged-post"
@@ -219,3 +226,24 @@ def test_controls_a_gets_its_own_and_b_does_not(secbytes_node: BytesNode) -> Non
         with node.client(who) as http:
             r = http.get(path)
             assert r.status_code == 404 and not node.leaks(r.content)
+
+
+@pytest.mark.parametrize("who", ["anonymous", "b_user", "b_admin"])
+def test_processing_inputs_read_only_bound_keys(secbytes_node: BytesNode, who: str) -> None:
+    """openEO ``load_collection`` of B's collection never hands GDAL a path to A's files
+    (the legacy item names them)."""
+    node = secbytes_node
+    data_dir = node.data_dir
+    catalog = open_catalog(f"sqlite:///{data_dir / 'catalog.db'}")
+    access = AccessStore(data_dir / "access.db")
+    store = open_store((data_dir / "store").resolve().as_uri())
+    try:
+        user = None if who == "anonymous" else access.get_user(who)
+        principal = principal_for(user, access.get_member("bbb")) if user else Principal()
+        inputs = resolve_collection(catalog, AgreementPolicy(access), store, principal, B_OPEN)
+        paths = [a["href"] for i in inputs.items for a in i["assets"].values()]
+        assert [i["id"] for i in inputs.items] == [B_SCENE], paths
+        assert paths and not any(A_PRIVATE in p for p in paths), paths
+    finally:
+        catalog.close()
+        access.close()

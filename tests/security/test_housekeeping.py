@@ -20,7 +20,7 @@ from eoshare.downloads.orders import OrderAsset, OrderBook
 from eoshare.downloads.uploads import UploadBook
 from eoshare.errors import NotFoundError
 from eoshare.housekeeping import Housekeeper
-from live import live_node
+from live import free_port, live_node
 
 from .nodes import CID, IID, build_small_catalog
 
@@ -126,6 +126,9 @@ def test_a_live_node_purges_on_its_own(tmp_path: Path) -> None:
     stale = _aged(tmp / "eoshare-ingest-crashed", 2 * DAY)
     fresh = _aged(tmp / "eoshare-ingest-running", 10)
     other = _aged(tmp / "someone-elses", 2 * DAY)
+    # named after a process: gone as soon as the process is, kept while it runs
+    dead = _aged(tmp / "eoshare-ingest-999999999-x1y2", 10)
+    alive = _aged(tmp / f"eoshare-ingest-{os.getpid()}-z3", 2 * DAY)
     env = {
         "EOSHARE_API__ADMIN_TOKEN": ADMIN_TOKEN,
         "EOSHARE_HOUSEKEEPING__INTERVAL_S": "0.3",
@@ -153,9 +156,9 @@ def test_a_live_node_purges_on_its_own(tmp_path: Path) -> None:
         assert _rows(data_dir / "orders.db", "orders") == [order]
         # the first pass runs at start: the crashed ingest's folder is gone at once
         deadline = time.monotonic() + 15
-        while stale.exists() and time.monotonic() < deadline:
+        while (stale.exists() or dead.exists()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not stale.exists()
+        assert not stale.exists() and not dead.exists()
         # the upload and the order expire after 2 s; the node purges them by itself
         # (no request touches them meanwhile)
         while time.monotonic() < deadline and (
@@ -167,7 +170,7 @@ def test_a_live_node_purges_on_its_own(tmp_path: Path) -> None:
         assert not (data_dir / "uploads" / upload).exists()
         assert _rows(data_dir / "uploads.db", "uploads") == []
         assert _rows(data_dir / "orders.db", "orders") == []
-        assert fresh.is_dir() and other.is_dir()
+        assert fresh.is_dir() and other.is_dir() and alive.is_dir()
         assert http.get(f"/uploads/{upload}", headers=OP).status_code == 404
         r = http.put(f"/uploads/{upload}/chunks/0", content=body, headers=OP)
         assert r.status_code == 404
@@ -229,3 +232,53 @@ def test_the_housekeeping_command(tmp_path: Path) -> None:
     r = _cli(tmp_path / "absent", tmp)
     assert r.returncode == 1 and r.stderr.startswith("error: no data folder")
     assert _cli(data_dir, tmp, "--help").returncode == 0
+
+
+def test_serve_with_two_workers_purges_without_errors(tmp_path: Path) -> None:
+    """``eoshare serve --workers 2``: both processes run housekeeping; what expired goes
+    once, and neither logs an error."""
+    data_dir, tmp = tmp_path / "data", tmp_path / "tmp"
+    data_dir.mkdir()
+    book = UploadBook(data_dir / "uploads.db", data_dir / "uploads")
+    try:
+        expired = [_new_upload(book, ttl_s=0.1) for _ in range(20)]
+        kept = _new_upload(book, ttl_s=3600)
+    finally:
+        book.close()
+    dead = _aged(tmp / "eoshare-ingest-999999998-a1", 10)
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TMPDIR": str(tmp),
+        "EOSHARE_DATA_DIR": str(data_dir),
+        "EOSHARE_HOUSEKEEPING__INTERVAL_S": "0.2",
+        "EOSHARE_LOG_LEVEL": "info",
+    }
+    log_path = data_dir / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eoshare.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (
+            dead.exists() or len(_rows(data_dir / "uploads.db", "uploads")) > 1
+        ):
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.2)
+        assert _rows(data_dir / "uploads.db", "uploads") == [kept]
+        assert not dead.exists()
+        assert sorted(p.name for p in (data_dir / "uploads").iterdir()) == [kept]
+        time.sleep(1)  # a few more passes from both workers
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text()
+    assert "Traceback" not in text and '"level": "error"' not in text, text
+    assert len(expired) == 20

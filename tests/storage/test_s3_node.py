@@ -160,3 +160,44 @@ def test_bad_s3_urls(bad: str) -> None:
 
     with pytest.raises(InvalidRequestError):
         open_store(bad)
+
+
+def test_redirect_to_a_presigned_url_keeps_the_grant(
+    weed: WeedServer, tmp_path: Path, shared_data: Path
+) -> None:
+    """EOSHARE_DOWNLOADS__REDIRECT: the node decides and audits, the S3 server sends the
+    bytes. Ranges and GDAL follow the redirect; a hidden or forged request gets no URL."""
+    weed.make_bucket("redirected")
+    settings = _settings(tmp_path / "node", weed.store_url("redirected", "eo"))
+    settings.downloads.redirect = True
+    settings.downloads.redirect_ttl_s = 120
+    _ingest(settings, shared_data)
+    original = (shared_data / "raster" / f"{ITEM}_B04.tif").read_bytes()
+    with _serve(settings) as url, httpx.Client(base_url=url, timeout=60) as http:
+        first = http.get(f"/download/{COLLECTION}/{ITEM}/B04")
+        assert first.status_code == 307
+        location = first.headers["location"]
+        assert location.startswith(weed.endpoint) and "X-Amz-Signature=" in location
+        # following it: the whole file, and a range as the client asked
+        assert httpx.get(location, timeout=60).content == original
+        ranged = http.get(
+            f"/download/{COLLECTION}/{ITEM}/B04",
+            headers={"Range": "bytes=100-1123"},
+            follow_redirects=True,
+        )
+        assert ranged.status_code == 206 and ranged.content == original[100:1124]
+        # GDAL follows the redirect of a signed link
+        item = http.get(f"/collections/{COLLECTION}/items/{ITEM}?sign=true").json()
+        href = item["assets"]["B04"]["href"]
+        with (
+            rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+            rasterio.open(f"/vsicurl/{href}") as ds,
+        ):
+            assert ds.read(1, window=Window(0, 0, 20, 20)).shape == (20, 20)
+        # a forged signature and an unknown item get no URL
+        forged = href.replace("sig=", "sig=AAAA")
+        assert httpx.get(forged, timeout=30).status_code == 403
+        assert http.get(f"/download/{COLLECTION}/nope/B04").status_code == 404
+        # a HEAD still answers from the node
+        head = http.head(f"/download/{COLLECTION}/{ITEM}/B04")
+        assert head.status_code == 200 and int(head.headers["content-length"]) == len(original)

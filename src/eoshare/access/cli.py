@@ -21,6 +21,7 @@ import typer
 from eoshare.access.agreements import Member, agreement_from_dict
 from eoshare.access.apply import apply_declarations, read_declarations
 from eoshare.access.service import AccessServices, open_access
+from eoshare.errors import NotFoundError
 
 DataDir = Annotated[
     Path | None,
@@ -45,9 +46,21 @@ def register(
     """Add the access commands to ``app``."""
 
     @contextlib.contextmanager
-    def services(data_dir: Path | None) -> Iterator[AccessServices]:
+    def services(data_dir: Path | None, *, create: bool = False) -> Iterator[AccessServices]:
+        """The access services of the node's data folder. Only the commands that declare
+        things (members add, users add, agreements set, apply) may start an access
+        database; the others, run from the wrong folder, would silently make an empty
+        one there (a token for nobody), so they refuse instead."""
         with errors():
-            svc = open_access(settings(data_dir=data_dir), with_oidc=False)
+            chosen = settings(data_dir=data_dir)
+            if not create and not chosen.access_db_path.exists():
+                catalogue = chosen.data_dir / "catalog.db"
+                where = "" if catalogue.exists() else " and no catalogue"
+                raise NotFoundError(
+                    f"{chosen.data_dir} has no access database{where}: run this where the "
+                    "node's data is, or pass --data-dir (or set EOSHARE_DATA_DIR)"
+                )
+            svc = open_access(chosen, with_oidc=False)
             try:
                 yield svc
             finally:
@@ -79,7 +92,7 @@ def register(
         data_dir: DataDir = None,
     ) -> None:
         """Add or change a member."""
-        with services(data_dir) as svc:
+        with services(data_dir, create=True) as svc:
             m = Member.from_dict({"code": code, "name": name or code, "country": country})
             svc.store.put_member(m, who=_who())
         typer.echo(f"member {m.code} ({m.country}) saved")
@@ -130,11 +143,18 @@ def register(
             secret = os.environ.get("EOSHARE_NEW_PASSWORD") or typer.prompt(
                 "password", hide_input=True, confirmation_prompt=True
             )
-        with services(data_dir) as svc:
+        with services(data_dir, create=True) as svc:
             u = svc.store.put_user(
                 username, member=member, roles=roles, password=secret, who=_who()
             )
         typer.echo(f"user {u.username} saved ({u.member or 'public'}: {','.join(sorted(u.roles))})")
+
+    @users.command("unlock")
+    def users_unlock(username: str, data_dir: DataDir = None) -> None:
+        """Lift a sign-in lockout (after too many wrong passwords)."""
+        with services(data_dir) as svc:
+            lifted = svc.guard.unlock(username)
+        typer.echo(f"unlocked {username}" if lifted else f"{username} was not locked")
 
     @users.command("remove")
     def users_remove(username: str, data_dir: DataDir = None) -> None:
@@ -220,7 +240,7 @@ def register(
         data_dir: DataDir = None,
     ) -> None:
         """Set (replace) the agreement of a collection."""
-        with services(data_dir) as svc:
+        with services(data_dir, create=True) as svc:
             a = agreement_from_dict(
                 {
                     "collection": collection,
@@ -274,7 +294,7 @@ def register(
         data_dir: DataDir = None,
     ) -> None:
         """Apply members, users and agreements declared in a reviewable file."""
-        with services(data_dir) as svc:
+        with services(data_dir, create=True) as svc:
             doc = read_declarations(file)
             report = apply_declarations(svc.store, doc, who=_who(), dry_run=dry_run)
         for change in report.changes:

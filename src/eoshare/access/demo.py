@@ -3,6 +3,7 @@ applied by the demo builder after its catalogue is ready. Idempotent."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import statistics
 import tomllib
@@ -14,7 +15,7 @@ from typing import Any
 from eoshare.access.apply import apply_declarations
 from eoshare.access.store import AccessStore
 from eoshare.catalog.base import Catalog
-from eoshare.errors import NotFoundError
+from eoshare.errors import InvalidRequestError, NotAuthenticatedError, NotFoundError
 
 log = logging.getLogger(__name__)
 DEMO_PASSWORD = "eoshare-demo"
@@ -61,3 +62,50 @@ def apply_demo_agreements(data_dir: Path, catalog: Catalog) -> None:
     finally:
         store.close()
     log.info("demo agreements applied", extra={"changes": len(report.changes)})
+
+
+# --- serving demo users beyond this machine ---------------------------------------------
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (what the server binds) is reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def demo_usernames() -> list[str]:
+    return [str(u["username"]) for u in demo_declarations().get("users", [])]
+
+
+def users_with_demo_password(db_path: Path) -> list[str]:
+    """The demo's users whose password is still the published one (one scrypt each)."""
+    if not Path(db_path).exists():
+        return []
+    names = demo_usernames()
+    store = AccessStore(db_path)
+    try:
+        found = []
+        for name in names:
+            try:
+                store.verify_password(name, DEMO_PASSWORD)
+            except (NotAuthenticatedError, NotFoundError):
+                continue
+            found.append(name)
+        return found
+    finally:
+        store.close()
+
+
+def check_demo_exposure(host: str, users: list[str], *, allowed: bool) -> None:
+    """Refuse to serve demo users with the published password on a non-loopback address,
+    unless the operator said so (``--allow-demo-users``, EOSHARE_SECURITY__ALLOW_DEMO_USERS)."""
+    if not users or allowed or is_loopback(host):
+        return
+    shown = ", ".join(users[:6])
+    raise InvalidRequestError(
+        f"refusing to serve on {host}: demo users ({shown}) have the published password "
+        f"{DEMO_PASSWORD!r}, which anyone could use; serve on 127.0.0.1, change or remove "
+        "those users (eoshare users remove NAME), or pass --allow-demo-users"
+    )

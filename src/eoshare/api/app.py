@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import eoshare
 from eoshare.access.egress import AssetGate
 from eoshare.access.service import open_access
-from eoshare.api import compat, errors
+from eoshare.api import compat, errors, openapi
 from eoshare.api.cors import CorsMiddleware
 from eoshare.api.observability import (
     AccessLog,
@@ -22,6 +22,7 @@ from eoshare.api.observability import (
     NodeCollector,
     Observe,
 )
+from eoshare.api.ratelimit import RateLimitMiddleware
 from eoshare.api.routes import (
     activations,
     admin,
@@ -38,6 +39,7 @@ from eoshare.api.routes import (
     usage,
     web,
 )
+from eoshare.api.routes import federation as federation_routes
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
 from eoshare.disaster.service import open_disaster
@@ -144,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.disaster.close()
         app.state.catalog.close()
         app.state.access_services.close()
+        await app.state.federation.hub.aclose()
+        app.state.federation.close()
         if access_log is not None:
             access_log.close()
 
@@ -183,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
 
     errors.install(app)
+    openapi.install(app)  # problem responses declared on every operation (eoshare.api.openapi)
     for module in (landing, collections, items, search, transactions):
         app.include_router(module.router)
     app.include_router(web.router)  # the browser UI under /ui/ (eoshare.web)
@@ -218,6 +223,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(OpenApiMediaType)
 
+    # federation (eoshare.federation): node identity, peers, fan-out search; signed
+    # requests from peers are a credential checked right after AuthMiddleware
+    from eoshare.federation import open_federation
+
+    def _member_country(code: str) -> str | bool | None:
+        member = app.state.access.member(code)
+        return (member.country or True) if member is not None else None
+
+    federation_routes.install(
+        app, open_federation(settings, _member_country), settings.api.max_body_bytes
+    )
+
     # who is calling: sets request.state.principal (401 problems for bad credentials)
     app.add_middleware(
         auth.AuthMiddleware,
@@ -231,6 +248,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(openeo.OpenEOMiddleware)
     # CORS headers on every answer, errors included; preflights (api/cors.py)
     app.add_middleware(CorsMiddleware, credentialed_origins=settings.api.cors_origins)
+    if settings.security.rate_limit_per_minute > 0:
+        # before authentication and parsing: a refused request costs nothing else
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_minute=settings.security.rate_limit_per_minute,
+            burst=settings.security.rate_limit_burst,
+            cookie_name=settings.access.cookie_name,
+        )
     # outermost: a request id on every response and log line, metrics, the access log
     app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app

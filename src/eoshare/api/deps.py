@@ -11,6 +11,7 @@ from eoshare.access import ANONYMOUS, Principal
 from eoshare.access import AccessPolicy as AccessBackend
 from eoshare.access.egress import AssetGate
 from eoshare.catalog.base import Catalog as CatalogBackend
+from eoshare.catalog.validate import check_new_id
 from eoshare.errors import AccessDeniedError, NotAuthenticatedError, NotFoundError
 from eoshare.settings import Settings as SettingsModel
 from eoshare.storage.base import Store as StoreBackend
@@ -79,6 +80,10 @@ async def require_admin(request: Request) -> None:
         except ValueError:
             body = None
         cid = body.get("id") if isinstance(body, dict) else None
+    if isinstance(cid, str) and "collection_id" not in request.path_params:
+        # a new collection's id names folders and store keys: refuse a bad one before
+        # anything (its agreement) is written
+        check_new_id(cid, "the collection's 'id'")
     check = getattr(request.app.state.access, "check_publish", None)
     if check is None:  # a policy without publishing rights: operators only
         if "operator" not in principal.roles:

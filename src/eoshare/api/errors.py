@@ -22,6 +22,7 @@ from eoshare.errors import (
     NotAuthenticatedError,
     NotFoundError,
     PayloadTooLargeError,
+    RateLimitedError,
     StorageError,
     UpstreamError,
 )
@@ -40,6 +41,7 @@ STATUS: list[tuple[type[EoshareError], int, str]] = [
     (NotAuthenticatedError, 401, "Unauthorized"),
     (AccessDeniedError, 403, "Forbidden"),
     (InsufficientStorageError, 507, "Insufficient Storage"),
+    (RateLimitedError, 429, "Too Many Requests"),
     (StorageError, 503, "Service Unavailable"),
     (UpstreamError, 502, "Bad Gateway"),
 ]
@@ -55,6 +57,7 @@ _TITLES = {
     413: "Payload Too Large",
     415: "Unsupported Media Type",
     416: "Range Not Satisfiable",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -107,6 +110,8 @@ def install(app: FastAPI) -> None:
     async def _eoshare(request: Request, exc: EoshareError) -> Response:
         status = status_of(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         if status >= 500:
             log.error("request failed", extra={"path": request.url.path, "error": exc.detail})
         # some errors carry fields for the problem document (a quota's "remaining")

@@ -38,6 +38,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from eoshare.logs import redact as redact_secrets
 from eoshare.logs import request_id as _request_id
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -136,9 +137,10 @@ class AccessLog:
             f'"{method} {_quote_free(target)} HTTP/{version}" {status} {size} '
             f'"{_quote_free(referer or "-")}" "{_quote_free(agent or "-")}" {request_id}\n'
         )
-        # a full disk or a closed stream must not fail the request
+        # a full disk or a closed stream must not fail the request; no credential in any
+        # field (the query is redacted already; a Referer may carry a signed link too)
         with contextlib.suppress(OSError, ValueError):
-            self._stream.write(line)
+            self._stream.write(redact_secrets(line))
 
     def close(self) -> None:
         if self._owned:
@@ -220,11 +222,8 @@ class Observe:
             )
 
 
-_SECRET_PARAMS = re.compile(r"(?i)(^|&)(sig|signature|token|access_token|key|password)=[^&]*")
-
-
 def _redact_query(query: str) -> str:
-    return _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}{m.group(2)}=REDACTED", query)
+    return redact_secrets(query)
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -31,14 +32,15 @@ from typing import Any
 import orjson
 import psycopg
 import shapely
+from hydraters import dehydrate, hydrate
 from psycopg import sql
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
-from shapely.geometry import mapping
+from shapely.geometry import mapping, shape
 
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
 from eoshare.catalog.cql2filter import and_all, fold_collections, query_to_cql2
-from eoshare.catalog.geometry import split_bbox
+from eoshare.catalog.geometry import _jumps_antimeridian, index_geometry, split_bbox
 from eoshare.catalog.queryables import (
     json_type,
     known_names,
@@ -65,6 +67,9 @@ CREATE TABLE IF NOT EXISTS eoshare.properties (
     PRIMARY KEY (collection, name, type)
 );
 """
+
+# catalogues up to this many items always get an exact numberMatched (as on SQLite)
+_EXACT_COUNT_ITEMS = 50_000
 
 # the text free-text searches read, as on SQLite (catalog/sqlite.py: _fts_text)
 _FTS_TEXT = """concat_ws(' ', id,
@@ -130,13 +135,15 @@ class PgstacCatalog:
         url: str,
         *,
         count_limit: int = 100_000,
-        count_timeout_ms: int = 1000,
+        count_budget_ms: int = 20,
         pool_size: int = 8,
         migrate: bool = True,
     ) -> None:
         self.url = url
         self.count_limit = count_limit
-        self.count_timeout_ms = count_timeout_ms
+        # numberMatched of a large catalogue is counted for at most this long, plus twice
+        # what the page took (as on SQLite: catalog/sqlite.py, _count)
+        self.count_budget_ms = count_budget_ms
         with _translate("connecting to the catalogue"):
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 url,
@@ -252,14 +259,13 @@ class PgstacCatalog:
                 search["filter-lang"] = "cql2-json"
         with self._conn() as conn:
             where = _scalar(conn.execute("SELECT stac_search_to_where(%s)", (Jsonb(search),)))
-            row = conn.execute(
-                sql.SQL("SELECT content_hydrate(items, '{{}}'::jsonb) FROM items WHERE {}").format(
-                    sql.SQL(where)
-                )
-            ).fetchone()
-        if row is None:
+            rows = conn.execute(
+                sql.SQL("SELECT {} FROM items WHERE {}").format(_DEHYDRATED, sql.SQL(where))
+            ).fetchall()
+            docs = _hydrate(conn, rows)
+        if not docs:
             raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
-        return dict(row[0])
+        return docs[0]
 
     def create_item(self, collection_id: str, item: JSON) -> JSON:
         self.upsert_items([item], collection_id=collection_id, on_conflict="error")
@@ -313,6 +319,7 @@ class PgstacCatalog:
         on_invalid: Callable[[JSON, InvalidItemError], None] | None,
     ) -> None:
         rows: dict[tuple[str, str], JSON] = {}
+        spans: dict[tuple[str, str], tuple[str, str]] = {}
         for item in batch:
             try:
                 facts = check_item(item)
@@ -333,7 +340,9 @@ class PgstacCatalog:
                 item = {**item, "collection": cid}
             if facts.bbox is not None and "bbox" not in item:
                 item = {**item, "bbox": list(facts.bbox)}
+            item = _indexable(item)
             key = (cid, facts.id)
+            spans[key] = (facts.datetime_start, facts.datetime_end)
             if key in rows and on_conflict == "error":
                 raise ConflictError(f"item {facts.id!r} is twice in one batch")
             rows[key] = item
@@ -366,10 +375,15 @@ class PgstacCatalog:
                 raise ConflictError(f"item {iid!r} already exists in collection {cid!r}")
             new = [doc for key, doc in rows.items() if key not in existing]
             old = [doc for key, doc in rows.items() if key in existing]
-            if new:
-                conn.execute("SELECT create_items(%s)", (Jsonb(new),))
             if old and on_conflict == "update":
-                conn.execute("SELECT upsert_items(%s)", (Jsonb(old),))
+                conn.execute(
+                    "DELETE FROM items WHERE (collection, id) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([d["collection"] for d in old], [d["id"] for d in old]),
+                )
+                _copy_items(conn, new + old, spans)
+            elif new:
+                _copy_items(conn, new, spans)
             seen = {
                 (cid, name, json_type(value))
                 for (cid, _), doc in rows.items()
@@ -411,20 +425,22 @@ class PgstacCatalog:
         last = ("", "")
         while True:
             with self._conn() as conn:
-                query = (
-                    "SELECT collection, id, content_hydrate(items, '{}'::jsonb) FROM items "
-                    "WHERE (collection, id) > (%s, %s)"
+                query = sql.SQL(
+                    "SELECT {} FROM items WHERE (collection, id) > (%s, %s) {} "
+                    "ORDER BY collection, id LIMIT 500"
+                ).format(
+                    _DEHYDRATED,
+                    sql.SQL("AND collection = %s" if collection_id is not None else ""),
                 )
                 params: list[Any] = [*last]
                 if collection_id is not None:
-                    query += " AND collection = %s"
                     params.append(collection_id)
-                rows = conn.execute(query + " ORDER BY collection, id LIMIT 500", params).fetchall()
-            if not rows:
+                rows = conn.execute(query, params).fetchall()
+                docs = _hydrate(conn, rows)
+            if not docs:
                 return
-            for _, _, doc in rows:
-                yield doc
-            last = (rows[-1][0], rows[-1][1])
+            yield from docs
+            last = (rows[-1][0], rows[-1][2])
 
     # --- queryables -------------------------------------------------------------------
     def _property_types(self, collections: tuple[str, ...]) -> dict[str, set[str]]:
@@ -541,22 +557,33 @@ class PgstacCatalog:
                 return ItemPage(items=[], number_matched=0 if query.count else None,
                                 next_offset=None, prev_offset=_prev(query))  # fmt: skip
             orderby = self._orderby(conn, query)
+            started = time.perf_counter()
             rows = conn.execute(
+                # the page's keys first, then its documents: the rows OFFSET skips are
+                # never built into documents
                 sql.SQL(
-                    "SELECT content_hydrate(items, '{{}}'::jsonb) FROM items WHERE {} "
-                    "ORDER BY {} LIMIT {} OFFSET {}"
+                    "SELECT {} FROM (SELECT collection AS k_c, id AS k_id, "
+                    "row_number() OVER () AS k_n FROM (SELECT collection, id FROM items "
+                    "WHERE {} ORDER BY {} LIMIT {} OFFSET {}) keys) page "
+                    "JOIN items ON items.collection = page.k_c AND items.id = page.k_id "
+                    "ORDER BY page.k_n"
                 ).format(
-                    where, sql.SQL(orderby), sql.Literal(query.limit + 1), sql.Literal(query.offset)
+                    _DEHYDRATED,
+                    where,
+                    sql.SQL(orderby),
+                    sql.Literal(query.limit + 1),
+                    sql.Literal(query.offset),
                 )
             ).fetchall()
             has_more = len(rows) > query.limit
-            items = [r[0] for r in rows[: query.limit]]
+            items = _hydrate(conn, rows[: query.limit])
             matched: int | None = None
             if query.count:
                 if query.offset == 0 and not has_more:
                     matched = len(items)
                 else:
-                    matched = self._count(conn, where)
+                    page_ms = (time.perf_counter() - started) * 1000
+                    matched = self._count(conn, where, self.count_budget_ms + 2 * page_ms)
         return ItemPage(
             items=items,
             number_matched=matched,
@@ -564,14 +591,23 @@ class PgstacCatalog:
             prev_offset=_prev(query),
         )
 
-    def _count(self, conn: psycopg.Connection[Any], where: sql.Composable) -> int | None:
-        """How many items match, or None past ``count_limit`` or the statement timeout."""
+    def _count(
+        self, conn: psycopg.Connection[Any], where: sql.Composable, budget_ms: float
+    ) -> int | None:
+        """How many items match, or None past ``count_limit`` or, in a catalogue of more
+        than ``_EXACT_COUNT_ITEMS`` items (PostgreSQL's estimate), past ``budget_ms``."""
+        size = _scalar(
+            conn.execute(
+                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) "
+                "FROM pg_partition_tree('items') t JOIN pg_class c ON c.oid = t.relid "
+                "WHERE t.isleaf"
+            )
+        )
+        timeout_ms = 0 if size <= _EXACT_COUNT_ITEMS else max(1, round(budget_ms))
         try:
             with conn.transaction():
                 conn.execute(
-                    sql.SQL("SET LOCAL statement_timeout = {}").format(
-                        sql.Literal(self.count_timeout_ms)
-                    )
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
                 )
                 matched = _scalar(
                     conn.execute(
@@ -583,6 +619,118 @@ class PgstacCatalog:
         except psycopg.errors.QueryCanceled:
             return None
         return None if matched > self.count_limit else int(matched)
+
+
+# An item as pgstac stores it, before hydration: the row's columns and its content (the
+# differences from its collection's base item). Hydrated here, in Rust (``hydraters``, as
+# pypgstac does), and not with pgstac's content_hydrate(), whose recursive PL/pgSQL merge
+# costs tens of milliseconds per item of real (asset-rich) STAC.
+_DEHYDRATED = sql.SQL(
+    "collection, content->>'pgstac:base_item', id, jsonb_build_object('id', id, "
+    "'geometry', ST_AsGeoJSON(geometry, 20)::jsonb, 'collection', collection, "
+    "'type', 'Feature') || (content - 'pgstac:base_item')"
+)
+
+
+def _hydrate(conn: psycopg.Connection[Any], rows: list[Any]) -> list[JSON]:
+    """Whole items from rows of ``_DEHYDRATED``: each merged with the base item of its
+    collection (the one it was stored against: pgstac tags it when that has changed)."""
+    keys = sorted({(r[0], r[1] or "") for r in rows})
+    if not keys:
+        return []
+    bases = {
+        (c, t): b
+        for c, t, b in conn.execute(
+            "SELECT c, t, collection_base_item(c, nullif(t, '')::int) "
+            "FROM unnest(%s::text[], %s::text[]) AS x(c, t)",
+            ([c for c, _ in keys], [t for _, t in keys]),
+        ).fetchall()
+    }
+    out = []
+    for collection, tag, _, doc in rows:
+        base = bases.get((collection, tag or ""))
+        if base:
+            doc = hydrate(base, doc, strip_unmatched_markers=True)
+        out.append(_as_written(doc))
+    return out
+
+
+def _copy_items(
+    conn: psycopg.Connection[Any], docs: list[JSON], spans: dict[tuple[str, str], tuple[str, str]]
+) -> None:
+    """Write items as pypgstac's Loader does, inside the caller's transaction: dehydrated
+    against their collection's base item in Rust (``hydraters``), the partitions made or
+    widened with ``check_partition``, then one ``COPY`` into ``items``. pgstac's own
+    ``create_items()`` dehydrates in PL/pgSQL, several times slower."""
+    collections = sorted({d["collection"] for d in docs})
+    info = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT c.id, b.base_item, c.key, c.partition_trunc, b.base_item_id "
+            "FROM collections c, current_base_item(c.id) b WHERE c.id = ANY(%s)",
+            (collections,),
+        ).fetchall()
+    }
+    ranges: dict[str, list[Any]] = {}
+    rows = []
+    for doc in docs:
+        cid = doc["collection"]
+        base, key, trunc, base_id = info[cid]
+        start, end = spans[(cid, doc["id"])]
+        digits = start.replace("-", "")
+        suffix = {"year": f"_{digits[:4]}", "month": f"_{digits[:6]}"}.get(trunc or "", "")
+        span = ranges.setdefault(f"_items_{key}{suffix}", [cid, start, start, end, end])
+        span[1], span[2] = min(span[1], start), max(span[2], start)
+        span[3], span[4] = min(span[3], end), max(span[4], end)
+        geometry = None
+        if doc.get("geometry") is not None:
+            geometry = shapely.to_wkb(
+                shapely.set_srid(shape(doc["geometry"]), 4326), hex=True, include_srid=True
+            )
+        # dehydrate() strips the document in place: it gets a copy of its own
+        content = dehydrate(base, orjson.loads(_dumps(doc))) if base else dict(doc)
+        for name in ("id", "collection", "geometry", "pgstac:base_item"):
+            content.pop(name, None)
+        if base_id is not None:
+            content["pgstac:base_item"] = base_id
+        rows.append((doc["id"], cid, start, end, geometry, _dumps(content)))
+    for cid, dmin, dmax, emin, emax in ranges.values():
+        conn.execute(
+            "SELECT check_partition(%s, tstzrange(%s, %s, '[]'), tstzrange(%s, %s, '[]'))",
+            (cid, dmin, dmax, emin, emax),
+        )
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY items (id, collection, datetime, end_datetime, geometry, content) FROM STDIN"
+        ) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+# the geometry as written, when pgstac indexes another (see _indexable)
+_AS_WRITTEN = "eoshare:geometry"
+
+
+def _indexable(item: JSON) -> JSON:
+    """An item whose geometry pgstac can index as it means: a ring written across the
+    antimeridian (longitudes jumping by more than 180 degrees) or an invalid shape is
+    indexed as ``index_geometry`` makes it (split at 180 degrees, made valid), and the
+    geometry as written rides along in the document, to be handed back by ``_as_written``."""
+    geometry = item.get("geometry")
+    if not isinstance(geometry, dict):
+        return item
+    if not _jumps_antimeridian(geometry) and shape(geometry).is_valid:
+        return item
+    return {**item, "geometry": mapping(index_geometry(geometry)), _AS_WRITTEN: geometry}
+
+
+def _as_written(doc: JSON) -> JSON:
+    geometry = doc.pop(_AS_WRITTEN, None)
+    if geometry is not None:
+        doc["geometry"] = geometry
+    return doc
 
 
 def _scalar(cur: psycopg.Cursor[Any]) -> Any:

@@ -719,7 +719,11 @@ class SqliteCatalog:
         clauses: list[str] = []
         params: list[Any] = []
         if query.collections:
-            clauses.append(f"items.collection IN ({', '.join('?' * len(query.collections))})")
+            # With ids, the id index is the one to use: the unary "+" keeps SQLite off the
+            # (collection, datetime) index, which it would otherwise pick and then read
+            # the whole collection (484 ms for 5 ids at 100k items, against 4 ms).
+            column = "+items.collection" if query.ids else "items.collection"
+            clauses.append(f"{column} IN ({', '.join('?' * len(query.collections))})")
             params += query.collections
         if query.ids:
             clauses.append(f"items.id IN ({', '.join('?' * len(query.ids))})")

@@ -71,6 +71,11 @@ def safe_id(text: str, fallback: str = "data") -> str:
     return out if is_safe_id(out) else fallback
 
 
+def check_new_id(value: Any, what: str) -> str:
+    """InvalidRequestError (400) unless ``value`` is a valid id (see ``ID_RULE``)."""
+    return _check_id(value, what)
+
+
 def _check_id(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidItemError(f"{what} must be a non-empty string")

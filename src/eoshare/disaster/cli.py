@@ -20,7 +20,7 @@ from eoshare.access.agreements import OPERATOR
 from eoshare.access.base import Principal
 from eoshare.access.service import open_access
 from eoshare.disaster.activations import parse_time
-from eoshare.disaster.areas import parse_area
+from eoshare.disaster.areas import parse_area_file
 from eoshare.disaster.service import DisasterServices, open_disaster
 
 DataDir = Annotated[
@@ -97,7 +97,9 @@ def register(
     def request(
         member: Annotated[str, typer.Option(help="The affected member's code.")],
         hazard: Annotated[str, typer.Option(help="flood, fire, earthquake, cyclone, ...")],
-        area: Annotated[Path, typer.Option(help="A GeoJSON file of the area.", exists=True)],
+        area: Annotated[
+            Path, typer.Option(help="The area: .geojson, .kml, .gpkg or zipped shapefile.")
+        ],
         event_time: Annotated[str, typer.Option(help="RFC 3339, e.g. 2024-10-05T06:00Z.")],
         title: Annotated[str | None, typer.Option(help="A short title.")] = None,
         description: Annotated[str, typer.Option(help="What happened.")] = "",
@@ -108,8 +110,9 @@ def register(
     ) -> None:
         """Request an activation on behalf of a member (as an operator)."""
         with services(data_dir) as svc:
+            shape = parse_area_file(area.read_bytes(), area.name)
             doc: dict[str, Any] = {
-                "member": member, "hazard": hazard, "area": parse_area(area.read_bytes()),
+                "member": member, "hazard": hazard, "area": shape,
                 "event_time": event_time, "title": title, "description": description,
                 "pre_days": pre_days, "post_days": post_days,
             }  # fmt: skip

@@ -204,13 +204,15 @@ class OrbitService:
         return out
 
     def stale_warnings(self, now: datetime) -> list[str]:
-        """One line per mapped satellite whose newest elements are older than a week."""
+        """One line per mapped satellite whose newest elements are more than a week from
+        ``now`` (older, or newer: propagating backwards is as wrong)."""
         out = []
         for e in self.newest():
-            if e.norad in self.platforms and now - e.epoch > STALE_AFTER:
+            if e.norad in self.platforms and abs(now - e.epoch) > STALE_AFTER:
                 days = (now - e.epoch).total_seconds() / 86400
+                age = f"{days:.1f} days old" if days > 0 else f"{-days:.1f} days in the future"
                 out.append(
-                    f"{e.name} ({e.norad}): newest elements are {days:.1f} days old "
+                    f"{e.name} ({e.norad}): newest elements are {age} "
                     f"(epoch {iso(e.epoch)}); passes drift by kilometres — load fresh ones"
                 )
         return out

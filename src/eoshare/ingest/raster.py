@@ -45,6 +45,7 @@ from shapely.geometry.polygon import orient
 from shapely.ops import unary_union
 
 from eoshare import STAC_VERSION
+from eoshare.catalog.assetkeys import held_assets
 from eoshare.catalog.base import JSON, Catalog
 from eoshare.catalog.validate import check_item, safe_id
 from eoshare.errors import EoshareError, IngestError, InvalidRequestError, NotFoundError
@@ -607,11 +608,8 @@ def _existing_keys(catalog: Catalog, collection_id: str, item_id: str) -> set[st
         item = catalog.get_item(collection_id, item_id)
     except NotFoundError:
         return set()
-    return {
-        a["eoshare:key"]
-        for a in item.get("assets", {}).values()
-        if isinstance(a, dict) and isinstance(a.get("eoshare:key"), str)
-    }
+    # only keys bound to this item: a replaced item never deletes another item's objects
+    return {key for _, _, key in held_assets(item)}
 
 
 def _ingest_group(

@@ -110,12 +110,36 @@ def _kind(path: Path) -> str:
     )
 
 
-def _read_ndjson(path: Path) -> Iterator[Document | DocumentError]:
+@dataclass(frozen=True)
+class DocumentLimits:
+    """Size limits on the files ``eoshare load`` parses (``EOSHARE_INGEST__*``): a .json
+    file is parsed whole, an NDJSON line is one document; both are bounded so that one
+    file cannot exhaust the node's memory. (Nesting is bounded by orjson: 1024 levels.)"""
+
+    max_json_bytes: int = 1024 * 1024 * 1024
+    max_line_bytes: int = 64 * 1024 * 1024
+
+
+def _read_ndjson(path: Path, limits: DocumentLimits) -> Iterator[Document | DocumentError]:
     with open(path, "rb") as f:
-        for lineno, line in enumerate(f, start=1):
+        lineno = 0
+        while True:
+            line = f.readline(limits.max_line_bytes + 1)
+            if not line:
+                return
+            lineno += 1
+            location = f"{path}:{lineno}"
+            if len(line) > limits.max_line_bytes and not line.endswith(b"\n"):
+                while (rest := f.readline(1024 * 1024)) and not rest.endswith(b"\n"):
+                    pass  # skip the rest of the over-long line, without holding it
+                yield DocumentError(
+                    location,
+                    f"the line is longer than {limits.max_line_bytes} bytes "
+                    "(EOSHARE_INGEST__MAX_NDJSON_LINE_BYTES)",
+                )
+                continue
             if not line.strip():
                 continue
-            location = f"{path}:{lineno}"
             try:
                 yield Document(location, orjson.loads(line))
             except orjson.JSONDecodeError as exc:
@@ -145,7 +169,15 @@ def _json_members(path: Path, value: Any) -> Iterator[Document | DocumentError]:
         yield Document(str(path), value)
 
 
-def _read_json(path: Path) -> Iterator[Document | DocumentError]:
+def _read_json(path: Path, limits: DocumentLimits) -> Iterator[Document | DocumentError]:
+    size = path.stat().st_size
+    if size > limits.max_json_bytes:
+        yield DocumentError(
+            str(path),
+            f"the file is {size} bytes, over the limit of {limits.max_json_bytes} for one "
+            "JSON document (EOSHARE_INGEST__MAX_JSON_BYTES); use NDJSON or stac-geoparquet",
+        )
+        return
     data = path.read_bytes()
     try:
         value = orjson.loads(data)
@@ -178,15 +210,17 @@ def _read_parquet(path: Path, batch_size: int) -> Iterator[Document | DocumentEr
         ) from exc
 
 
-def read_documents(path: Path, *, batch_size: int = 1000) -> Iterator[Document | DocumentError]:
+def read_documents(
+    path: Path, *, batch_size: int = 1000, limits: DocumentLimits | None = None
+) -> Iterator[Document | DocumentError]:
     """Every document of one file, lazily; bad ones come as ``DocumentError`` values so
     that the caller can report them and go on. Raises for a file that cannot be read."""
     kind = _kind(path)
     if kind == "ndjson":
-        return _read_ndjson(path)
+        return _read_ndjson(path, limits or DocumentLimits())
     if kind == "parquet":
         return _read_parquet(path, batch_size)
-    return _read_json(path)
+    return _read_json(path, limits or DocumentLimits())
 
 
 def _doc_type(doc: Any) -> str | None:
@@ -339,6 +373,7 @@ def load_documents(
     create_collections: bool = False,
     batch_size: int = 1000,
     progress: bool = False,
+    limits: DocumentLimits | None = None,
 ) -> DocumentLoadReport:
     """Load STAC files into the catalogue; called by ``eoshare load``.
 
@@ -360,7 +395,7 @@ def load_documents(
         try:
             if _kind(path) != "json":
                 continue
-            for entry in read_documents(path):
+            for entry in read_documents(path, limits=limits):
                 if isinstance(entry, DocumentError) or _doc_type(entry.doc) != "Collection":
                     continue
                 try:
@@ -388,7 +423,7 @@ def load_documents(
             before = report.problem_count
             stream: _ItemStream | None = None
             try:
-                docs = read_documents(path, batch_size=batch_size)
+                docs = read_documents(path, batch_size=batch_size, limits=limits)
                 if _kind(path) == "json":
                     # Collections were written in pass 1; skip them now.
                     docs = (

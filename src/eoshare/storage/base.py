@@ -70,6 +70,13 @@ class Store(Protocol):
         """A filesystem path for readers that want one (GDAL), or None for remote stores."""
         ...
 
+    def presigned_url(self, key: str, expires_s: int) -> str | None:
+        """A URL that fetches the object directly from the store without other
+        credentials, valid for ``expires_s`` seconds (S3's presigned GET), or None where
+        the store has no such thing. Called by downloads when an operator enables
+        redirects (``EOSHARE_DOWNLOADS__REDIRECT``)."""
+        ...
+
     def gdal_path(self, key: str) -> tuple[str, dict[str, str]]:
         """A path GDAL/rasterio can open (a file path, or ``/vsis3/bucket/key``) and the
         GDAL configuration options it needs (endpoint, credentials). Called by tiles."""

@@ -228,6 +228,10 @@ class LocalStore:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
+    def presigned_url(self, key: str, expires_s: int) -> str | None:
+        """A local directory has no URL of its own: downloads stream it."""
+        return None
+
     def gdal_path(self, key: str) -> tuple[str, dict[str, str]]:
         """The file path itself; GDAL needs no options for a local file."""
         return str(self._path(key)), {}

@@ -318,6 +318,15 @@ class S3Store:
     def local_path(self, key: str) -> Path | None:
         return None
 
+    def presigned_url(self, key: str, expires_s: int) -> str | None:
+        """A presigned GET of the object on the S3 server (None for an anonymous bucket:
+        there is nothing to sign with)."""
+        if not (self._access_key_id and self._secret_access_key):
+            return None
+        with _translate(f"sign a URL for {key!r}", key):
+            url: str = obstore.sign(self._s3, "GET", key, timedelta(seconds=expires_s))
+        return url
+
     def gdal_path(self, key: str) -> tuple[str, dict[str, str]]:
         """``/vsis3/bucket/prefix/key`` and the options GDAL needs to reach the server."""
         check_key(key)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Body, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from eoshare.api.deps import Caller
@@ -19,7 +20,7 @@ from eoshare.api.links import base_url
 from eoshare.api.params import parse_bbox_text, parse_intersects
 from eoshare.api.responses import GeoJSONResponse, JSONResponse
 from eoshare.disaster.activations import parse_time, who_of
-from eoshare.disaster.areas import bbox_area, parse_area
+from eoshare.disaster.areas import bbox_area, parse_area, parse_area_file
 from eoshare.disaster.passes import Pass
 from eoshare.disaster.service import DisasterServices
 from eoshare.errors import InvalidRequestError
@@ -66,6 +67,24 @@ def delete_preapproval(request: Request, member: str, caller: Caller) -> JSONRes
 
 
 # --- activations ----------------------------------------------------------------------
+@router.post(
+    "/activations/area",
+    response_class=JSONResponse,
+    summary="Read an area from an uploaded GeoJSON, KML, GeoPackage or zipped shapefile",
+)
+async def read_area(
+    request: Request,
+    caller: Caller,
+    filename: Annotated[str, Query(description="its name: .geojson .kml .gpkg .zip")],
+) -> JSONResponse:
+    """The request body is the file itself; the answer is the area as GeoJSON, for the
+    ``area`` of an activation request."""
+    who_of(caller)
+    data = await request.body()
+    area = await run_in_threadpool(parse_area_file, data, filename)
+    return JSONResponse({"area": area})
+
+
 @router.get("/activations", response_class=JSONResponse, summary="Activations the caller sees")
 def list_activations(
     request: Request,
@@ -176,13 +195,19 @@ def planning_passes(
 
 
 def _area(bbox: str | None, intersects: str | None) -> JSON:
-    if (bbox is None) == (intersects is None):
+    bbox = bbox.strip() if bbox else None
+    intersects = intersects.strip() if intersects else None
+    if bool(bbox) == bool(intersects):
         raise InvalidRequestError("give the area as one of bbox or intersects")
-    if bbox is not None:
+    if bbox:
         box = parse_bbox_text(bbox)
-        assert box is not None
+        if box is None:
+            raise InvalidRequestError("bbox is four numbers: west,south,east,north")
         return bbox_area(list(box))
-    return parse_area(parse_intersects(intersects))
+    geometry = parse_intersects(intersects)
+    if geometry is None:
+        raise InvalidRequestError("intersects is a GeoJSON geometry")
+    return parse_area(geometry)
 
 
 def _passes_response(passes: list[Pass], warnings: list[str], format: PassFormat) -> Response:
@@ -251,7 +276,9 @@ def dead_letters(request: Request, caller: Caller) -> JSONResponse:
     return JSONResponse({"dead_letters": disaster(request).alerts.dead_letters(caller)})
 
 
-@router.get("/alerts/stream", summary="Alerts as server-sent events")
+# Server-sent events: an endless text/event-stream, left out of the OpenAPI document (a
+# schema-driven client would wait on it forever); described in the README.
+@router.get("/alerts/stream", summary="Alerts as server-sent events", include_in_schema=False)
 async def stream(request: Request, caller: Caller) -> StreamingResponse:
     alerts = disaster(request).alerts
     listener = alerts.listen(caller)

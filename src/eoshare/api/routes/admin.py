@@ -122,6 +122,23 @@ def delete_user(request: Request, username: str, caller: Caller) -> Response:
     return Response(status_code=204)
 
 
+@router.post(
+    "/users/{username}/unlock",
+    response_class=JSONResponse,
+    summary="Lift a sign-in lockout (after too many wrong passwords)",
+)
+def unlock_user(request: Request, username: str, caller: Caller) -> JSONResponse:
+    svc = services(request)
+    try:
+        member = svc.store.get_user(username).member
+    except NotFoundError:
+        # a name that was guessed at but does not exist: operators only
+        _operator(caller)
+    else:
+        _manages_member(caller, member)
+    return JSONResponse({"username": username, "unlocked": svc.guard.unlock(username)})
+
+
 # --- tokens ---------------------------------------------------------------------------
 def _may_manage_user(request: Request, caller: Principal, username: str) -> str:
     who = require_user(caller)

@@ -225,7 +225,13 @@ def login(
     """Checks the password and sets an HTTP-only session cookie."""
     svc = services(request)
     settings = request.app.state.settings
-    user = svc.store.verify_password(username, password)
+    address = request.client.host if request.client else None
+    try:
+        # a locked account or a noisy address is refused before any password is hashed
+        user = svc.sign_in(username, password, address)
+    except NotAuthenticatedError:
+        log.info("sign-in refused", extra={"user": username[:64], "client": address})
+        raise
     secret = svc.store.create_session(user.username, ttl_s=settings.access.session_ttl_s)
     principal = principal_for(user, svc.policy.member(user.member))
     response = JSONResponse(_me(principal, "session"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
@@ -24,43 +24,9 @@ from eoshare.api.params import (
     split_csv,
 )
 from eoshare.api.responses import JSONResponse, SchemaJSONResponse
-from eoshare.catalog.geometry import bbox_geometry, split_bbox
-from eoshare.catalog.validate import parse_datetime
+from eoshare.catalog.collection_search import CollectionQuery, search_collections
 
 router = APIRouter(tags=["Collections"])
-
-
-def _matches(
-    c: dict[str, Any],
-    bbox: tuple[float, float, float, float] | None,
-    start: Any,
-    end: Any,
-    terms: tuple[str, ...],
-) -> bool:
-    extent = c.get("extent", {})
-    if bbox is not None:
-        boxes = extent.get("spatial", {}).get("bbox") or []
-        if boxes:
-            b = boxes[0]
-            two_d = (b[0], b[1], b[3], b[4]) if len(b) == 6 else tuple(b)
-            if not bbox_geometry(bbox).intersects(bbox_geometry(two_d)):
-                return False
-    if start is not None or end is not None:
-        intervals = extent.get("temporal", {}).get("interval") or [[None, None]]
-        lo, hi = intervals[0]
-        lo_dt = parse_datetime(lo) if lo else None
-        hi_dt = parse_datetime(hi) if hi else None
-        if end is not None and lo_dt is not None and lo_dt > end:
-            return False
-        if start is not None and hi_dt is not None and hi_dt < start:
-            return False
-    if terms:
-        text = " ".join(
-            [c.get("id", ""), c.get("title", ""), c.get("description", ""), *c.get("keywords", [])]
-        ).lower()
-        if not any(t.lower() in text for t in terms):
-            return False
-    return True
 
 
 @router.get("/collections", response_class=JSONResponse, summary="Collections")
@@ -85,7 +51,7 @@ def list_collections(
     # shaped for the caller first (hidden ones dropped, item-derived extents of partly
     # visible ones removed), so that matching and counting never see what they hide
     shown = [r for c in catalog.list_collections() if (r := render_collection(request, c))]
-    found = [c for c in shown if _matches(c, box, start, end, terms)]
+    found = search_collections(shown, CollectionQuery(box, start, end, terms))
     page = found[offset : offset + lim]
     base = base_url(request)
     here = f"{base}/collections"
@@ -137,4 +103,18 @@ def collection_queryables(
     )
 
 
-__all__ = ["router", "split_bbox"]
+@router.get("/children", response_class=JSONResponse, summary="Children of the root catalogue")
+def children(request: Request, catalog: Catalog) -> JSONResponse:
+    """STAC API - Children: every child of the landing page (the collections the caller
+    may see), each exactly as its own URL gives it, in one document."""
+    base = base_url(request)
+    shown = [r for c in catalog.list_collections() if (r := render_collection(request, c))]
+    return JSONResponse(
+        {
+            "children": shown,
+            "links": [
+                link("self", f"{base}/children", title="Children"),
+                link("root", f"{base}/", title="Landing page"),
+            ],
+        }
+    )

@@ -29,6 +29,7 @@ CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0-rc.1/item-search#free-text",
     "https://api.stacspec.org/v1.0.0-rc.1/ogcapi-features#free-text",
     "https://api.stacspec.org/v1.0.0-rc.1/collection-search",
+    "https://api.stacspec.org/v1.0.0-rc.2/children",
     "https://api.stacspec.org/v1.0.0-rc.1/collection-search#free-text",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
@@ -66,6 +67,7 @@ def landing_page(request: Request, catalog: Catalog, settings: Settings) -> Resp
         link("root", f"{base}/", title="Landing page"),
         link("conformance", f"{base}/conformance", title="Conformance classes"),
         link("data", f"{base}/collections", title="Collections"),
+        link("children", f"{base}/children", title="Children"),
         link("search", f"{base}/search", GEOJSON, method="GET", title="Item search"),
         link("search", f"{base}/search", GEOJSON, method="POST", title="Item search"),
         link(

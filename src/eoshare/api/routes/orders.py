@@ -23,11 +23,12 @@ import eoshare
 from eoshare.access import Principal
 from eoshare.access.egress import AssetGrant
 from eoshare.api.deps import Access, Caller, Catalog, Gate, Settings, Store
-from eoshare.api.links import base_url, render_item
+from eoshare.api.links import base_url, q, render_item
 from eoshare.api.params import SearchBody, from_body
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.api.routes.downloads import StoreResponse, get_signer, signed_url
 from eoshare.catalog.assetkeys import held_assets
+from eoshare.catalog.bounds import InputBounds
 from eoshare.downloads.metalink import MEDIA_TYPE, MetalinkFile, metalink
 from eoshare.downloads.orders import Order, OrderAsset, OrderBook
 from eoshare.downloads.signing import encode_principal
@@ -146,7 +147,12 @@ def create_order(
         for ref in body.ids:
             items.append(gate.item(caller, ref.collection, ref.id))
     else:
-        sq, _ = from_body(SearchBody.model_validate(body.search), settings.api.default_limit, 10**9)
+        sq, _ = from_body(
+            SearchBody.model_validate(body.search),
+            settings.api.default_limit,
+            10**9,
+            InputBounds.from_settings(settings.security),
+        )
         sq = replace(sq, limit=limits.order_max_items + 1, offset=0, visible=visible, count=False)
         page = catalog.search(sq)
         if len(page.items) > limits.order_max_items:
@@ -229,8 +235,11 @@ def order_manifest(request: Request, order_id: str, gate: Gate, caller: Caller) 
             k: {**v, "href": urls[k]} for k, v in item.get("assets", {}).items() if k in urls
         }
         features.append(item)
+    self_href = f"{base_url(request)}/orders/{q(order.id)}/manifest.json"
     return GeoJSONResponse({"type": "FeatureCollection", "features": features,
-                            "numberReturned": len(features)})  # fmt: skip
+                            "numberReturned": len(features),
+                            "links": [{"rel": "self", "href": self_href,
+                                       "type": "application/geo+json"}]})  # fmt: skip
 
 
 @router.get("/orders/{order_id}/urls.txt", summary="Order as a plain URL list")

@@ -21,6 +21,7 @@ from eoshare.api.params import (
     split_csv,
 )
 from eoshare.api.responses import GeoJSONResponse
+from eoshare.api.routes.federation import federated_response, hub_of
 from eoshare.catalog.base import ItemPage, SearchQuery
 from eoshare.catalog.bounds import InputBounds
 
@@ -96,6 +97,7 @@ def search_get(
     q: Annotated[str | None, Query(description="free-text terms, comma-separated")] = None,
 ) -> GeoJSONResponse:
     """Items across collections matching every given criterion."""
+    hub = hub_of(request)  # a node with peers answers for them too (eoshare.federation)
     sq = build_query(
         collections=split_csv(collections),
         ids=split_csv(ids),
@@ -103,7 +105,7 @@ def search_get(
         intersects=intersects,
         datetime_text=datetime,
         limit=limit,
-        token=token,
+        token=None if hub else token,
         filter=filter,
         filter_lang=filter_lang,
         filter_crs=filter_crs,
@@ -114,6 +116,10 @@ def search_get(
         max_limit=settings.api.max_limit,
         bounds=InputBounds.from_settings(settings.security),
     )
+    if hub is not None:
+        return federated_response(
+            request, hub, sq, token, parse_fields(fields), self_url=str(request.url)
+        )
     page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     return page_response(request, page, sq, parse_fields(fields), self_url=str(request.url))
 
@@ -128,15 +134,23 @@ def search_post(
     caller: Caller,
 ) -> GeoJSONResponse:
     """The same search with a JSON body (for long geometries and filters)."""
+    hub = hub_of(request)  # a node with peers answers for them too (eoshare.federation)
+    token = body.token
+    if hub is not None:
+        body = body.model_copy(update={"token": None})
     sq, fields = from_body(
         body,
         settings.api.default_limit,
         settings.api.max_limit,
         InputBounds.from_settings(settings.security),
     )
-    page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     raw = body.model_dump(by_alias=True, exclude_none=True)
     raw.pop("token", None)
+    if hub is not None:
+        return federated_response(
+            request, hub, sq, token, fields, self_url=f"{base_url(request)}/search", post_body=raw
+        )
+    page = catalog.search(replace(sq, visible=access.visible_filter(caller)))
     return page_response(
         request, page, sq, fields, self_url=f"{base_url(request)}/search", post_body=raw
     )

@@ -43,6 +43,18 @@ def _answer(request: Request, response: Response) -> Response:
     return response
 
 
+def _from_uri(body: dict[str, Any], collection_id: str, item_id: str) -> dict[str, Any]:
+    """The transaction extension: PUT and PATCH "must populate the id and collection fields
+    in the Item from the URI", and answer 400 when the document names others."""
+    for key, want in (("id", item_id), ("collection", collection_id)):
+        given = body.get(key)
+        if given is not None and given != want:
+            raise InvalidRequestError(
+                f"the item's {key} {given!r} does not match the URL's {want!r}"
+            )
+    return {**body, "id": item_id, "collection": collection_id}
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -216,6 +228,7 @@ def replace_item(
     request: Request, collection_id: str, item_id: str, body: AnyBody, catalog: Catalog, _: Admin
 ) -> Response:
     current = catalog.get_item(collection_id, item_id)
+    body = _from_uri(body, collection_id, item_id)
     updated = catalog.update_item(collection_id, item_id, keep_node_keys(body, current))
     return _answer(request, GeoJSONResponse(render_item(request, updated)))
 
@@ -234,7 +247,7 @@ def patch_item(
     _: Admin,
 ) -> Response:
     current = catalog.get_item(collection_id, item_id)
-    patched = keep_node_keys(apply_patch(current, body), current)
+    patched = keep_node_keys(_from_uri(apply_patch(current, body), collection_id, item_id), current)
     updated = catalog.update_item(collection_id, item_id, patched)
     return _answer(request, GeoJSONResponse(render_item(request, updated)))
 

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from eoshare.access import Principal
 from eoshare.api.deps import Caller, Catalog, Settings, Store
 from eoshare.api.links import base_url, q
+from eoshare.catalog.validate import check_new_id
 from eoshare.downloads.signing import encode_principal
 from eoshare.downloads.uploads import Upload, UploadBook
 from eoshare.errors import (
@@ -100,6 +101,8 @@ def start_upload(
     _check_publisher(request, caller, body.collection, exists=exists)
     if not exists:
         raise NotFoundError(f"collection {body.collection!r} does not exist")
+    if body.item_id is not None:
+        check_new_id(body.item_id, "'item_id'")  # it names the item's folder in the store
     d = settings.downloads
     upload = get_uploads(request).create(
         encode_principal(caller),

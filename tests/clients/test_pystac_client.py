@@ -1,5 +1,7 @@
 """pystac-client, the most used STAC client, against the live server; every warning it
-raises (missing conformance, deprecated behaviour) is an error here."""
+raises (missing conformance, deprecated behaviour) is an error here (the suite runs
+with ``filterwarnings = error``, and each call is wrapped in ``simplefilter("error")``
+too). Runs here and in CI (a dev dependency)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import pytest
 from pystac_client import Client
 from shapely.geometry import box, shape
 
-from .conftest import LANDSAT, S1, S2, Server
-from .oracle import interval, item_geometry, strip_server
+from api.conftest import LANDSAT, S1, S2, Server
+from api.oracle import interval, item_geometry, strip_server
 
 
 @pytest.fixture()
@@ -167,3 +169,28 @@ def test_get_item(client: Client, live_server: Server) -> None:
         warnings.simplefilter("error")
         (raw,) = client.search(ids=[truth["id"]], collections=[S1]).items_as_dicts()
     assert strip_server(raw) == strip_server(truth)
+
+
+def test_item_collection(client: Client, live_server: Server) -> None:
+    """``item_collection()``: every page gathered into a pystac ItemCollection, each item
+    parsed (and migrated) by pystac without a warning."""
+    truth = {i["id"] for i in live_server.loaded.of(LANDSAT)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        search = client.search(collections=[LANDSAT], limit=100)
+        found = search.item_collection()
+        matched = search.matched()
+    assert {i.id for i in found} == truth
+    assert matched == len(truth)
+    assert all(i.collection_id == LANDSAT for i in found)
+    # the projection fields survive pystac's migration: proj:code from proj:epsg
+    assert all(i.properties.get("proj:code", "").startswith("EPSG:") for i in found)
+
+
+def test_collection_search(client: Client) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = client.collection_search(q="Sentinel", limit=1)
+        ids = {c.id for c in found.collections()}
+    assert {S1, S2} <= ids
+    assert LANDSAT not in ids

@@ -1,4 +1,13 @@
-"""stac-api-validator, the community's conformance checker, against the live server."""
+"""stac-api-validator, the community's conformance checker, against the live server: every
+conformance class the node claims, one at a time, so that each class's errors and
+warnings are counted on their own (they are written to
+``.artifacts/clients/stac-api-validator.json``). The validator runs offline against the
+schema mirror (``../shared/stac-schemas``); here and in CI, no skips.
+
+Where the validator asks for more than the specifications, the node follows the
+specification and the run is set up accordingly (docs/adr/0007-interoperability.md):
+PUT/PATCH answer 204 only on ``Prefer: return=minimal``, and DELETE of an absent item
+is 404, so the item its transaction check begins by deleting is seeded first."""
 
 from __future__ import annotations
 
@@ -7,12 +16,14 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from shapely.geometry import mapping, shape
 
-from .conftest import LANDSAT, VALIDATOR_TX, Server
+from api.conftest import LANDSAT, VALIDATOR_TX, Server
 
 CONFORMANCE = [
     "core",
@@ -27,7 +38,10 @@ CONFORMANCE = [
     "features#fields",
     "features#query",
     "transaction",
+    "children",
 ]
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "clients"
+COUNTS: dict[str, dict[str, int]] = {}
 
 
 def _validator() -> str:
@@ -36,7 +50,8 @@ def _validator() -> str:
     return str(exe)
 
 
-def test_stac_api_validator_reports_no_errors(live_server: Server, stac_schemas: Path) -> None:
+def _arguments(live_server: Server) -> list[str]:
+    """The validator's command line, less the conformance class."""
     items = live_server.loaded.of(LANDSAT)
     # a footprint that really holds items: the first Netherlands scene's, shrunk
     netherlands = next(i for i in items if i["geometry"]["coordinates"][0][0][0] > 0)
@@ -94,16 +109,44 @@ def test_stac_api_validator_reports_no_errors(live_server: Server, stac_schemas:
         "-H",
         "Prefer: return=minimal",
     ]
-    for c in CONFORMANCE:
-        args += ["--conformance", c]
+    return args
+
+
+@pytest.fixture(scope="module")
+def validator_runs(live_server: Server, stac_schemas: Path) -> dict[str, tuple[int, str]]:
+    """One validator run per class, four readers at a time (most of a run is waiting on
+    the node): class -> (exit status, output)."""
+    args = _arguments(live_server)
     env = {**os.environ, "PYTHONPATH": str(stac_schemas)}
-    run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240)
-    out = run.stdout + run.stderr
+
+    def run(conformance: str) -> tuple[int, str]:
+        done = subprocess.run(
+            [*args, "--conformance", conformance],
+            env=env, capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+        return done.returncode, done.stdout + done.stderr
+
+    # the transaction class writes and deletes items: alone, after the readers
+    readers = [c for c in CONFORMANCE if c != "transaction"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = dict(zip(readers, pool.map(run, readers), strict=True))
+    runs["transaction"] = run("transaction")
+    return runs
+
+
+@pytest.mark.parametrize("conformance", CONFORMANCE)
+def test_stac_api_validator_class(
+    validator_runs: dict[str, tuple[int, str]], conformance: str
+) -> None:
+    returncode, out = validator_runs[conformance]
     errors = _section(out, "Errors")
     warnings = _section(out, "Warnings")
-    print(out)
+    COUNTS[conformance] = {"errors": len(errors), "warnings": len(warnings)}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "stac-api-validator.json").write_text(json.dumps(COUNTS, indent=2))
+    print(f"{conformance}: {len(errors)} errors, {len(warnings)} warnings")
     assert "[stac-schemas/offline] MISSING" not in out, out
-    assert run.returncode == 0, out
+    assert returncode == 0, out
     assert errors == [], out
     unexplained = [w for w in warnings if not _identity_fields_warning(w)]
     assert unexplained == [], out

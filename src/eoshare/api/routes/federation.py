@@ -1,0 +1,263 @@
+"""Federation on the HTTP side (the services are ``eoshare.federation``):
+
+* ``GET /.well-known/eoshare-node``: this node's name, member and public key;
+* ``GET /federation/peers``: the peers and their health (operators see their trust);
+* ``PeerSignatureMiddleware``: a signed request from a peer is one more kind of
+  credential. It runs right after ``AuthMiddleware`` and replaces the (anonymous)
+  principal with the one ``PeerTrust`` accepts;
+* ``federated_response``: what /search answers on a hub (a node with enabled peers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio.from_thread
+from fastapi import APIRouter, Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from eoshare.access.policy import is_operator
+from eoshare.api import errors
+from eoshare.api.deps import Caller, principal_of
+from eoshare.api.links import GEOJSON, base_url, link, q, render_item
+from eoshare.api.params import Fields, apply_fields
+from eoshare.api.responses import GeoJSONResponse, JSONResponse
+from eoshare.catalog.base import ItemPage, SearchQuery
+from eoshare.errors import NotAuthenticatedError, NotFoundError
+from eoshare.federation import FederationServices
+from eoshare.federation.fanout import LOCAL, FederatedSearch, MergedItem
+from eoshare.federation.identity import WELL_KNOWN_PATH
+from eoshare.federation.trust import PeerTrust
+
+JSON = dict[str, Any]
+router = APIRouter(tags=["Federation"])
+MISSING_HEADER = "Eoshare-Federation-Missing"
+
+
+def services(request: Request) -> FederationServices:
+    svc: FederationServices = request.app.state.federation
+    return svc
+
+
+@router.get(WELL_KNOWN_PATH, response_class=JSONResponse, summary="This node's identity")
+def node_document(request: Request) -> JSONResponse:
+    """Name, member and Ed25519 public key (check its fingerprint when adding a peer)."""
+    return JSONResponse(services(request).identity.document(base_url(request)))
+
+
+@router.get("/federation/peers", response_class=JSONResponse, summary="Peers and their health")
+def list_peers(request: Request, caller: Caller) -> JSONResponse:
+    svc = services(request)
+    peers = []
+    for peer in svc.registry.all():
+        doc = peer.to_dict()
+        if not is_operator(caller):
+            doc.pop("trusted_members", None)
+        doc["harvest"] = svc.registry.last_harvest(peer.name)
+        peers.append(doc)
+    return JSONResponse({"node": svc.identity.name, "peers": peers})
+
+
+@router.get(
+    "/federation/peers/{peer}/collections/{collection_id}/items/{item_id}",
+    response_class=GeoJSONResponse,
+    summary="One item of a peer, as that peer shows it to you",
+)
+async def peer_item(
+    request: Request, peer: str, collection_id: str, item_id: str, caller: Caller
+) -> GeoJSONResponse:
+    """Asked of the peer on your behalf (signed); the peer's agreements decide. Asset
+    links are the peer's signed links, made for you."""
+    svc = services(request)
+    try:
+        target = svc.registry.get(peer)
+    except NotFoundError as exc:
+        raise NotFoundError(f"no peer named {peer!r}") from exc
+    if not target.enabled:
+        raise NotFoundError(f"no peer named {peer!r}")
+    item = await svc.hub.fetch_item(target, collection_id, item_id, caller)
+    return GeoJSONResponse(_peer_item(request, MergedItem(target.name, item)))
+
+
+# --- signed requests from peers --------------------------------------------------------
+class PeerSignatureMiddleware:
+    """Requests with ``Signature-Input`` are checked by ``PeerTrust``; a bad one is a 401.
+    Other requests pass untouched (one header lookup)."""
+
+    def __init__(self, app: ASGIApp, trust: PeerTrust, max_body_bytes: int) -> None:
+        self.app = app
+        self.trust = trust
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if "signature-input" not in headers:
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        try:
+            if headers.get("authorization"):
+                raise NotAuthenticatedError("send a node signature or a bearer token, not both")
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            result = self.trust.authenticate(
+                method=scope["method"],
+                authority=headers.get("host", ""),
+                path=raw_path.decode("latin-1").partition("?")[0],
+                query=scope.get("query_string", b"").decode("latin-1"),
+                headers=dict(headers.items()),
+                body=body,
+            )
+        except NotAuthenticatedError as exc:
+            response = errors.problem(401, exc.detail)
+            await response(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state["principal"] = result.principal
+        state["auth_via"] = f"peer:{result.peer.name}"
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+# --- fan-out search --------------------------------------------------------------------
+def hub_of(request: Request) -> FederatedSearch | None:
+    """The fan-out service when this node has enabled peers, else None (local search).
+    A request from a peer is answered from this node's catalogue only: two hubs that
+    are each other's peers must not ask each other in a loop."""
+    svc: FederationServices | None = getattr(request.app.state, "federation", None)
+    if str(getattr(request.state, "auth_via", "")).startswith("peer:"):
+        return None
+    if svc is None or not svc.hub.active():
+        return None
+    return svc.hub
+
+
+def _peer_item(request: Request, merged: MergedItem) -> JSON:
+    item = dict(merged.item)
+    links = []
+    for x in item.get("links") or []:
+        if not isinstance(x, dict):
+            continue
+        rel = x.get("rel")
+        if rel == "self":
+            links.append({**x, "rel": "canonical", "title": f"This item at {merged.source}"})
+        elif rel not in ("root", "parent", "collection", "next", "prev"):
+            links.append(x)
+    base = base_url(request)
+    origin = str(item.get("properties", {}).get("federation:via", merged.source))
+    here = (
+        f"{base}/federation/peers/{q(origin)}/collections/{q(str(item.get('collection')))}"
+        f"/items/{q(str(item.get('id')))}"
+    )
+    links.insert(0, link("self", here, GEOJSON, title="This item, through this node"))
+    links.append(link("root", f"{base}/", title="Landing page"))
+    item["links"] = links
+    return item
+
+
+def _source_entry(request: Request, source: str, item: JSON) -> JSON:
+    props = item.get("properties") or {}
+    href = next(
+        (
+            x.get("href")
+            for x in item.get("links") or []
+            if isinstance(x, dict) and x.get("rel") in ("self", "canonical")
+        ),
+        None,
+    )
+    return {
+        "node": services(request).identity.name if source == LOCAL else source,
+        "origin": props.get("federation:origin", services(request).identity.name),
+        "collection": item.get("collection"),
+        "id": item.get("id"),
+        "href": href,
+    }
+
+
+def federated_response(
+    request: Request,
+    hub: FederatedSearch,
+    query: SearchQuery,
+    token: str | None,
+    fields: Fields,
+    *,
+    self_url: str,
+    post_body: JSON | None = None,
+) -> GeoJSONResponse:
+    """A /search page over this node and its peers. Called from the (sync) search
+    handlers, in a worker thread: the fan-out runs on the event loop."""
+    catalog = request.app.state.catalog
+    caller = principal_of(request)
+    visible = request.app.state.access.visible_filter(caller)
+
+    def local(offset: int, limit: int) -> ItemPage:
+        page: ItemPage = catalog.search(replace(query, offset=offset, limit=limit, visible=visible))
+        return page
+
+    page = anyio.from_thread.run(hub.search, query, token, caller, local)
+    features = []
+    for merged in page.items:
+        if merged.source == LOCAL:
+            item = render_item(request, merged.item)
+        else:
+            item = _peer_item(request, merged)
+        if merged.also:
+            sources = [_source_entry(request, merged.source, item)]
+            sources += [_source_entry(request, s, other) for s, other in merged.also]
+            item = {**item, "properties": {**item.get("properties", {})}}
+            item["properties"]["federation:sources"] = sources
+        features.append(apply_fields(item, fields))
+    base = base_url(request)
+    links = [link("self", self_url, GEOJSON), link("root", f"{base}/")]
+    if page.next_token is not None:
+        if post_body is None:
+            params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            query_text = urlencode([*params, ("token", page.next_token)])
+            links.append(link("next", f"{base}{request.url.path}?{query_text}", GEOJSON))
+        else:
+            links.append(
+                link(
+                    "next",
+                    f"{base}/search",
+                    GEOJSON,
+                    method="POST",
+                    body={**post_body, "token": page.next_token},
+                    merge=False,
+                )
+            )
+    body: JSON = {"type": "FeatureCollection", "features": features, "links": links}
+    if page.number_matched is not None:
+        body["numberMatched"] = page.number_matched
+    body["numberReturned"] = len(features)
+    body["federation:missing"] = page.missing
+    body["federation:peers"] = page.report()
+    headers = {MISSING_HEADER: ", ".join(page.missing)} if page.missing else None
+    return GeoJSONResponse(body, headers=headers)
+
+
+def install(app: Any, services: FederationServices, max_body_bytes: int) -> None:
+    """Routes and the signature middleware (call before AuthMiddleware is added, so that
+    it runs after it)."""
+    app.state.federation = services
+    app.include_router(router)
+    app.add_middleware(PeerSignatureMiddleware, trust=services.trust, max_body_bytes=max_body_bytes)

@@ -1,0 +1,127 @@
+"""Talking to peers: an ``httpx.Auth`` that signs each request as this node (and says on
+whose behalf), and small helpers to read a peer's identity and collections.
+
+Errors from a peer are translated at this boundary: every transport failure, bad status
+or unreadable body becomes ``UpstreamError`` naming the peer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from eoshare.errors import UpstreamError
+from eoshare.federation.identity import WELL_KNOWN_PATH, NodeIdentity
+from eoshare.federation.peers import Peer
+from eoshare.federation.signatures import ON_BEHALF_OF, sign_request
+
+JSON = dict[str, Any]
+
+
+class NodeAuth(httpx.Auth):
+    """Signs a request with this node's key (RFC 9421, see ``signatures``)."""
+
+    requires_request_body = True
+
+    def __init__(
+        self, identity: NodeIdentity, on_behalf_of: str | None = None, ttl_s: int = 60
+    ) -> None:
+        self.identity = identity
+        self.on_behalf_of = on_behalf_of
+        self.ttl_s = ttl_s
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.on_behalf_of:
+            request.headers[ON_BEHALF_OF] = self.on_behalf_of
+        path, _, query = request.url.raw_path.decode("ascii").partition("?")
+        signed = sign_request(
+            self.identity,
+            method=request.method,
+            authority=request.url.netloc.decode("ascii"),
+            path=path,
+            query=query,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=request.content,
+            ttl_s=self.ttl_s,
+            now=time.time(),
+        )
+        request.headers.update(signed)
+        yield request
+
+
+def auth_for(
+    peer: Peer, identity: NodeIdentity | None, on_behalf_of: str | None = None
+) -> httpx.Auth | None:
+    """Signed for eoshare peers; nothing for a plain STAC API (read-only, anonymous)."""
+    if peer.kind != "eoshare" or identity is None:
+        return None
+    return NodeAuth(identity, on_behalf_of)
+
+
+@contextmanager
+def upstream(peer_name: str) -> Iterator[None]:
+    """Translate what can go wrong talking to a peer into ``UpstreamError``."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamError(f"peer {peer_name!r} did not answer in time") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"peer {peer_name!r} cannot be reached: {exc}") from exc
+    except ValueError as exc:  # JSON decoding
+        raise UpstreamError(f"peer {peer_name!r} answered something that is not JSON") from exc
+
+
+def json_of(response: httpx.Response, peer_name: str) -> JSON:
+    if response.status_code >= 400:
+        detail = response.text[:200].replace("\n", " ")
+        raise UpstreamError(f"peer {peer_name!r} answered HTTP {response.status_code}: {detail}")
+    with upstream(peer_name):
+        doc = response.json()
+    if not isinstance(doc, dict):
+        raise UpstreamError(f"peer {peer_name!r} answered JSON that is not an object")
+    return doc
+
+
+def fetch_node_document(url: str, *, timeout_s: float = 10.0) -> JSON | None:
+    """The peer's ``/.well-known/eoshare-node``, or None when it is not an eoshare node
+    (a plain STAC API)."""
+    with upstream(url), httpx.Client(timeout=timeout_s) as client:
+        r = client.get(url.rstrip("/") + WELL_KNOWN_PATH)
+        if r.status_code == 404:
+            return None
+        doc = json_of(r, url)
+    if doc.get("type") != "eoshare-node":
+        return None
+    return doc
+
+
+def fetch_collection_ids(
+    peer: Peer, identity: NodeIdentity | None, *, timeout_s: float = 10.0
+) -> list[str]:
+    """The ids of the collections the peer shows this node (all pages)."""
+    ids: list[str] = []
+    url: str | None = peer.url + "/collections"
+    with (
+        upstream(peer.name),
+        httpx.Client(timeout=timeout_s, auth=auth_for(peer, identity)) as client,
+    ):
+        for _ in range(100):
+            if url is None:
+                break
+            doc = json_of(client.get(url), peer.name)
+            ids += [
+                c["id"] for c in doc.get("collections", []) if isinstance(c, dict) and "id" in c
+            ]
+            url = next(
+                (
+                    link.get("href")
+                    for link in doc.get("links", [])
+                    if isinstance(link, dict) and link.get("rel") == "next"
+                ),
+                None,
+            )
+    return ids
