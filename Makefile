@@ -8,7 +8,7 @@ DATA_DIR ?= eoshare-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv demo serve test lint typecheck pytest bench clean web browser clients postgres openeo-suite
+.PHONY: help venv demo serve test lint typecheck pytest bench clean web browser clients postgres openeo-suite nginx
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ web: $(STAMP)  ## vendor the web UI's npm packages (web/package-lock.json) into 
 
 browser:  ## install Debian's chromium for the browser tests, when it is missing
 	bash scripts/install-browser.sh
+
+nginx:  ## install Debian's nginx (the X-Accel-Redirect test and the download benchmark), when missing
+	bash scripts/install-nginx.sh
 
 postgres:  ## install Debian's PostgreSQL 15 + PostGIS for the pgstac tests, when missing
 	bash scripts/install-postgres.sh
@@ -47,7 +50,7 @@ clients:  ## gdal-bin, curl, wget, npm and a STAC Browser build for the client t
 openeo-suite: $(STAMP)  ## the openEO test suite in its own environment (tests/processing)
 	bash scripts/install-openeo-suite.sh "$(PYTHON)" $(VENV)/openeo-suite
 
-pytest: $(STAMP) web browser clients postgres openeo-suite  ## the test suite alone
+pytest: $(STAMP) web browser clients postgres openeo-suite nginx  ## the test suite alone
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest  ## everything CI runs: lint, type check, the whole suite

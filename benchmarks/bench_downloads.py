@@ -88,12 +88,13 @@ def catalogue(data_dir: Path, size: int) -> None:
 
 
 @contextlib.contextmanager
-def eoshare(data_dir: Path, storage: str = "") -> Iterator[str]:
+def eoshare(data_dir: Path, storage: str = "", **extra_env: str) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
     env.update({"EOSHARE_DATA_DIR": str(data_dir), "EOSHARE_LOG_LEVEL": "warning",
                 "EOSHARE_API__ADMIN_TOKEN": TOKEN, "EOSHARE_STORAGE": storage,
                 "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})  # fmt: skip
+    env.update(extra_env)
     log = (data_dir / "server.log").open("ab")
     proc = subprocess.Popen(
         # two server processes, like nginx's worker_processes 2 below
@@ -112,12 +113,21 @@ def eoshare(data_dir: Path, storage: str = "") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def nginx(root: Path, work: Path) -> Iterator[str]:
+def nginx(root: Path, work: Path, upstream: str | None = None, store: Path | None = None
+          ) -> Iterator[str]:  # fmt: skip
+    """nginx serving ``root``; with ``upstream``, a proxy to eoshare that serves the
+    store's files handed over with X-Accel-Redirect (docs/deployment.md)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         raise SystemExit("nginx is missing: run scripts/install-nginx.sh")
     port = free_port()
     work.mkdir(parents=True, exist_ok=True)
+    if upstream is None:
+        server = f"server {{ listen 127.0.0.1:{port}; root {root}; }}"
+    else:
+        server = f"""server {{ listen 127.0.0.1:{port};
+        location / {{ proxy_pass {upstream}; proxy_buffering off; }}
+        location /_eoshare_store/ {{ internal; alias {store}/; }} }}"""
     conf = work / "nginx.conf"
     conf.write_text(f"""
 worker_processes 2;
@@ -131,7 +141,7 @@ http {{
     tcp_nopush on;
     client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
-    server {{ listen 127.0.0.1:{port}; root {root}; }}
+    {server}
 }}
 """)
     proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(work)],
@@ -214,6 +224,20 @@ def main() -> None:
             e = best(lambda c=clients: curl_many(dl, c), args.runs)
             n = best(lambda c=clients: curl_many(f"{ng}/data.bin", c), args.runs)
             rows.append((f"local store, {clients} stream(s): eoshare vs nginx", e, n))
+    # behind nginx: the node decides and audits, nginx sends (X-Accel-Redirect)
+    accel = {"EOSHARE_DOWNLOADS__ACCEL_REDIRECT": "/_eoshare_store/"}
+    with (
+        eoshare(data_dir, **accel) as eo,
+        nginx(big.parent, work / "nginx-accel", eo, (data_dir / "store").resolve()) as front,
+        nginx(big.parent, work / "nginx") as ng,
+    ):
+        dl = f"{front}/download/bench/big/data"
+        for clients in (1, args.clients):
+            e = best(lambda c=clients: curl_many(dl, c), args.runs)
+            n = best(lambda c=clients: curl_many(f"{ng}/data.bin", c), args.runs)
+            rows.append(
+                (f"local store behind nginx (X-Accel-Redirect), {clients} stream(s) vs nginx", e, n)
+            )
     if not args.no_s3:
         weed = WeedServer(work / "weed")
         shutil.rmtree(work / "weed", ignore_errors=True)
@@ -231,6 +255,18 @@ def main() -> None:
                     e = best(lambda c=clients: curl_many(dl, c), args.runs)
                     d = best(lambda c=clients: curl_many(direct, c, sig), args.runs)
                     rows.append((f"S3 store, {clients} stream(s): eoshare vs S3 direct", e, d))
+            with eoshare(data_dir, s3_url, EOSHARE_DOWNLOADS__REDIRECT="true") as eo:
+                dl = f"{eo}/download/bench/big/data"
+                for clients in (1, args.clients):
+                    e = best(lambda c=clients: curl_many(dl, c, ["-L"]), args.runs)
+                    d = best(lambda c=clients: curl_many(direct, c, sig), args.runs)
+                    rows.append(
+                        (
+                            f"S3 store, redirect to presigned URL, {clients} stream(s) vs direct",
+                            e,
+                            d,
+                        )
+                    )
         finally:
             weed.stop()
     up_file = work / "upload.bin"

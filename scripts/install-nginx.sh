@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# nginx (Debian's package) for benchmarks/bench_downloads.py, which serves the same file
-# with it side by side with eoshare. Benchmarks only: the test suite does not need it.
+# nginx (Debian's package): tests/ops/test_accel_redirect.py puts it in front of a node
+# (X-Accel-Redirect), and benchmarks/bench_downloads.py serves the same file with it side
+# by side with eoshare. Idempotent.
 set -euo pipefail
 if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
     exit 0

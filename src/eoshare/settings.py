@@ -130,6 +130,11 @@ class DownloadsSettings(BaseModel):
     # (the size asked for counts as served). Users must be able to reach the S3 server.
     redirect: bool = False
     redirect_ttl_s: int = 300
+    # behind nginx with a local store: hand the file to nginx with X-Accel-Redirect under
+    # this internal location (e.g. "/_eoshare_store/", aliased to the store's folder), so
+    # that nginx sends the bytes (sendfile, ranges) once the node has decided, reserved
+    # and audited the grant. Empty: the node streams the bytes itself.
+    accel_redirect: str = ""
 
 
 class FederationSettings(BaseModel):

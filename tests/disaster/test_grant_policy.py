@@ -1,5 +1,5 @@
 """The grant inside the access policy, without a server: a reduced-resolution collection
-becomes full under a grant (download included, terms and quotas aside), an expiry set at
+becomes full under a grant (download included, without accepting terms first), an expiry set at
 approval ends it exactly, responders by name, and the post-event hook (where value-added
 products plug in) is called for a matching new scene only."""
 
@@ -74,7 +74,7 @@ def test_reduced_becomes_full_under_the_grant_and_ends_at_expiry(world: Any) -> 
     expires = clock.now + timedelta(hours=6)
     acts.approve(OPS, a.id, expires=expires)
     d = policy.decide(ANALYST, scene, "B04", Action.DOWNLOAD)
-    assert d.kind == "full" and d.grant == a.id  # no terms, no quota under the grant
+    assert d.kind == "full" and d.grant == a.id  # no terms to accept first
     assert policy.decide(ANALYST, scene, "B04", Action.TILE).kind == "full"
     # outside the area or the window: as before
     assert policy.decide(ANALYST, item("far", 5, x=5.0), "B04", Action.TILE).kind == "reduced"

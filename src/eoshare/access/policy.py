@@ -331,7 +331,8 @@ class AgreementPolicy:
             return Decision.full(agreement=a.collection)
         grant = self._granted(principal, a, item)
         if grant is not None:
-            # released by the provider for disasters: no terms or quotas in the way
+            # released by the provider for disasters: no terms to accept first (daily
+            # quotas, if the agreement sets them, still apply: the byte gate reserves them)
             return Decision.full(agreement=a.collection, grant=grant.id)
         if a.reduced_resolution_m is not None:
             if action in BYTE_ACTIONS:

@@ -225,7 +225,10 @@ def register(
             s = settings(data_dir=data_dir)
             registry = _registry(s)
             peers = [registry.get(peer)] if peer else [p for p in registry.all() if p.enabled]
-            catalog = open_catalog(s.catalog_url)
+            # wrapped so that harvested items reach a running server's alerts
+            from eoshare.disaster.service import observe_writes
+
+            catalog, _ = observe_writes(s, open_catalog(s.catalog_url))
             try:
                 harvester = Harvester(
                     catalog, registry, _identity(s), batch=s.federation.harvest_batch

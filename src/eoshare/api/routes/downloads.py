@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import anyio
 import anyio.to_thread
@@ -280,6 +280,14 @@ def download(
         return StoreResponse(None, status=answer.status, headers=headers)
     # reserve the range's size against the quota before the first byte goes out
     record = grant.reserve(answer.length)
+    accel = settings.downloads.accel_redirect
+    if accel and store.local_path(grant.store_key) is not None:
+        # nginx sends the file (and applies the request's Range itself); what was asked
+        # for is what is recorded
+        record(answer.length)
+        handed = {k: v for k, v in headers.items() if k not in ("Content-Length", "Content-Range")}
+        handed["X-Accel-Redirect"] = accel.rstrip("/") + "/" + quote(grant.store_key)
+        return Response(status_code=200, headers=handed)
     if settings.downloads.redirect:
         target = store.presigned_url(grant.store_key, settings.downloads.redirect_ttl_s)
         if target is not None:
