@@ -93,7 +93,7 @@ function ensureMap() {
     maxZoom: 6,
     zoomSnap: 0.5,
     attributionControl: false,
-  }).setView([20, 20], 1.5);
+  }).fitBounds([[-56, -170], [78, 180]]);
 }
 
 async function drawMap() {
