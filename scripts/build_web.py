@@ -48,6 +48,7 @@ FILES: dict[str, dict[str, str]] = {
     # Natural Earth country outlines: the offline base map
     "world-atlas": {
         "countries-110m.json": "countries-110m.json",
+        "countries-50m.json": "countries-50m.json",
         "LICENSE": "LICENSE.txt",
     },
 }

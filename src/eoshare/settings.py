@@ -18,6 +18,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from eoshare.errors import InvalidRequestError
 
 
+class WebSettings(BaseModel):
+    """The browser UI (``EOSHARE_WEB__*``)."""
+
+    # an online base map for a node with internet: an XYZ tile URL template such as
+    # https://tile.example.org/{z}/{x}/{y}.png, and the attribution its provider asks for.
+    # Unset: the offline Natural Earth outlines shipped with the UI.
+    basemap_url: str = ""
+    basemap_attribution: str = ""
+
+
 class ApiSettings(BaseModel):
     """Limits and identity of the HTTP API."""
 
@@ -260,6 +270,7 @@ class Settings(BaseSettings):
     # JSON); otherwise only warnings, as human lines; log_file gets every record as JSON
     log_format: str = ""
     log_file: str | None = None
+    web: WebSettings = Field(default_factory=WebSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     tiles: TilesSettings = Field(default_factory=TilesSettings)

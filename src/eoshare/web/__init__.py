@@ -68,12 +68,21 @@ def negotiate_language(accept_language: str | None) -> str:
     return best
 
 
-def index_html(base_href: str, lang: str = DEFAULT_LANGUAGE) -> str:
-    """The UI's page, with its base URL (``<root>/ui/``) and first language set."""
+def index_html(
+    base_href: str,
+    lang: str = DEFAULT_LANGUAGE,
+    *,
+    basemap_url: str = "",
+    basemap_attribution: str = "",
+) -> str:
+    """The UI's page, with its base URL (``<root>/ui/``), first language and the online
+    base map an operator configured (empty: the offline one)."""
     if lang not in LANGUAGES:
         lang = DEFAULT_LANGUAGE
     return (
         _template()
+        .replace("__BASEMAP_URL__", escape(basemap_url, quote=True))
+        .replace("__BASEMAP_ATTRIBUTION__", escape(basemap_attribution, quote=True))
         .replace("__BASE__", escape(base_href, quote=True))
         .replace("__LANG__", lang)
         .replace("__DIR__", "rtl" if lang in RTL_LANGUAGES else "ltr")

@@ -97,7 +97,13 @@ def _base_href(request: Request) -> str:
 def ui_page(request: Request) -> Response:
     """The UI's one page, in the language the browser prefers (the UI can switch)."""
     lang = web.negotiate_language(request.headers.get("accept-language"))
-    body = web.index_html(_base_href(request), lang)
+    options = request.app.state.settings.web
+    body = web.index_html(
+        _base_href(request),
+        lang,
+        basemap_url=options.basemap_url,
+        basemap_attribution=options.basemap_attribution,
+    )
     return HTMLResponse(
         body,
         headers={

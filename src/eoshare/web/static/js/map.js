@@ -45,6 +45,37 @@ function cleanTemplate(href) {
   return href.replace(/%7B/gi, "{").replace(/%7D/gi, "}");
 }
 
+// the base map switches to the 1:50m outlines from this zoom on
+const FINE_BASE_ZOOM = 4;
+
+// Natural Earth rings that cross the antimeridian jump from +180 to -180; drawn as they
+// are, they make stripes across the whole map. Each ring is made continuous instead
+// (longitudes may then pass 180), which Leaflet draws where the country is.
+function unwrapRing(ring) {
+  const out = [];
+  let shift = 0;
+  for (let i = 0; i < ring.length; i += 1) {
+    const [lon, lat] = ring[i];
+    if (i > 0) {
+      const jump = lon + shift - out[i - 1][0];
+      if (jump > 180) shift -= 360;
+      else if (jump < -180) shift += 360;
+    }
+    out.push([lon + shift, lat]);
+  }
+  return out;
+}
+
+export function unwrapAntimeridian(collection) {
+  for (const feature of collection.features) {
+    const g = feature.geometry;
+    if (!g) continue;
+    if (g.type === "Polygon") g.coordinates = g.coordinates.map(unwrapRing);
+    else if (g.type === "MultiPolygon") g.coordinates = g.coordinates.map((p) => p.map(unwrapRing));
+  }
+  return collection;
+}
+
 export class MapView {
   constructor(element) {
     this.map = L.map(element, {
@@ -67,18 +98,50 @@ export class MapView {
   }
 
   async loadBaseMap() {
-    try {
-      const response = await fetch("vendor/world-atlas/countries-110m.json");
-      const topology = await response.json();
-      const countries = topojson.feature(topology, topology.objects.countries);
-      L.geoJSON(countries, {
+    // an online base map when the operator configured one (EOSHARE_WEB__BASEMAP_URL)
+    const online = document.querySelector('meta[name="eoshare-basemap"]');
+    if (online && online.content) {
+      L.tileLayer(online.content, {
         pane: "base",
-        interactive: false,
-        style: { color: "#9aa89f", weight: 0.7, fillColor: "#f4f1e8", fillOpacity: 1 },
+        maxZoom: 19,
+        attribution: online.dataset.attribution || "",
       }).addTo(this.map);
+      return;
+    }
+    // offline: Natural Earth outlines, 1:110m for the world, 1:50m once zoomed in
+    const style = { color: "#9aa89f", weight: 0.7, fillColor: "#f4f1e8", fillOpacity: 1 };
+    const outlines = async (scale) => {
+      const response = await fetch(`vendor/world-atlas/countries-${scale}.json`);
+      const topology = await response.json();
+      const countries = unwrapAntimeridian(topojson.feature(topology, topology.objects.countries));
+      return L.geoJSON(countries, { pane: "base", interactive: false, style });
+    };
+    try {
+      this.baseCoarse = await outlines("110m");
+      this.baseCoarse.addTo(this.map);
     } catch (error) {
       console.warn("eoshare: base map not loaded", error);
+      return;
     }
+    const swap = async () => {
+      const fine = this.map.getZoom() >= FINE_BASE_ZOOM;
+      if (fine && !this.baseFine) {
+        // one fetch however many zoom events arrive while it runs
+        this.baseFineLoading ??= outlines("50m");
+        try {
+          this.baseFine = await this.baseFineLoading;
+        } catch (error) {
+          console.warn("eoshare: detailed base map not loaded", error);
+          return;
+        }
+        if (this.map.getZoom() < FINE_BASE_ZOOM) return; // zoomed out meanwhile
+      }
+      const [show, hide] = fine ? [this.baseFine, this.baseCoarse] : [this.baseCoarse, this.baseFine];
+      if (hide && this.map.hasLayer(hide)) hide.remove();
+      if (show && !this.map.hasLayer(show)) show.addTo(this.map);
+    };
+    this.map.on("zoomend", swap);
+    await swap();
   }
 
   translate() {
