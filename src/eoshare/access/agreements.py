@@ -8,6 +8,7 @@ used by the store, the admin API, the CLI and ``eoshare apply``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
@@ -144,16 +145,19 @@ class Agreement:
         """How problem documents name the agreement."""
         return f"agreement of collection {self.collection!r} (provider {self.provider})"
 
-    def summary(self) -> str:
-        """The agreement in plain words, for people."""
+    def summary(self, names: Mapping[str, str] | None = None) -> str:
+        """The agreement in plain words, for people; ``names`` gives member agencies'
+        names for their codes (a code stands for itself without it)."""
+        name = (names or {}).get
+        partners = sorted(name(p, p) for p in self.partners)
         who = {
             "open": "Open to everyone",
             "members": "Open to users of every member agency",
             "partners": "Open to users of the provider and its partner agencies"
-            + (f" ({', '.join(sorted(self.partners))})" if self.partners else ""),
+            + (f" ({', '.join(partners)})" if partners else ""),
             "provider": "Restricted to the provider's own users",
         }[self.access]
-        parts = [f"{who}; provided by {self.provider}."]
+        parts = [f"{who}; provided by {name(self.provider, self.provider)}."]
         if self.embargo_days is not None and self.access != "open":
             to = "everyone" if self.embargo_opens_to == "public" else "all member agencies"
             parts.append(f"Each scene opens to {to} {self.embargo_days} days after acquisition.")
@@ -197,12 +201,13 @@ class Agreement:
             "derived_open": self.derived_open,
         }
 
-    def public_view(self) -> JSON:
-        """``eoshare:agreement`` as shown on a collection to any caller who may see it."""
-        return {
+    def public_view(self, names: Mapping[str, str] | None = None) -> JSON:
+        """``eoshare:agreement`` as shown on a collection to any caller who may see it
+        (``names``: member agencies' names by code, for the plain words)."""
+        view: JSON = {
             "access": self.access,
             "provider": self.provider,
-            "summary": self.summary(),
+            "summary": self.summary(names),
             "licence": self.licence,
             "embargo_days": self.embargo_days,
             "reduced_resolution_m": self.reduced_resolution_m,
@@ -211,6 +216,9 @@ class Agreement:
             "disaster_release": self.disaster_release,
             "derived_open": self.derived_open,
         }
+        if names and self.provider in names:
+            view["provider_name"] = names[self.provider]
+        return view
 
 
 _AGREEMENT_KEYS = {*Agreement.__dataclass_fields__, "disaster_open"}

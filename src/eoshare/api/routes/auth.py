@@ -195,7 +195,8 @@ def decorate_collection(request: Request, base: str, collection: JSON) -> JSON |
     out = dict(collection)
     a = policy.agreement(cid)
     if a is not None:
-        agreement = a.public_view()
+        names = {m.code: m.name for m in policy.store.list_members()}
+        agreement = a.public_view(names)
         if caller.user is not None and a.terms:
             agreement["terms_accepted"] = policy.store.has_accepted(caller.user, cid, a.terms)
         out["eoshare:agreement"] = agreement
