@@ -105,6 +105,8 @@ class ActivationService:
         self.on_approved: list[ActivationHook] = []
         self.on_closed: list[ActivationHook] = []
         self.on_post_event: list[PostEventHook] = []
+        # the activation's value-added products (eoshare.disaster.products sets it)
+        self.products_of: Callable[[str], list[JSON]] | None = None
 
     # --- reading ----------------------------------------------------------------------
     def _row(self, aid: str) -> ActivationRow:
@@ -469,6 +471,6 @@ class ActivationService:
                 if first_grant and a.approved_at
                 else None
             ),
-            "products": [],  # value-added products arrive with the processing engine
+            "products": self.products_of(aid) if self.products_of else [],
             **audit,
         }
