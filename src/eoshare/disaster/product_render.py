@@ -17,13 +17,32 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.colors import BoundaryNorm, ListedColormap
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from eoshare.processing.algorithms import DNBR_CLASSES
 
 JSON = dict[str, Any]
 MAP_SIZE_PX = (1200, 900)
 DPI = 100
+# the web UI's offline base map: Natural Earth 1:110m countries (world-atlas, TopoJSON)
+WORLD = Path(__file__).resolve().parent.parent / "web/static/vendor/world-atlas/countries-110m.json"
+
+
+def world_arcs() -> list[Any]:
+    """The country borders and coasts of the offline base map, as lon/lat polylines."""
+    import json
+
+    try:
+        topo = json.loads(WORLD.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    sx, sy = topo["transform"]["scale"]
+    tx, ty = topo["transform"]["translate"]
+    out = []
+    for arc in topo["arcs"]:
+        q = np.cumsum(np.asarray(arc, dtype="float64"), axis=0)  # delta-encoded
+        out.append(np.column_stack((q[:, 0] * sx + tx, q[:, 1] * sy + ty)))
+    return out
 
 
 @dataclass
@@ -83,7 +102,7 @@ def map_png(product: Any, transform: Any, crs: Any, facts: Facts, path: Path) ->
         data = np.where(product == 0, np.nan, data)
     cmap, norm, patches, label = _style(facts.kind)
     fig = plt.figure(figsize=(MAP_SIZE_PX[0] / DPI, MAP_SIZE_PX[1] / DPI), dpi=DPI)
-    ax = fig.add_axes((0.06, 0.16, 0.6, 0.74))
+    ax = fig.add_axes((0.08, 0.24, 0.58, 0.68))
     ax.set_facecolor("#e8e8e8")  # no data: light grey
     img = ax.imshow(data, extent=(left, right, bottom, top), cmap=cmap, norm=norm,
                     interpolation="nearest")  # fmt: skip
@@ -99,6 +118,7 @@ def map_png(product: Any, transform: Any, crs: Any, facts: Facts, path: Path) ->
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     ax.tick_params(labelsize=7)
+    ax.ticklabel_format(useOffset=False, style="plain")
     ax.set_title(facts.title, fontsize=12)
     # scale bar (projected CRS in metres; degrees otherwise, at the centre latitude)
     width = right - left
@@ -122,15 +142,34 @@ def map_png(product: Any, transform: Any, crs: Any, facts: Facts, path: Path) ->
     else:
         cax = fig.add_axes((0.72, 0.45, 0.03, 0.4))
         fig.colorbar(img, cax=cax, label="NDVI post - pre")
+    _locator(fig, facts.area)
     text = (
         f"Activation {facts.activation} ({facts.hazard})\n"
         f"Event: {facts.event}\nBefore: {facts.pre}\nAfter: {facts.post}\n"
         f"{facts.headline}\nSources: {facts.sources}\nScenes: {', '.join(facts.scenes)}\n"
         f"CRS: {crs.to_string() if crs is not None else 'EPSG:4326'}; made by eoshare"
     )
-    fig.text(0.06, 0.02, text, fontsize=8, va="bottom", wrap=True)
+    fig.text(0.08, 0.02, text, fontsize=8, va="bottom", wrap=True)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
+
+
+def _locator(fig: Any, area: JSON) -> None:
+    """An inset: where the area lies, over the Natural Earth countries."""
+    from shapely.geometry import shape
+
+    w, s, e, n = shape(area).bounds
+    cx, cy = (w + e) / 2, (s + n) / 2
+    ax = fig.add_axes((0.72, 0.05, 0.24, 0.28))
+    for line in world_arcs():
+        ax.plot(line[:, 0], line[:, 1], color="#777777", linewidth=0.6)
+    ax.add_patch(Rectangle((w, s), e - w, n - s, facecolor="red", edgecolor="red", linewidth=2))
+    ax.plot([cx], [cy], marker="o", markersize=9, markerfacecolor="none", color="red")
+    ax.set_xlim(cx - 15, cx + 15)
+    ax.set_ylim(cy - 11, cy + 11)
+    ax.set_facecolor("#eaf2fb")
+    ax.tick_params(labelsize=6)
+    ax.set_title("Location (Natural Earth 1:110m, public domain)", fontsize=7)
 
 
 def report_pdf(facts: Facts, map_path: Path, path: Path) -> None:
