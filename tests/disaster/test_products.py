@@ -161,3 +161,87 @@ def test_the_action_remakes_the_product(node: Node, product: dict[str, Any]) -> 
     assert r.status_code == 201, r.text
     doc = json_of(r)
     assert doc["item"] == product["item"] and doc["statistics"] == product["statistics"]
+
+
+# --- flood and fire on tiny synthetic scenes with known values --------------------------
+# The shared scene has no green or SWIR band, so these two hazards run on small GeoTIFFs
+# written here (UTM 32N, 30 m pixels, 60 x 60) whose indices are known by construction.
+SYN_EVENT = EVENT_TIME - timedelta(days=8)  # 2020-02-10, away from the S2 activation
+SYN_ORIGIN = (500_010.0, 5_000_010.0)  # UTM 32N (lon ~9.0, lat ~45.15)
+SYN_AREA = {
+    "type": "Polygon",
+    "coordinates": [[[8.995, 45.13], [9.03, 45.13], [9.03, 45.16], [8.995, 45.16],
+                     [8.995, 45.13]]],
+}  # fmt: skip
+PIXEL_KM2 = 30 * 30 / 1e6
+
+
+def _write_bands(out: Path, stem: str, bands: dict[str, Any]) -> list[Path]:
+    from rasterio.transform import from_origin
+
+    paths = []
+    for name, data in bands.items():
+        path = out / f"{stem}_{name}.tif"
+        profile = {"driver": "GTiff", "width": 60, "height": 60, "count": 1, "dtype": "uint16",
+                   "crs": "EPSG:32632", "transform": from_origin(*SYN_ORIGIN, 30, 30),
+                   "nodata": 0}  # fmt: skip
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data.astype("uint16"), 1)
+        paths.append(path)
+    return paths
+
+
+def _synthetic_product(
+    node: Node, tmp: Path, hazard: str, pre: dict[str, Any], post: dict[str, Any]
+) -> tuple[dict[str, Any], Any]:
+    body = {"hazard": hazard, "area": SYN_AREA, "event_time": SYN_EVENT.isoformat(),
+            "pre_days": 3, "post_days": 3}  # fmt: skip
+    aid = json_of(node.post("/activations", "focal", body))["id"]
+    _ingest(node, _write_bands(tmp, f"SYN_{hazard}_pre", pre), f"syn-{hazard}-pre",
+            SYN_EVENT - timedelta(days=1))  # fmt: skip
+    assert json_of(node.post(f"/activations/{aid}/approve", "ops", {}))["state"] == "approved"
+    _ingest(node, _write_bands(tmp, f"SYN_{hazard}_post", post), f"syn-{hazard}-post",
+            SYN_EVENT + timedelta(days=1))  # fmt: skip
+    assert node.app.state.products.wait_idle(60)
+    r = node.post(f"/activations/{aid}/products", "analyst")
+    assert r.status_code == 201, r.text
+    doc = json_of(r)
+    content = _asset(node, doc, "product", "analyst").content
+    with rasterio.MemoryFile(content) as mem, mem.open() as ds:
+        got = ds.read(1)
+        t = ds.transform
+    col = round((SYN_ORIGIN[0] - t.c) / 30)
+    row = round((t.f - SYN_ORIGIN[1]) / 30)
+    return doc, got[row : row + 60, col : col + 60]
+
+
+def test_flood_extent_from_ndwi_on_synthetic_scenes(node: Node, tmp_path: Path) -> None:
+    dry_g, dry_n = np.full((60, 60), 500), np.full((60, 60), 1500)  # NDWI -0.5
+    post_g, post_n = dry_g.copy(), dry_n.copy()
+    post_g[10:30, 10:40], post_n[10:30, 10:40] = 1500, 500  # NDWI 0.5: new water, 600 px
+    pre_g, pre_n = dry_g.copy(), dry_n.copy()
+    for g, n in ((pre_g, pre_n), (post_g, post_n)):
+        g[45:50, 0:20], n[45:50, 0:20] = 1500, 500  # a river, water before and after
+    doc, got = _synthetic_product(node, tmp_path, "flood", {"B03": pre_g, "B08": pre_n},
+                                  {"B03": post_g, "B08": post_n})  # fmt: skip
+    water = [(g - n) / (g + n) > 0 for g, n in ((pre_g, pre_n), (post_g, post_n))]
+    want = water[1].astype(float) - water[0]
+    want[water[0] & water[1]] = 2
+    assert got.shape == (60, 60) and np.array_equal(got, want)
+    stats = doc["statistics"]
+    assert stats["flooded_area_km2"] == pytest.approx(600 * PIXEL_KM2, abs=1e-6)
+    assert stats["water_before_km2"] == pytest.approx(100 * PIXEL_KM2, abs=1e-6)
+
+
+def test_fire_burn_severity_classes_on_synthetic_scenes(node: Node, tmp_path: Path) -> None:
+    pre_n, pre_s = np.full((60, 60), 3000), np.full((60, 60), 1000)  # NBR 0.5
+    post_n, post_s = pre_n.copy(), pre_s.copy()
+    post_n[0:20, 0:20], post_s[0:20, 0:20] = 1000, 3000  # NBR -0.5: dNBR 1.0, class 7
+    post_n[30:40, 30:60], post_s[30:40, 30:60] = 2000, 1400  # dNBR 0.32: class 5
+    doc, got = _synthetic_product(node, tmp_path, "fire", {"B08": pre_n, "B12": pre_s},
+                                  {"B08": post_n, "B12": post_s})  # fmt: skip
+    dnbr = (pre_n - pre_s) / (pre_n + pre_s) - (post_n - post_s) / (post_n + post_s)
+    want = np.digitize(dnbr, [-0.25, -0.1, 0.1, 0.27, 0.44, 0.66]) + 1  # USGS classes 1..7
+    assert np.array_equal(got, want)
+    assert set(np.unique(got)) == {3, 5, 7}
+    assert doc["statistics"]["burned_area_km2"] == pytest.approx(700 * PIXEL_KM2, abs=1e-6)

@@ -83,17 +83,31 @@ def analysis_for(hazard: str, radar: bool) -> Analysis:
     return Analysis("change", "ndvi", "Vegetation change (NDVI post - pre)")
 
 
-def _graph(collection: str, bbox: list[float], start: str, end: str, process: str) -> JSON:
+NEEDS = {"flood_extent": ("green", "nir"), "nbr": ("nir", "nir08", "swir22"),
+         "ndvi": ("red", "nir")}  # fmt: skip
+
+
+def _bands(item: JSON, process: str) -> list[str] | None:
+    """The item's bands the process reads (by common name); None: all of them (radar)."""
+    from eoshare.processing.inputs import item_bands
+
+    need = NEEDS.get(process)
+    if need is None:
+        return None
+    names = [b.name for b in item_bands(item) if b.common_name in need]
+    return names or None
+
+
+def _graph(
+    collection: str, bbox: list[float], start: str, end: str, process: str, bands: Any = None
+) -> JSON:
     w, s, e, n = bbox
+    load: JSON = {"id": collection, "spatial_extent": {"west": w, "south": s, "east": e,
+                  "north": n}, "temporal_extent": [start, end]}  # fmt: skip
+    if bands:
+        load["bands"] = bands
     return {
-        "load": {
-            "process_id": "load_collection",
-            "arguments": {
-                "id": collection,
-                "spatial_extent": {"west": w, "south": s, "east": e, "north": n},
-                "temporal_extent": [start, end],
-            },
-        },
+        "load": {"process_id": "load_collection", "arguments": load},
         "index": {"process_id": process, "arguments": {"data": {"from_node": "load"}}},
         "save": {
             "process_id": "save_result",
@@ -269,7 +283,7 @@ class ProductService:
         post_t = parse_iso(str(post["properties"]["datetime"]))
         bbox = _bbox_of_area(a.area)
         graph = _graph(collection, bbox, _z(pre_t), _z(post_t + timedelta(seconds=1)),
-                       analysis.process)  # fmt: skip
+                       analysis.process, _bands(post, analysis.process))  # fmt: skip
         workdir = Path(tempfile.mkdtemp(prefix="product-", dir=self.processing.work_dir))
         try:
             layers = self._run(runner, graph, workdir)
