@@ -10,6 +10,10 @@ the NDVI change; its pixels are checked against numpy over the input files. Then
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -161,6 +165,24 @@ def test_the_action_remakes_the_product(node: Node, product: dict[str, Any]) -> 
     assert r.status_code == 201, r.text
     doc = json_of(r)
     assert doc["item"] == product["item"] and doc["statistics"] == product["statistics"]
+
+
+def test_cli_makes_the_product(node: Node, product: dict[str, Any]) -> None:
+    data_dir = str(node.app.state.settings.data_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "eoshare.cli", "activations", "product", *args,
+             "--data-dir", data_dir, "--json"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+
+    done = cli(product["aid"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["item"] == product["item"]
+    bad = cli("act-nope")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 # --- flood and fire on tiny synthetic scenes with known values --------------------------
