@@ -208,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                    "PGDATABASE": db, "POSTGRES_USER": user, "POSTGRES_PASS": "",
                    "POSTGRES_HOST_READER": host, "POSTGRES_HOST_WRITER": host,
                    "POSTGRES_PORT": port, "POSTGRES_DBNAME": db}  # fmt: skip
-            servers.append(("stac-fastapi-pgstac 7.2", ["stac_fastapi.pgstac.app:app"], env, False))
+            servers.append(
+                ("stac-fastapi-pgstac 7.2", ["stac_fastapi.pgstac.app:create_app", "--factory"],
+                 env, False)
+            )  # fmt: skip
         else:
             print(f"{sfp_python} is missing: stac-fastapi-pgstac left out", flush=True)
 

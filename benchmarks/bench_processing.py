@@ -142,10 +142,68 @@ def run(cmd: list[str], **kw: object) -> None:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
 
 
+def start_node(data: Path, extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
+    env.update({"EOSHARE_DATA_DIR": str(data), "EOSHARE_LOG_LEVEL": "warning", **extra})
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "eoshare.api.app:create_app",
+         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/openeo/1.2/", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return server, url
+
+
+def dask_scaling(data: Path, work: Path, token: str, workers: int) -> float:
+    """Seconds of one synchronous NDVI of the synthetic scene on a Dask cluster of
+    ``workers`` single-threaded worker processes started on 127.0.0.1."""
+    import openeo
+    from openeo.rest.auth.auth import BasicBearerAuth
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", str(port), "--dashboard-address", ":0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    for _ in range(workers):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--host",
+             "127.0.0.1", "--nthreads", "1", "--dashboard-address", ":0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+    server, url = start_node(data, {"EOSHARE_DASK": address})
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(workers, timeout=120)
+        con = openeo.connect(url)
+        con.auth = BasicBearerAuth(token)
+        cube = con.load_collection("syn", bands=["B04", "B08"]).ndvi().save_result("GTiff")
+        cube.download(work / "warm-dask.tif")  # the workers import and warm up
+        t = time.perf_counter()
+        cube.download(work / f"dask-{workers}.tif")
+        return time.perf_counter() - t
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=10980)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--no-dask", action="store_true", help="skip the 1 and 2 worker runs")
     args = ap.parse_args()
     import openeo
 
@@ -161,22 +219,8 @@ def main() -> None:
         print(f"synthetic {args.size}x{args.size} COGs in {time.perf_counter() - t:.1f} s")
         run([*eoshare, "ingest", str(red), str(nir), "-c", "syn", "--create-collection",
              "--datetime", "2024-06-01", "--data-dir", str(data)])  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
-        env.update({"EOSHARE_DATA_DIR": str(data), "EOSHARE_LOG_LEVEL": "warning"})
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "eoshare.api.app:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_node(data, {})
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/openeo/1.2/", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
             con = openeo.connect(url)
             # anonymous callers may not run batch jobs: a token of an operator user
             from eoshare.access.store import AccessStore
@@ -231,6 +275,12 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=20)
+        if not args.no_dask:
+            for n in (1, 2):
+                secs = dask_scaling(data, work, token, n)
+                label = f"synthetic {args.size}²"
+                rows.append((label, f"eoshare /result, Dask cluster, {n} worker(s)", secs, 0.0))
+                print(f"{label:>22} | Dask, {n} worker(s)        | {secs:8.2f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -248,6 +298,8 @@ def main() -> None:
         "include writing the GeoTIFF and the download",
         "- memory: script = its peak RSS; sync = node peak RSS over its idle RSS; batch = "
         "peak RSS of the largest process under the node (the job's)",
+        "- Dask cluster rows: `EOSHARE_DASK` pointing at a scheduler and 1 or 2 single-threaded "
+        "`dask worker` processes on this machine (after one warm-up call)",
         "",
         "| scene | how | seconds | peak MiB | time / script |",
         "|---|---|---:|---:|---:|",
@@ -256,7 +308,8 @@ def main() -> None:
         group = [r for r in rows if r[0] == label]
         ref = group[0][2]
         for _, how, secs, peak in group:
-            lines.append(f"| {label} | {how} | {secs:.2f} | {peak:.0f} | {secs / ref:.2f} |")
+            mem = f"{peak:.0f}" if peak else "n/a"
+            lines.append(f"| {label} | {how} | {secs:.2f} | {mem} | {secs / ref:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_append:

@@ -193,25 +193,23 @@ def _run_server(
         return
     from eoshare.api.app import create_app
 
-    class _Server(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets=sockets)
-            if ready and self.started:  # bound and listening; not when the port was taken
-                typer.echo(ready, err=True)
-
-    config = uvicorn.Config(
-        create_app(settings),
+    app = create_app(settings)
+    if ready:
+        _announce_when_listening(settings.host, settings.port, ready)
+    uvicorn.run(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=settings.api.shutdown_grace_s,
     )
-    _Server(config).run()
 
 
 def _announce_when_listening(host: str, port: int, message: str) -> None:
-    """Print ``message`` once something new accepts connections on host:port (for the
-    reloader and worker processes, which start the server out of our reach)."""
+    """Print ``message`` once the server accepts connections on host:port: uvicorn says
+    nothing a person can act on, and its worker and reloader processes start the server
+    out of our reach, so the port itself is asked. When the port is already taken, the
+    server will fail to bind and say why; nothing is announced."""
     import socket
     import threading
     import time

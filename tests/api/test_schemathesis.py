@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from eoshare.api.errors import PROBLEM
 from security.nodes import CID, IID, build_small_catalog
 
 from .conftest import ADMIN_TOKEN, S2, populate, serve
@@ -195,3 +196,20 @@ def test_real_answers_conform(api_schema: Any, fuzzed: Fuzzed, caller: str) -> N
             except (Exception, BaseExceptionGroup) as exc:
                 failures.append(f"{method} {path} [{response.status_code}]: {exc}"[:2000])
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_document_declares_what_errors_look_like(api_schema: Any, fuzzed: Fuzzed) -> None:
+    """Every operation declares the problem documents the error handlers answer (400,
+    401, 403, 404, ...; openEO's own error shape under /openeo), never FastAPI's 422."""
+    doc = httpx.get(f"{fuzzed.url}/api").json()
+    assert doc["components"]["schemas"]["Problem"]["required"] == [
+        "type", "title", "status", "detail"
+    ]  # fmt: skip
+    for path, methods in doc["paths"].items():
+        for method, operation in methods.items():
+            responses = operation["responses"]
+            assert "422" not in responses, (method, path)
+            for status in ("400", "401", "403", "404", "503"):
+                content = responses[status]["content"]
+                media = "application/json" if path.startswith("/openeo/") else PROBLEM
+                assert list(content) == [media], (method, path, status)

@@ -184,7 +184,7 @@ def test_statuses_follow_the_transaction_extension(
     admin: httpx.Client, collection: JSON, items: list[JSON]
 ) -> None:
     """What the transaction extension (and OGC API Features Part 4) says, where
-    stac-api-validator asks for something narrower (docs/adr/0007-interoperability.md):
+    stac-api-validator asks for something narrower (docs/adr/0010-interoperability.md):
     PUT and PATCH answer 200 with the document, or 204 when ``Prefer: return=minimal``
     asks for it (both allowed: "200 or 204"); DELETE of an absent item answers 404 (the
     extension: "may return a 404 if no Item existed"); id and collection come from the

@@ -5,7 +5,7 @@ warnings are counted on their own (they are written to
 schema mirror (``../shared/stac-schemas``); here and in CI, no skips.
 
 Where the validator asks for more than the specifications, the node follows the
-specification and the run is set up accordingly (docs/adr/0007-interoperability.md):
+specification and the run is set up accordingly (docs/adr/0010-interoperability.md):
 PUT/PATCH answer 204 only on ``Prefer: return=minimal``, and DELETE of an absent item
 is 404, so the item its transaction check begins by deleting is seeded first."""
 

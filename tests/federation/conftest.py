@@ -97,7 +97,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def build(
-    node: Node, shared: Path, collections: dict[str, tuple[JSON, int]], *, with_bytes: bool = False
+    node: Node,
+    shared: Path,
+    collections: dict[str, tuple[JSON, int]],
+    *,
+    with_bytes: bool | set[str] = False,
 ) -> None:
     """Collections ({id: (agreement, item count)}), members, users and tokens."""
     tpl = templates(shared)
@@ -125,8 +129,9 @@ def build(
                         "%Y-%m-%dT%H:%M:%SZ"
                     )
                 item["assets"] = {}
-                if with_bytes:
-                    key = f"{cid}/{n}/data.tif"
+                if with_bytes is True or (isinstance(with_bytes, set) and cid in with_bytes):
+                    # as the node makes keys: bound to the item (catalog.assetkeys)
+                    key = f"{cid}/{item['id']}/data.tif"
                     data = DATA + item["id"].encode()
                     store.put_bytes(key, data)
                     item["assets"]["data"] = {
@@ -209,6 +214,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> I
             "b-partners": ({"access": "partners", "partners": ["vn-vnsc"]}, 3),
             "b-provider": ({"access": "provider"}, 3),
         },
+        with_bytes={"b-partners"},
     )
     build(
         gamma,

@@ -3,6 +3,7 @@ then passes ``eoshare verify``; a damaged bundle is refused before anything is w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -62,3 +63,35 @@ def test_damaged_bundle_is_refused(federation: Federation, tmp_path: Path) -> No
     assert r.returncode == 1
     assert "does not match its checksum" in r.stderr and len(r.stderr.splitlines()) == 1
     assert not (node / "catalog.db").exists() or not list((node / "store").rglob("*.tif"))
+
+
+def test_a_bundle_cannot_write_over_another_items_file(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """A hostile bundle (consistent checksums) names another collection's store key in
+    its item: the import writes under the item's own key, never over the other file
+    (store keys are the node's, ADR 0006)."""
+    bundle = tmp_path / "bundle"
+    out = run_cli(
+        "export", str(bundle), "--collection", "a-open",
+        "--data-dir", str(federation.alpha.data_dir),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    item_path = next(p for p in bundle.glob("a-open/*/*.json"))
+    item = json.loads(item_path.read_text())
+    item["assets"]["data"]["eoshare:key"] = "victim/secret/data.tif"
+    item_path.write_text(json.dumps(item))
+    sums = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(bundle).as_posix()}"
+        for p in sorted(bundle.rglob("*"))
+        if p.is_file() and p.name != "SHA256SUMS"
+    ]
+    (bundle / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    node = tmp_path / "node"
+    victim = node / "store" / "victim" / "secret" / "data.tif"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"the victim's bytes")
+    r = run_cli("import", str(bundle), "--data-dir", str(node))
+    assert r.returncode == 0, r.stderr
+    assert victim.read_bytes() == b"the victim's bytes"
+    assert (node / "store" / "a-open" / item["id"] / "data.tif").is_file()

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from federation.conftest import Federation, Node, run_cli
+from federation.conftest import DATA, Federation, Node, run_cli
 
 JSON = dict[str, Any]
 
@@ -187,3 +187,19 @@ def test_operators_see_peers_health(federation: Federation) -> None:
     assert doc["node"] == "alpha"
     assert {p["name"] for p in doc["peers"]} >= {"beta", "gamma"}
     assert all("trusted_members" not in p for p in doc["peers"])
+
+
+def test_downloads_of_peer_items_go_to_the_origin(federation: Federation) -> None:
+    """The hub hands out the origin's signed link, made by the origin for the forwarded
+    caller: it works without credentials, for that asset only."""
+    alpha, beta = federation.alpha, federation.beta
+    doc = pages(alpha.url, {"ids": "b-partners-0", "limit": 1}, alpha.headers("vn_user"))[0]
+    href = doc["features"][0]["assets"]["data"]["href"]
+    assert href.startswith(f"{beta.url}/download/b-partners/b-partners-0/data?")
+    assert "sig=" in href
+    r = httpx.get(href)
+    assert r.status_code == 200, r.text
+    assert r.content == DATA + b"b-partners-0"
+    assert httpx.get(href.replace("b-partners-0", "b-partners-1")).status_code in (403, 404)
+    # without the link, the public gets nothing there
+    assert httpx.get(f"{beta.url}/download/b-partners/b-partners-0/data").status_code == 404

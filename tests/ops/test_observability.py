@@ -185,4 +185,4 @@ def test_access_log_is_combined_format_without_secrets(node: tuple[str, Path]) -
     assert len(mine) == 1, text[-2000:]
     line = mine[0]
     assert line["method"] == "GET" and line["status"] == "206" and line["size"] == "100"
-    assert line["agent"] == "ops-test/1" and "sig=REDACTED" in line["target"]
+    assert line["agent"] == "ops-test/1" and "sig=[redacted]" in line["target"]

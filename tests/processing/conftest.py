@@ -116,6 +116,14 @@ def setup_access(data_dir: Path) -> dict[str, str]:
             ),
             who="test",
         )  # fmt: skip
+        # s2-embargo: each scene opens to everyone a century after its acquisition
+        store.put_agreement(
+            agreement_from_dict(
+                {"collection": "s2-embargo", "provider": "kenya", "access": "provider",
+                 "embargo_days": 36500}
+            ),
+            who="test",
+        )  # fmt: skip
         return {name: store.create_token(name, days=1, who="test")[1] for name in ("alice", "bob")}
     finally:
         store.close()
@@ -124,7 +132,7 @@ def setup_access(data_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     data_dir = tmp_path_factory.mktemp("openeo-node")
-    for cid in ("s2", "s2-private", "s2-reduced"):
+    for cid in ("s2", "s2-private", "s2-reduced", "s2-embargo"):
         ingest(data_dir, cid)
     ingest_synthetic(data_dir, tmp_path_factory.mktemp("synth"))
     tokens = setup_access(data_dir)

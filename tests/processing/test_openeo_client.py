@@ -167,3 +167,16 @@ def test_hidden_collection_is_not_found_for_processing(node: Node) -> None:
         ndvi_graph(connect(node, "bob"), "s2-private").download()
     assert err.value.http_status_code == 404
     assert err.value.code == "CollectionNotFound"
+
+
+def test_embargoed_scenes_are_absent(node: Node, tmp_path: Path) -> None:
+    # bob sees the collection (its scenes open one day) but none of its scenes yet
+    assert "s2-embargo" in {c["id"] for c in connect(node, "bob").list_collections()}
+    with pytest.raises(OpenEoApiError) as err:
+        ndvi_graph(connect(node, "bob"), "s2-embargo").download()
+    assert err.value.http_status_code == 400
+    assert "no scene that you may process" in err.value.message
+    # the provider's own users process them
+    out = tmp_path / "ndvi.tif"
+    ndvi_graph(connect(node), "s2-embargo").download(out)
+    check_ndvi(out)

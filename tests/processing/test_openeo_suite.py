@@ -36,6 +36,33 @@ SPEC_DRIFT = (
 )  # fmt: skip
 
 
+# processes all of whose examples pass with the HTTP runner (of 953 examples: 319 pass;
+# the rest fail mostly on null/no-data semantics inside openeo-processes-dask)
+PROCESSES_PASSING = (
+    "aggregate_spatial",
+    "array_contains",
+    "array_create",
+    "array_find_label",
+    "filter_labels",
+    "if",
+    "is_nodata",
+    "load_collection",
+    "load_stac",
+    "ndvi",
+    "pi",
+    "rearrange",
+    "reduce_spatial",
+    "resample_cube_spatial",
+    "resample_cube_temporal",
+    "resample_spatial",
+    "save_result",
+    "text_begins",
+    "text_contains",
+    "text_ends",
+    "trim_cube",
+)
+
+
 def run_suite(node: Node, tmp_path: Path, *targets: str, extra: tuple[str, ...] = ()) -> str:
     if not SUITE_PYTHON.exists():
         pytest.fail(
@@ -70,6 +97,8 @@ def run_suite(node: Node, tmp_path: Path, *targets: str, extra: tuple[str, ...] 
     (tmp_path / "suite.log").write_text(out)
     if os.environ.get("EOSHARE_SUITE_LOG"):
         Path(os.environ["EOSHARE_SUITE_LOG"]).write_text(out)
+    if os.environ.get("EOSHARE_SUITE_SURVEY"):  # list what passes, without failing
+        return out
     assert proc.returncode == 0, out[-6000:]
     assert re.search(r"\d+ passed", out), out[-3000:]
     assert not re.search(r"\d+ (failed|error)", out), out[-6000:]
@@ -111,3 +140,12 @@ def test_process_metadata(node: Node, tmp_path: Path) -> None:
     )
     passed = int(re.search(r"(\d+) passed", out).group(1))  # type: ignore[union-attr]
     assert passed >= 90, out[-2000:]
+
+
+def test_individual_processes_with_the_http_runner(node: Node, tmp_path: Path) -> None:
+    out = run_suite(
+        node, tmp_path, "openeo_test_suite.tests.processes.processing",
+        extra=("--runner", "http", "--processes", ",".join(PROCESSES_PASSING)),
+    )  # fmt: skip
+    passed = int(re.search(r"(\d+) passed", out).group(1))  # type: ignore[union-attr]
+    assert passed >= 40, out[-2000:]

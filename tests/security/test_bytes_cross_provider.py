@@ -20,6 +20,7 @@ import morecantile
 import pytest
 
 from eoshare.access.base import Principal
+from eoshare.access.egress import AssetGate
 from eoshare.access.policy import AgreementPolicy, principal_for
 from eoshare.access.store import AccessStore
 from eoshare.catalog import open_catalog
@@ -240,7 +241,8 @@ def test_processing_inputs_read_only_bound_keys(secbytes_node: BytesNode, who: s
     try:
         user = None if who == "anonymous" else access.get_user(who)
         principal = principal_for(user, access.get_member("bbb")) if user else Principal()
-        inputs = resolve_collection(catalog, AgreementPolicy(access), store, principal, B_OPEN)
+        gate = AssetGate(catalog, AgreementPolicy(access))
+        inputs = resolve_collection(catalog, gate, store, principal, B_OPEN)
         paths = [a["href"] for i in inputs.items for a in i["assets"].values()]
         assert [i["id"] for i in inputs.items] == [B_SCENE], paths
         assert paths and not any(A_PRIVATE in p for p in paths), paths

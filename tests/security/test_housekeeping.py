@@ -20,7 +20,7 @@ from eoshare.downloads.orders import OrderAsset, OrderBook
 from eoshare.downloads.uploads import UploadBook
 from eoshare.errors import NotFoundError
 from eoshare.housekeeping import Housekeeper
-from live import live_node
+from live import free_port, live_node
 
 from .nodes import CID, IID, build_small_catalog
 
@@ -232,3 +232,53 @@ def test_the_housekeeping_command(tmp_path: Path) -> None:
     r = _cli(tmp_path / "absent", tmp)
     assert r.returncode == 1 and r.stderr.startswith("error: no data folder")
     assert _cli(data_dir, tmp, "--help").returncode == 0
+
+
+def test_serve_with_two_workers_purges_without_errors(tmp_path: Path) -> None:
+    """``eoshare serve --workers 2``: both processes run housekeeping; what expired goes
+    once, and neither logs an error."""
+    data_dir, tmp = tmp_path / "data", tmp_path / "tmp"
+    data_dir.mkdir()
+    book = UploadBook(data_dir / "uploads.db", data_dir / "uploads")
+    try:
+        expired = [_new_upload(book, ttl_s=0.1) for _ in range(20)]
+        kept = _new_upload(book, ttl_s=3600)
+    finally:
+        book.close()
+    dead = _aged(tmp / "eoshare-ingest-999999998-a1", 10)
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TMPDIR": str(tmp),
+        "EOSHARE_DATA_DIR": str(data_dir),
+        "EOSHARE_HOUSEKEEPING__INTERVAL_S": "0.2",
+        "EOSHARE_LOG_LEVEL": "info",
+    }
+    log_path = data_dir / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eoshare.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (
+            dead.exists() or len(_rows(data_dir / "uploads.db", "uploads")) > 1
+        ):
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.2)
+        assert _rows(data_dir / "uploads.db", "uploads") == [kept]
+        assert not dead.exists()
+        assert sorted(p.name for p in (data_dir / "uploads").iterdir()) == [kept]
+        time.sleep(1)  # a few more passes from both workers
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text()
+    assert "Traceback" not in text and '"level": "error"' not in text, text
+    assert len(expired) == 20

@@ -138,3 +138,62 @@ def test_a_crash_inside_the_auth_middleware_is_a_problem_without_a_stack(
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "secret internals" not in r.text and "Traceback" not in r.text
     assert any("secret internals" in (rec.exc_text or "") or rec.exc_info for rec in caplog.records)
+
+
+def test_an_openeo_graph_with_a_missing_parameter_is_400_not_500(tmp_path: Path) -> None:
+    """A synchronous openEO run whose graph names a parameter nobody gives: the process
+    library raises its own error class, which is the graph's fault, not the server's."""
+    graph = (
+        '{"process":{"process_graph":{"a":{"process_id":"absolute",'
+        '"arguments":{"x":{"from_parameter":"x"}},"result":true}}}}'
+    )
+    app = create_app(Settings(data_dir=tmp_path, log_level="warning", api={"admin_token": "op"}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post(
+            "/openeo/1.2/result",
+            content=graph,
+            headers={"Authorization": "Bearer basic//op", "content-type": "application/json"},
+        )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "ProcessGraphInvalid"
+
+
+def _fed(doc: object) -> str:
+    import json
+
+    from eoshare.federation.fanout import TOKEN_PREFIX
+
+    return TOKEN_PREFIX + _b64(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"local": {"o": 10**23}},
+        {"local": {"o": -1}},
+        {"local": {"o": "5"}},
+        {"local": "x"},
+        {"local": [1]},
+        {"peer-a": {"t": "x" * 10_000, "k": 0}},
+        {"peer-a": {"t": "next", "k": 10**30}},
+        {"peer-a": {"t": "next", "k": True}},
+        {"peer-a": {"t": 5, "k": 0}},
+        {"peer-a": {"o": 1, "t": "x", "k": 0}},
+        [1, 2],
+    ],
+)
+def test_tampered_federated_paging_tokens_are_refused(doc: object) -> None:
+    """The hub's composite token is a client's text too: its numbers would reach SQL."""
+    from eoshare.errors import InvalidRequestError
+    from eoshare.federation.fanout import decode_cursors
+
+    with pytest.raises(InvalidRequestError, match="paging token"):
+        decode_cursors(_fed(doc))
+
+
+def test_federated_tokens_the_hub_writes_still_read_back() -> None:
+    from eoshare.federation.fanout import decode_cursors, encode_cursors
+
+    cursors = {"local": {"o": 20}, "peer-a": {"t": "abc", "k": 3}, "peer-b": "done",
+               "peer-c": {"t": None, "k": 0}}  # fmt: skip
+    assert decode_cursors(encode_cursors(cursors)) == cursors

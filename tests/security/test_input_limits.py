@@ -113,3 +113,23 @@ def test_a_reasonable_filter_and_polygon_still_work(http: httpx.Client) -> None:
     ring = [[30 + i / 1000, 10] for i in range(1000)] + [[30, 11], [30, 10]]
     r = http.post("/search", json={"intersects": {"type": "Polygon", "coordinates": [ring]}})
     assert r.status_code == 200, r.text
+
+
+def test_an_alert_subscription_filter_is_bounded_too(
+    oidc_node: OidcNode, http: httpx.Client
+) -> None:
+    """Every place that hands user text to the CQL2 parser bounds it first."""
+    deep = "(" * 10_000 + "eo:cloud_cover < 10" + ")" * 10_000
+    r = http.post(
+        "/alerts/subscriptions",
+        json={
+            "area": {
+                "type": "Polygon",
+                "coordinates": [[[30, 10], [31, 10], [31, 11], [30, 11], [30, 10]]],
+            },
+            "filter": deep,
+        },
+        headers=oidc_node.node.admin(),
+    )
+    _refused(r, "MAX_FILTER_DEPTH")
+    _still_serving(oidc_node, http)

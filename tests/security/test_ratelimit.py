@@ -172,3 +172,36 @@ def test_the_api_rate_limit_when_configured(tmp_path: Path) -> None:
 def test_the_api_rate_limit_is_off_by_default(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(data_dir=tmp_path, log_level="warning"))) as client:
         assert all(client.get("/conformance").status_code == 200 for _ in range(100))
+
+
+def test_openeo_basic_credentials_share_the_lockout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openEO's ``/credentials/basic`` checks passwords too: the same lock applies."""
+    import base64
+
+    _add_users(tmp_path, "erin")
+    calls: list[str] = []
+    real = access_store.check_password
+
+    def counting(password: str, stored: str) -> bool:
+        calls.append(password)
+        return real(password, stored)
+
+    monkeypatch.setattr(access_store, "check_password", counting)
+
+    def basic(password: str) -> dict[str, str]:
+        raw = base64.b64encode(f"erin:{password}".encode()).decode()
+        return {"Authorization": f"Basic {raw}"}
+
+    with TestClient(create_app(Settings(data_dir=tmp_path, log_level="warning"))) as client:
+        url = "/openeo/1.2/credentials/basic"
+        for attempt in range(10):
+            assert client.get(url, headers=basic(f"guess-{attempt}")).status_code in (401, 403)
+        locked = client.get(url, headers=basic(PASSWORD))
+        assert locked.status_code == 429, locked.text
+        assert int(locked.headers["Retry-After"]) > 0
+        assert len(calls) == 10
+        # and the browser sign-in sees the same lock
+        r = client.post("/auth/login", json={"username": "erin", "password": PASSWORD})
+        assert r.status_code == 429

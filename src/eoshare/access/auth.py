@@ -109,8 +109,9 @@ class Authenticator:
         or expired; roles and member come from the current record, not from the link.
         Raises AccessDeniedError (403) otherwise. Answers are cached for a few seconds
         (``LINK_CHECK_TTL_S``), so a revocation takes effect within that time."""
-        if signed.user is None or signed.credential == "o":
-            # a link made for the public grants what the public may get; an OIDC caller
+        if signed.user is None or signed.credential in ("o", "p"):
+            # a link made for the public grants what the public may get; an OIDC caller,
+            # or a caller a trusted peer hub vouched for ("p", eoshare.federation.trust),
             # has no local record to check, and its link lives its (short) life
             return signed
         key = (signed.user, signed.credential)

@@ -41,8 +41,9 @@ class Principal:
     member: str | None = None
     country: str | None = None
     roles: frozenset[str] = field(default_factory=frozenset)
-    # which credential the caller used ("t:<token id>", "s" session, "o" OIDC, "a" the
-    # admin token); signed links carry it so that they die with it. Not part of equality.
+    # which credential the caller used ("t:<token id>", "s" session, "o" OIDC, "p" a peer
+    # hub's word, "a" the admin token); signed links carry it so that they die with it.
+    # Not part of equality.
     credential: str | None = field(default=None, compare=False)
 
     @property

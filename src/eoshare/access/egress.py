@@ -342,19 +342,6 @@ class AssetGate:
         return AssetGrant(principal, item, asset_key, asset, key, act, decision, media,
                           safe_file_name(str(iid), asset_key, key), self)  # fmt: skip
 
-    def process_input(
-        self, principal: Principal, item: JSON, asset_key: str
-    ) -> tuple[str, Decision] | None:
-        """For processing inputs (``processing.inputs``): the bound store key of an asset
-        of an item found through ``principal``'s visibility filter, and the PROCESS
-        decision; None when the item holds no such file here. A reduced decision is the
-        caller's to apply (a coarser cube); record what was read with ``record``."""
-        asset = (item.get("assets") or {}).get(asset_key)
-        key = bound_key(item, asset_key)
-        if not isinstance(asset, dict) or key is None:
-            return None
-        return key, self.policy.decide(principal, item, asset_key, Action.PROCESS)
-
     def pictures(
         self,
         principal: Principal,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eoshare.access.agreements import User
 from eoshare.access.auth import Authenticator
 from eoshare.access.oidc import OidcVerifier
 from eoshare.access.policy import AgreementPolicy
 from eoshare.access.quotas import Quotas
 from eoshare.access.ratelimit import LoginGuard
 from eoshare.access.store import AccessStore
-from eoshare.errors import InvalidRequestError
+from eoshare.errors import InvalidRequestError, NotAuthenticatedError
 from eoshare.settings import Settings
 
 
@@ -22,6 +23,19 @@ class AccessServices:
     quotas: Quotas
     # brute-force protection of password sign-in (eoshare.access.ratelimit)
     guard: LoginGuard
+
+    def sign_in(self, username: str, password: str, address: str | None) -> User:
+        """Check a user's password: browser sign-in and openEO Basic credentials both come
+        here. A locked account or a noisy address is refused (RateLimitedError) before any
+        password is hashed; a wrong password is counted."""
+        self.guard.check(username, address)
+        try:
+            user = self.store.verify_password(username, password)
+        except NotAuthenticatedError:
+            self.guard.failed(username, address)
+            raise
+        self.guard.succeeded(user.username)
+        return user
 
     def close(self) -> None:
         self.guard.close()

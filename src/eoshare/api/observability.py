@@ -222,11 +222,8 @@ class Observe:
             )
 
 
-_SECRET_PARAMS = re.compile(r"(?i)(^|&)(sig|signature|token|access_token|key|password)=[^&]*")
-
-
 def _redact_query(query: str) -> str:
-    return _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}{m.group(2)}=REDACTED", query)
+    return redact_secrets(query)
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -44,7 +44,10 @@ ERRORS: dict[int, str] = {
     429: "too many requests; retry after the time in Retry-After",
     502: "a service the node depends on failed",
     503: "the store or another service is unavailable; try again",
+    507: "the node's disk is full",
 }
+# byte routes answer ranges outside the object with 416
+RANGE_ERRORS: dict[int, str] = {416: "the requested range is outside the object"}
 _UNUSED = ("HTTPValidationError", "ValidationError")
 
 # --- what the main routes answer (STAC API core, trimmed to what every answer has) ----
@@ -259,8 +262,11 @@ def build_document(app: FastAPI) -> JSON:
                     declared["content"] = {media: {"schema": sc} for media, sc in content.items()}
                 else:
                     declared.pop("content", None)
-            for error, description in ERRORS.items():
-                responses.setdefault(str(error), _problem_response(description, path))
+            errors = {**ERRORS, **(RANGE_ERRORS if path.startswith("/download/") else {})}
+            for error, description in errors.items():
+                declared = responses.setdefault(str(error), _problem_response(description, path))
+                # a route that describes an error code keeps its words; the body is a problem
+                declared.setdefault("content", _problem_response("", path)["content"])
     app.openapi_schema = doc
     return doc
 

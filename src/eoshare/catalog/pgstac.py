@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +67,9 @@ CREATE TABLE IF NOT EXISTS eoshare.properties (
     PRIMARY KEY (collection, name, type)
 );
 """
+
+# catalogues up to this many items always get an exact numberMatched (as on SQLite)
+_EXACT_COUNT_ITEMS = 50_000
 
 # the text free-text searches read, as on SQLite (catalog/sqlite.py: _fts_text)
 _FTS_TEXT = """concat_ws(' ', id,
@@ -131,13 +135,15 @@ class PgstacCatalog:
         url: str,
         *,
         count_limit: int = 100_000,
-        count_timeout_ms: int = 1000,
+        count_budget_ms: int = 20,
         pool_size: int = 8,
         migrate: bool = True,
     ) -> None:
         self.url = url
         self.count_limit = count_limit
-        self.count_timeout_ms = count_timeout_ms
+        # numberMatched of a large catalogue is counted for at most this long, plus twice
+        # what the page took (as on SQLite: catalog/sqlite.py, _count)
+        self.count_budget_ms = count_budget_ms
         with _translate("connecting to the catalogue"):
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 url,
@@ -551,8 +557,17 @@ class PgstacCatalog:
                 return ItemPage(items=[], number_matched=0 if query.count else None,
                                 next_offset=None, prev_offset=_prev(query))  # fmt: skip
             orderby = self._orderby(conn, query)
+            started = time.perf_counter()
             rows = conn.execute(
-                sql.SQL("SELECT {} FROM items WHERE {} ORDER BY {} LIMIT {} OFFSET {}").format(
+                # the page's keys first, then its documents: the rows OFFSET skips are
+                # never built into documents
+                sql.SQL(
+                    "SELECT {} FROM (SELECT collection AS k_c, id AS k_id, "
+                    "row_number() OVER () AS k_n FROM (SELECT collection, id FROM items "
+                    "WHERE {} ORDER BY {} LIMIT {} OFFSET {}) keys) page "
+                    "JOIN items ON items.collection = page.k_c AND items.id = page.k_id "
+                    "ORDER BY page.k_n"
+                ).format(
                     _DEHYDRATED,
                     where,
                     sql.SQL(orderby),
@@ -567,7 +582,8 @@ class PgstacCatalog:
                 if query.offset == 0 and not has_more:
                     matched = len(items)
                 else:
-                    matched = self._count(conn, where)
+                    page_ms = (time.perf_counter() - started) * 1000
+                    matched = self._count(conn, where, self.count_budget_ms + 2 * page_ms)
         return ItemPage(
             items=items,
             number_matched=matched,
@@ -575,14 +591,23 @@ class PgstacCatalog:
             prev_offset=_prev(query),
         )
 
-    def _count(self, conn: psycopg.Connection[Any], where: sql.Composable) -> int | None:
-        """How many items match, or None past ``count_limit`` or the statement timeout."""
+    def _count(
+        self, conn: psycopg.Connection[Any], where: sql.Composable, budget_ms: float
+    ) -> int | None:
+        """How many items match, or None past ``count_limit`` or, in a catalogue of more
+        than ``_EXACT_COUNT_ITEMS`` items (PostgreSQL's estimate), past ``budget_ms``."""
+        size = _scalar(
+            conn.execute(
+                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) "
+                "FROM pg_partition_tree('items') t JOIN pg_class c ON c.oid = t.relid "
+                "WHERE t.isleaf"
+            )
+        )
+        timeout_ms = 0 if size <= _EXACT_COUNT_ITEMS else max(1, round(budget_ms))
         try:
             with conn.transaction():
                 conn.execute(
-                    sql.SQL("SET LOCAL statement_timeout = {}").format(
-                        sql.Literal(self.count_timeout_ms)
-                    )
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
                 )
                 matched = _scalar(
                     conn.execute(

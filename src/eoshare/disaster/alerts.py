@@ -45,6 +45,7 @@ from eoshare.access.base import Principal
 from eoshare.access.policy import AgreementPolicy, principal_for
 from eoshare.access.store import AccessStore
 from eoshare.catalog.base import Catalog, SearchQuery
+from eoshare.catalog.bounds import check_filter_text, check_json
 from eoshare.disaster.areas import parse_area
 from eoshare.disaster.store import ActivationRow, DisasterStore, SubscriptionRow, iso
 from eoshare.errors import (
@@ -472,6 +473,11 @@ class AlertService:
 def _parse_filter(value: Any) -> JSON | None:
     if value is None or value == "":
         return None
+    # bounded before the CQL2 parser sees it: deep nesting overflows its native stack
+    if isinstance(value, str):
+        check_filter_text(value)
+    else:
+        check_json(value)
     try:
         expr = cql2.Expr(value)
         expr.validate()

@@ -32,6 +32,7 @@ from typing import Any
 
 from eoshare.access.agreements import Member, agreement_from_dict
 from eoshare.access.store import AccessStore
+from eoshare.catalog.assetkeys import key_of, store_key
 from eoshare.catalog.base import Catalog
 from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError
 from eoshare.storage.base import Store
@@ -99,8 +100,9 @@ def export_bundle(
             out = {k: v for k, v in item.items() if k != "links"}
             assets: JSON = {}
             for name, asset in (item.get("assets") or {}).items():
-                if isinstance(asset, dict) and isinstance(asset.get("eoshare:key"), str):
-                    key = asset["eoshare:key"]
+                # only the objects the node holds for this very item (ADR 0006)
+                key = key_of(item, asset) if isinstance(asset, dict) else None
+                if isinstance(asset, dict) and key is not None:
                     filename = _segment(key.rsplit("/", 1)[-1], "asset file")
                     with store.open(key) as src, (idir / filename).open("wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
@@ -210,14 +212,21 @@ def import_bundle(
             assets: JSON = {}
             for name, asset in (item.get("assets") or {}).items():
                 if isinstance(asset, dict) and isinstance(asset.get("eoshare:key"), str):
-                    key = asset["eoshare:key"]
                     data = (ipath.parent / str(asset["href"])).resolve()
                     if not data.is_relative_to(source.resolve()):
                         raise InvalidRequestError("the bundle links outside itself")
+                    # the key is this node's, made from the item's own ids (never the one
+                    # the bundle names: a bundle must not write over another item's file)
+                    key = store_key(
+                        _segment(str(coll.get("id", "")), "collection id"),
+                        _segment(str(item.get("id", "")), "item id"),
+                        _segment(data.name, "asset file"),
+                    )
+                    item["collection"] = coll.get("id")
                     store.put_file(key, data)
                     report.files += 1
                     report.bytes += data.stat().st_size
-                    asset = {**asset, "href": key}
+                    asset = {**asset, "href": key, "eoshare:key": key}
                 assets[name] = asset
             item["assets"] = assets
             item["links"] = []

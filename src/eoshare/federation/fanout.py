@@ -75,9 +75,38 @@ def decode_cursors(token: str | None) -> dict[str, Any]:
         doc = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, binascii.Error) as exc:
         raise InvalidRequestError("the paging token is not valid; follow the 'next' link") from exc
-    if not isinstance(doc, dict):
+    if not isinstance(doc, dict) or not all(
+        isinstance(name, str) and _valid_cursor(cur) for name, cur in doc.items()
+    ):
+        # a client wrote it: its numbers reach SQL (OFFSET) and arithmetic, so only the
+        # shapes encode_cursors makes, with bounded numbers, are read
         raise InvalidRequestError("the paging token is not valid; follow the 'next' link")
     return doc
+
+
+_MAX_CURSOR_OFFSET = 1_000_000_000
+_MAX_PEER_TOKEN_CHARS = 4096
+
+
+def _bounded_int(value: Any) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_CURSOR_OFFSET
+    )
+
+
+def _valid_cursor(cur: Any) -> bool:
+    """``"done"``, ``{"o": offset}`` (this node) or ``{"t": peer token, "k": skip}``."""
+    if cur == "done":
+        return True
+    if not isinstance(cur, dict):
+        return False
+    if set(cur) == {"o"}:
+        return _bounded_int(cur["o"])
+    if set(cur) == {"t", "k"}:
+        token = cur["t"]
+        ok_token = token is None or (isinstance(token, str) and len(token) <= _MAX_PEER_TOKEN_CHARS)
+        return ok_token and _bounded_int(cur["k"])
+    return not cur  # {}: start from the beginning
 
 
 # --- the query sent to peers -------------------------------------------------------------

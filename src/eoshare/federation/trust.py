@@ -129,6 +129,8 @@ class PeerTrust:
                 member=member,
                 country=country if isinstance(country, str) else None,
                 roles=frozenset(r for r in roles if r in FORWARDABLE_ROLES),
+                # no local record: signed links made for this caller are not looked up
+                credential="p",
             ),
             trusted=True,
         )

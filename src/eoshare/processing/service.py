@@ -603,8 +603,22 @@ def _guarded(fn: Any) -> Any:
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
         raise ProcessGraphInvalid(f"The process graph failed: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
+        if _is_process_error(exc):
+            # openeo-processes-dask's own errors (a missing parameter...): the graph's fault
+            raise ProcessGraphInvalid(
+                f"The process graph failed: {type(exc).__name__}: {exc}"
+            ) from exc
         log.exception("graph failed", extra={"seconds": time.monotonic() - start})
         raise ExecutionFailed(f"Server error: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_process_error(exc: Exception) -> bool:
+    """An error the process implementations raise about the graph they were given."""
+    try:
+        from openeo_processes_dask.process_implementations.exceptions import OpenEOException
+    except ImportError:  # pragma: no cover - a dependency of processing
+        return False
+    return isinstance(exc, OpenEOException)
 
 
 def open_processing(settings: Any, state: Any) -> ProcessingService:

@@ -226,15 +226,12 @@ def login(
     svc = services(request)
     settings = request.app.state.settings
     address = request.client.host if request.client else None
-    # a locked account or a noisy address is refused before any password is hashed
-    svc.guard.check(username, address)
     try:
-        user = svc.store.verify_password(username, password)
+        # a locked account or a noisy address is refused before any password is hashed
+        user = svc.sign_in(username, password, address)
     except NotAuthenticatedError:
-        svc.guard.failed(username, address)
         log.info("sign-in refused", extra={"user": username[:64], "client": address})
         raise
-    svc.guard.succeeded(user.username)
     secret = svc.store.create_session(user.username, ttl_s=settings.access.session_ttl_s)
     principal = principal_for(user, svc.policy.member(user.member))
     response = JSONResponse(_me(principal, "session"))

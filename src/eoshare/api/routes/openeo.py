@@ -28,6 +28,7 @@ from eoshare.access.base import Principal
 from eoshare.api.deps import Caller
 from eoshare.api.links import base_url, render_item
 from eoshare.api.responses import JSONResponse
+from eoshare.errors import RateLimitedError
 from eoshare.processing.errors import (
     CODE_FOR_STATUS,
     AuthenticationRequired,
@@ -224,9 +225,14 @@ def credentials_basic(request: Request) -> JSONResponse:
         username, _, password = decoded.partition(":")
     except (IndexError, binascii.Error, UnicodeDecodeError) as exc:
         raise CredentialsInvalid("Credentials are not correct.") from exc
-    store = request.app.state.access_services.store
+    services = request.app.state.access_services
+    store = services.store
+    address = request.client.host if request.client else None
     try:
-        user = store.verify_password(username, password)
+        # the same lockout as /auth/login (eoshare.access.ratelimit): 429 when locked
+        user = services.sign_in(username, password, address)
+    except RateLimitedError:
+        raise
     except Exception as exc:  # NotAuthenticatedError: one message for every cause
         raise CredentialsInvalid("Credentials are not correct.") from exc
     _, secret = store.create_token(user.username, days=1, label="openeo", who=user.username)

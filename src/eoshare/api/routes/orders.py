@@ -28,6 +28,7 @@ from eoshare.api.params import SearchBody, from_body
 from eoshare.api.responses import GeoJSONResponse
 from eoshare.api.routes.downloads import StoreResponse, get_signer, signed_url
 from eoshare.catalog.assetkeys import held_assets
+from eoshare.catalog.bounds import InputBounds
 from eoshare.downloads.metalink import MEDIA_TYPE, MetalinkFile, metalink
 from eoshare.downloads.orders import Order, OrderAsset, OrderBook
 from eoshare.downloads.signing import encode_principal
@@ -146,7 +147,12 @@ def create_order(
         for ref in body.ids:
             items.append(gate.item(caller, ref.collection, ref.id))
     else:
-        sq, _ = from_body(SearchBody.model_validate(body.search), settings.api.default_limit, 10**9)
+        sq, _ = from_body(
+            SearchBody.model_validate(body.search),
+            settings.api.default_limit,
+            10**9,
+            InputBounds.from_settings(settings.security),
+        )
         sq = replace(sq, limit=limits.order_max_items + 1, offset=0, visible=visible, count=False)
         page = catalog.search(sq)
         if len(page.items) > limits.order_max_items:

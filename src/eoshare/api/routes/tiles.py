@@ -27,6 +27,7 @@ from eoshare.api.links import JSONT, base_url, link, q, visible_collection
 from eoshare.api.params import build_query, parse_bbox_text
 from eoshare.api.responses import JSONResponse
 from eoshare.catalog.base import SortField
+from eoshare.catalog.bounds import InputBounds
 from eoshare.errors import AccessDeniedError, EoshareError, InvalidRequestError, NotFoundError
 from eoshare.tiles import TileService, get_tms, make_spec, raster_assets, render_defaults
 from eoshare.tiles.access import check_tile, max_zoom
@@ -512,6 +513,7 @@ def _mosaic_query(
         limit=limit,
         default_limit=limit,
         max_limit=max(limit, settings.api.max_limit),
+        bounds=InputBounds.from_settings(settings.security),
     )
 
 
