@@ -267,3 +267,41 @@ def test_fire_burn_severity_classes_on_synthetic_scenes(node: Node, tmp_path: Pa
     assert np.array_equal(got, want)
     assert set(np.unique(got)) == {3, 5, 7}
     assert doc["statistics"]["burned_area_km2"] == pytest.approx(700 * PIXEL_KM2, abs=1e-6)
+
+
+def test_activation_page_shows_the_map_and_report(
+    node: Node, product: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """In Chromium, the activation's page (signed in as an operator) shows the product's
+    map and links its report; no script errors."""
+    from playwright.sync_api import sync_playwright
+
+    store = node.app.state.access_services.store
+    store.put_user("ops", member=None, roles=["operator"], password="products-ops-pw", who="t")
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=os.environ.get("EOSHARE_CHROMIUM", "/usr/bin/chromium"),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1400})
+            r = context.request.post(
+                node.url + "/auth/login",
+                data={"username": "ops", "password": "products-ops-pw"},
+                headers={"X-Requested-With": "eoshare-ui"},
+            )
+            assert r.ok, r.text()
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(node.url + f"/ui/activations.html?lang=en#{product['aid']}")
+            page.wait_for_selector("div.product img")
+            page.wait_for_function(
+                "document.querySelector('div.product img').naturalWidth === 1200"
+            )
+            assert page.locator("div.product a", has_text="Report (PDF)").count() == 1
+            shots = tmp_path_factory.mktemp("product-shots")
+            page.screenshot(path=str(shots / "activation-product-en.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not errors, errors
