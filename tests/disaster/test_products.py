@@ -25,11 +25,13 @@ import rasterio
 from PIL import Image
 from pypdf import PdfReader
 
+from eoshare.access.base import Principal
 from eoshare.ingest.raster import ingest_rasters
 
 from .conftest import AREA, EVENT_TIME, RELEASED, SCENE_TIME, Node, json_of
 
 PRE_TIME = EVENT_TIME - timedelta(days=5)
+OPS = Principal(user="ops", roles=frozenset({"operator"}))
 STATE: dict[str, Any] = {}
 
 
@@ -94,11 +96,18 @@ def product(node: Node, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     return {"aid": aid, "pre": pre_files, "post": post_files, **products[0]}
 
 
-def test_the_product_appears_after_the_post_event_ingest(product: dict[str, Any]) -> None:
+def test_the_product_appears_after_the_post_event_ingest(
+    node: Node, product: dict[str, Any]
+) -> None:
     assert product["collection"] == f"activation-{product['aid']}"
     assert product["trigger"] == "post-event scene"
     assert product["seconds_from_approval"] >= 0
     assert product["statistics"]["loss_area_km2"] > 0
+    summary = json_of(node.get(f"/activations/{product['aid']}/summary", "focal"))
+    assert summary["seconds_approval_to_first_product"] == product["seconds_from_approval"]
+    # the archive still lists scenes only
+    archive = json_of(node.get(f"/activations/{product['aid']}/archive", "focal"))
+    assert [f["id"] for f in archive["features"]] == ["S2_29RKH_post", "S2_29RKH_pre"]
 
 
 def _item(node: Node, product: dict[str, Any], who: str | None) -> Any:
@@ -224,7 +233,12 @@ def _synthetic_product(
     assert json_of(node.post(f"/activations/{aid}/approve", "ops", {}))["state"] == "approved"
     _ingest(node, _write_bands(tmp, f"SYN_{hazard}_post", post), f"syn-{hazard}-post",
             SYN_EVENT + timedelta(days=1))  # fmt: skip
-    assert node.app.state.products.wait_idle(60)
+    deadline = time.monotonic() + 60  # the automatic product first
+    while (
+        time.monotonic() < deadline
+        and not node.app.state.disaster.activations.summary(OPS, aid)["products"]
+    ):
+        time.sleep(0.1)
     r = node.post(f"/activations/{aid}/products", "analyst")
     assert r.status_code == 201, r.text
     doc = json_of(r)

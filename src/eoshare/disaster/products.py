@@ -198,6 +198,7 @@ class ProductService:
         self._again: set[str] = set()
         self._lock = threading.Lock()
         self.errors: list[str] = []
+        self._making: dict[str, threading.Lock] = {}  # one product run per activation at a time
         disaster.activations.on_post_event.append(self.post_event)
         disaster.activations.products_of = self.products
 
@@ -284,12 +285,15 @@ class ProductService:
         bbox = _bbox_of_area(a.area)
         graph = _graph(collection, bbox, _z(pre_t), _z(post_t + timedelta(seconds=1)),
                        analysis.process, _bands(post, analysis.process))  # fmt: skip
-        workdir = Path(tempfile.mkdtemp(prefix="product-", dir=self.processing.work_dir))
-        try:
-            layers = self._run(runner, graph, workdir)
-            return self._finish(a, analysis, pre, post, graph, layers, workdir, trigger)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        with self._lock:
+            making = self._making.setdefault(aid, threading.Lock())
+        with making:
+            workdir = Path(tempfile.mkdtemp(prefix="product-", dir=self.processing.work_dir))
+            try:
+                layers = self._run(runner, graph, workdir)
+                return self._finish(a, analysis, pre, post, graph, layers, workdir, trigger)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
 
     def best_pair(self, runner: Principal, aid: str) -> tuple[JSON, JSON]:
         """The best-ranked post-event scene, and the best pre-event scene of its collection."""
