@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -69,7 +70,7 @@ def test_groups_bands_of_one_scene(raster: Path, catalog: Catalog, store: LocalS
     assert item["assets"]["B08"]["bands"][0]["eo:common_name"] == "nir"
     assert item["assets"]["B04"]["bands"][0]["data_type"] == "uint16"
     assert item["assets"]["B04"]["bands"][0]["nodata"] == 0
-    assert item["properties"]["datetime"] == "2020-02-19T00:00:00Z"
+    assert item["properties"]["datetime"] == "2020-02-19T11:34:25.405Z"  # the sidecar
     assert item["properties"]["proj:code"] == "EPSG:32629"
     assert item["properties"]["proj:shape"] == [1098, 1098]
     assert item["properties"]["gsd"] == 100.0
@@ -144,9 +145,14 @@ def test_non_cog_is_converted_to_a_valid_cog(
 
 
 def test_striped_landsat_is_converted_and_dated_from_its_name(
-    raster: Path, catalog: Catalog, store: LocalStore
+    raster: Path, catalog: Catalog, store: LocalStore, tmp_path: Path
 ) -> None:
-    report = _ingest([raster / f"{LC8}_B4.TIF", raster / f"{LC8}_B5.TIF"], catalog, store)
+    # copies without their MTL file: the name is then the only source of the date
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for band in ("B4", "B5"):
+        shutil.copyfile(raster / f"{LC8}_{band}.TIF", bare / f"{LC8}_{band}.TIF")
+    report = _ingest([bare / f"{LC8}_B4.TIF", bare / f"{LC8}_B5.TIF"], catalog, store)
     assert report.ok, report.failures
     item = catalog.get_item("c", LC8)
     # the first date in a Landsat name is the acquisition, the second the processing
@@ -246,7 +252,7 @@ def test_failed_update_restores_the_old_objects(
     )
     assert not report.ok
     assert {k: store.sha256(k) for k in store.iter_keys()} == before
-    assert catalog.get_item("c", S2)["properties"]["datetime"] == "2020-02-19T00:00:00Z"
+    assert catalog.get_item("c", S2)["properties"]["datetime"] == "2020-02-19T11:34:25.405Z"
 
 
 def test_gcp_georeferenced_file_is_warped(

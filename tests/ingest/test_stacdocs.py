@@ -156,3 +156,24 @@ def test_unreadable_files(tmp_path: Path, catalog: Catalog) -> None:
     assert "not valid JSON" in reasons["broken.json"]
     assert "Parquet" in reasons["broken.parquet"]
     assert report.files_failed == 4
+
+
+def test_conflicts_are_reported_at_their_own_line_and_the_rest_loads(
+    stac: Path, catalog: Catalog, tmp_path: Path
+) -> None:
+    """An item that exists is one error at its own line; the new items of the same batch
+    (and of the rest of the file) still load, and an id repeated in the file is caught."""
+    lines = (stac / "landsat-8-c2-l2_netherlands_pc.ndjson").read_text().splitlines()
+    first = tmp_path / "first.ndjson"
+    first.write_text("\n".join(lines[:3]) + "\n")
+    report = load_documents([first], catalog=catalog, create_collections=True)
+    assert report.inserted == 3
+    again = tmp_path / "again.ndjson"
+    # lines 1-2 exist; 3-4 are new; 5 repeats line 3; 6-8 new (the second batch)
+    again.write_text("\n".join([lines[1], lines[2], lines[3], lines[4], lines[3], *lines[5:8]]))
+    report = load_documents([again], catalog=catalog, batch_size=5)
+    where = sorted(p.location for p in report.problems)
+    assert where == [f"{again}:1", f"{again}:2", f"{again}:5"], report.problems
+    assert all("already exists" in p.reason for p in report.problems)
+    assert report.inserted == 5
+    assert _count(catalog, "landsat-8-c2-l2") == 8

@@ -682,6 +682,40 @@ class AccessStore:
             "top_collections": collections[:5],
         }
 
+    def reach(self, *, since: str) -> JSON:
+        """Grants from day ``since`` on, by country and by day, with the bytes, the grants,
+        the distinct scenes and the distinct users each reached (the operators' dashboard).
+        Denied requests are left out."""
+        cond = "day >= ? AND decision != 'denied'"
+        figures = (
+            "count(*), coalesce(sum(bytes), 0), "
+            "count(DISTINCT coalesce(collection, '') || '/' || coalesce(item, '')), "
+            "count(DISTINCT username)"
+        )
+
+        def by(column: str, order: str) -> list[JSON]:
+            rows = self._read(
+                f"SELECT {column} AS key, {figures} FROM audit WHERE {cond} "
+                f"GROUP BY key ORDER BY {order}",
+                (since,),
+            )
+            return [
+                {"key": k, "grants": n, "bytes": b, "scenes": s, "users": u}
+                for k, n, b, s, u in rows
+            ]
+
+        total = self._read(f"SELECT {figures} FROM audit WHERE {cond}", (since,))[0]
+        return {
+            "since": since,
+            "grants": total[0],
+            "bytes": total[1],
+            "scenes": total[2],
+            "users": total[3],
+            "by_country": by("country", "bytes DESC, key"),
+            "by_day": by("day", "key"),
+            "top_collections": by("collection", "bytes DESC, key")[:10],
+        }
+
 
 _DUMMY_HASH = (
     "scrypt$16384$8$1$00000000000000000000000000000000$"

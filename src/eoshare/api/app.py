@@ -39,6 +39,7 @@ from eoshare.api.routes import (
     usage,
     web,
 )
+from eoshare.api.routes import dashboard as dashboard_routes
 from eoshare.api.routes import federation as federation_routes
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
@@ -215,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
     app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
     app.include_router(health.router)  # /health, /ready, /metrics
+    app.include_router(dashboard_routes.router)  # /admin/dashboard (operators' dashboard)
 
     # Prometheus figures: request counters here, node gauges read from the services
     app.state.metrics = Metrics()

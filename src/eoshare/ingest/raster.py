@@ -5,10 +5,14 @@ Called by ``eoshare ingest`` (cli.py) and by the demo builder through
 
 1. read each file with rasterio and check its georeferencing: a CRS, or ground control
    points (then it is warped to EPSG:4326 through the GCPs); neither is refused;
-2. copy a file that is already a valid COG as it is, else convert it with rio-cogeo
-   (deflate, internal overviews) into a private temporary directory;
+2. copy a file that is already a real COG (valid without warnings, tiled, compressed) as
+   it is, else convert it with rio-cogeo (deflate, tiled, internal overviews where the
+   size warrants) into a private temporary directory;
 3. read the metadata of the final COG (projection, bands, statistics, footprint) and
    render a thumbnail;
+   The metadata files that came with the scene (Landsat MTL, a STAC sidecar, S1
+   productInfo, CBERS XML; ``eoshare.ingest.scene_meta``) give the acquisition time,
+   platform, angles, cloud cover and band names;
 4. commit: the files go into the store first, the item is written to the catalogue last.
    If anything fails, the files written in this run are deleted (and objects they
    replaced are put back), so a failure leaves neither orphans nor a half item.
@@ -50,8 +54,14 @@ from eoshare.catalog.base import JSON, Catalog
 from eoshare.catalog.validate import check_item, safe_id
 from eoshare.errors import EoshareError, IngestError, InvalidRequestError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
-from eoshare.ingest.collections import minimal_collection, refresh_extent
+from eoshare.ingest.collections import made_by_eoshare, minimal_collection, refresh_extent
 from eoshare.ingest.safe_open import RasterLimits, open_user_raster, safe_gdal_env
+from eoshare.ingest.scene_meta import (
+    SceneMetadata,
+    datetime_from_tags,
+    extension_schemas,
+    read_scene_metadata,
+)
 from eoshare.ingest.thumbnail import render_thumbnail
 from eoshare.storage.base import Store
 from eoshare.workdirs import sweep
@@ -69,7 +79,7 @@ STAC_EXTENSIONS = [
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 
 # The band suffix that ends a per-band file name: S2_..._B04, LC08_..._B4, _SCL, _TCI...
-DEFAULT_GROUP_PATTERN = r"[_-](?P<asset>B\d{1,2}A?|SCL|TCI|AOT|WVP|BQA|QA_[A-Z_]+)$"
+DEFAULT_GROUP_PATTERN = r"[_-](?P<asset>B\d{1,2}A?|BAND\d{1,2}|SCL|TCI|AOT|WVP|BQA|QA_[A-Z_]+)$"
 # Band names -> eo:common_name. Sentinel-2 MSI and Landsat 8/9 OLI number bands
 # differently (S2 B08 is nir, Landsat 8 B5 is nir), so the table depends on the mission.
 _S2_COMMON = {
@@ -81,6 +91,12 @@ _OLI_COMMON = {
     "B1": "coastal", "B2": "blue", "B3": "green", "B4": "red", "B5": "nir08",
     "B6": "swir16", "B7": "swir22", "B8": "pan", "B9": "cirrus", "B10": "lwir11",
     "B11": "lwir12",
+}  # fmt: skip
+# CBERS-4/4A band numbers: PAN (1-4), MUX (5-8), WFI/AWFI (13-16).
+_CBERS_COMMON = {
+    "BAND1": "pan", "BAND2": "green", "BAND3": "red", "BAND4": "nir",
+    "BAND5": "blue", "BAND6": "green", "BAND7": "red", "BAND8": "nir",
+    "BAND13": "blue", "BAND14": "green", "BAND15": "red", "BAND16": "nir",
 }  # fmt: skip
 _COLORINTERP_COMMON = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
 # Keys whose values are classes: overviews must pick, not average, them.
@@ -277,7 +293,9 @@ def _common_names(path: Path, key: str, ds: Any) -> list[str | None]:
         name: str | None = None
         if ds.count == 1:
             upper = key.upper()
-            if re.match(r"^L[COTE]0[89]", stem):
+            if stem.startswith("CBERS"):
+                name = _CBERS_COMMON.get(upper)
+            elif re.match(r"^L[COTE]0[89]", stem):
                 name = _OLI_COMMON.get(upper)
             elif stem.startswith("S2") or re.match(r"^B\d\d$|^B8A$", upper):
                 name = _S2_COMMON.get(upper)
@@ -343,8 +361,31 @@ def _statistics(ds: Any) -> list[JSON]:
     return stats
 
 
+def _cog_blocksize(width: int, height: int) -> int:
+    """The largest tile size (512 down to 64) whose COG passes cog_validate.
+
+    rio-cogeo's validator calls a level "not tiled" when its tile is exactly as wide as
+    the level while the level is over 512 px in either direction: a 4096 x 8192 image
+    with 512 px tiles has an overview of 512 x 1024 and fails ("Overview of index 2 is
+    not tiled"). Its overview levels are rio-cogeo's: halving until the smaller side is
+    at most one tile."""
+    for size in (512, 256, 128, 64):
+        factor, levels = 1, [1]
+        while min(width // factor, height // factor) > size:
+            factor *= 2
+            levels.append(factor)
+        if not any(
+            -(-width // f) == size and (-(-width // f) > 512 or -(-height // f) > 512)
+            for f in levels
+        ):
+            return size
+    return 512
+
+
 def _to_cog(src: Any, dest: Path, *, categorical: bool) -> None:
     profile: dict[str, Any] = dict(cog_profiles.get("deflate"))  # type: ignore[no-untyped-call]
+    size = _cog_blocksize(int(src.width), int(src.height))
+    profile.update(blockxsize=size, blockysize=size)
     cog_translate(
         src,
         dest,
@@ -353,6 +394,18 @@ def _to_cog(src: Any, dest: Path, *, categorical: bool) -> None:
         quiet=True,
         overview_resampling="nearest" if categorical else "average",
     )
+
+
+def _is_real_cog(path: Path, src: Any) -> bool:
+    """A file to store byte for byte: a valid COG without warnings, tiled and compressed.
+
+    cog_validate accepts a striped, uncompressed file under 512 px as a COG (with a
+    warning); such a file is converted, so that every stored asset is a real COG."""
+    valid, _errors, warns = cog_validate(path, quiet=True)
+    if not valid or warns:
+        return False
+    tiled = bool(src.profile.get("tiled")) and src.block_shapes[0][1] < src.width + 1
+    return tiled and src.compression is not None
 
 
 def _prepare(member: _Member, workdir: Path, limits: RasterLimits) -> _Prepared:
@@ -395,7 +448,7 @@ def _prepare(member: _Member, workdir: Path, limits: RasterLimits) -> _Prepared:
                     )
                 else:
                     gcp_hull = None
-                    source_is_cog = cog_validate(path, quiet=True)[0]
+                    source_is_cog = _is_real_cog(path, src)
                     if not source_is_cog:
                         _to_cog(src, cog_path, categorical=categorical)
             if source_is_cog:
@@ -457,7 +510,11 @@ def _prepare(member: _Member, workdir: Path, limits: RasterLimits) -> _Prepared:
     }
     if gsd is not None:
         asset["gsd"] = gsd
-    dt_hint = _datetime_from_name(path.name) or _datetime_from_tags(tags)
+    # An acquisition date tag (CBERS) beats the name; TIFFTAG_DATETIME (often the
+    # processing time) comes last.
+    dt_hint = (
+        datetime_from_tags(tags) or _datetime_from_name(path.name) or _datetime_from_tags(tags)
+    )
     return _Prepared(
         member=member,
         cog_path=cog_path,
@@ -498,6 +555,7 @@ def _build_item(
     store: Store,
     collection_id: str,
     when: datetime,
+    scene: SceneMetadata | None = None,
 ) -> JSON:
     footprint = unary_union([p.footprint for p in prepared])
     if footprint.geom_type not in ("Polygon", "MultiPolygon"):
@@ -517,6 +575,13 @@ def _build_item(
         if all(g == gsds[0] for g in gsds) and len(gsds) == len(prepared):
             for p in prepared:
                 p.asset.pop("gsd", None)
+    scene = scene or SceneMetadata()
+    for name, value in scene.properties.items():
+        properties.setdefault(name, value)
+    for p in prepared:  # the scene's own band names win over ours (the same, or better)
+        info = scene.bands.get(p.member.asset_key.upper())
+        if info and len(p.asset["bands"]) == 1:
+            p.asset["bands"][0].update(info)
     properties["updated"] = _iso(datetime.now(UTC))
     assets: JSON = {}
     for p in prepared:
@@ -529,7 +594,10 @@ def _build_item(
             "eoshare:key": key,
         }
     extensions = list(STAC_EXTENSIONS)
-    if not any("eo:" in str(a) for a in assets.values()):
+    extensions += [e for e in extension_schemas(properties) if e not in extensions]
+    if not any("eo:" in str(a) for a in assets.values()) and not any(
+        k.startswith("eo:") for k in properties
+    ):
         # the eo schema requires eo fields once declared (radar has none)
         extensions = [e for e in extensions if "/eo/" not in e]
     return {
@@ -556,7 +624,12 @@ def _build_item(
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC; fractions of a second only when there are some (metadata files
+    give the scene centre time to the microsecond)."""
+    dt = dt.astimezone(UTC)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0") + "Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- committing -----------------------------------------------------------------------
@@ -624,9 +697,15 @@ def _ingest_group(
     """Ingest one scene; returns (item, whether it replaced an existing one)."""
     with scratch_dir(INGEST_WORKDIR) as workdir:
         prepared = [_prepare(m, workdir, limits) for m in group.members]
-        # An explicit --datetime wins; then the file name (the acquisition date), then
-        # the TIFF tag, which is often the processing time rather than the acquisition.
-        dt = when or next((p.datetime_hint for p in prepared if p.datetime_hint), None)
+        scene = read_scene_metadata(m.path for m in group.members)
+        # An explicit --datetime wins; then the scene's metadata files (the acquisition
+        # time), then an acquisition tag, the file name (a date, often without a time),
+        # and last the TIFF tag, which is often the processing time.
+        dt = (
+            when
+            or scene.datetime
+            or next((p.datetime_hint for p in prepared if p.datetime_hint), None)
+        )
         if dt is None:
             raise _FileError(
                 group.members[0].path,
@@ -640,7 +719,9 @@ def _ingest_group(
             thumbnail = render_thumbnail(best.cog_path, rgb=best.rgb)
         except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
             raise _FileError(best.member.path, f"cannot render a thumbnail: {exc}") from exc
-        item = _build_item(group, prepared, store=store, collection_id=collection_id, when=dt)
+        item = _build_item(
+            group, prepared, store=store, collection_id=collection_id, when=dt, scene=scene
+        )
         thumb_key = f"{collection_id}/{group.item_id}/thumbnail.png"
         item["assets"]["thumbnail"] = {
             "href": asset_href(store, thumb_key),
@@ -760,9 +841,11 @@ def ingest_rasters(
             if bar is not None and task is not None:
                 bar.advance(task)
 
-    if report.collection_created:
+    if report.collection_created or (
+        report.item_ids and made_by_eoshare(catalog.get_collection(collection_id))
+    ):
         if report.item_ids:
-            refresh_extent(catalog, collection_id)
+            refresh_extent(catalog, collection_id)  # and its summaries
         else:
             # Nothing went in: leave no trace of this run, not even the new collection.
             with contextlib.suppress(EoshareError):

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from eoshare.catalog.assetkeys import strip_node_fields
-from eoshare.catalog.base import JSON, Catalog, LoadReport, OnConflict
+from eoshare.catalog.base import JSON, Catalog, LoadReport, OnConflict, SearchQuery
 from eoshare.catalog.validate import check_collection
 from eoshare.errors import (
     ConflictError,
@@ -36,7 +36,7 @@ from eoshare.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from eoshare.ingest.collections import minimal_collection, refresh_extent
+from eoshare.ingest.collections import made_by_eoshare, minimal_collection, refresh_extent
 
 log = logging.getLogger(__name__)
 
@@ -285,11 +285,18 @@ class _ItemStream:
         # validates a batch right after taking it, so two batches' worth is enough.
         self._where: OrderedDict[int, tuple[JSON, str]] = OrderedDict()
         self._window = 2 * batch_size
+        self.batch_size = batch_size
+        # with on_conflict="error": the documents of the batch being read, checked against
+        # the catalogue together, so that an item that exists is reported at its own line
+        # and the others of its batch are still loaded
+        self._pending: list[tuple[JSON, str]] = []
+        self._seen: dict[tuple[str, str], str] = {}  # (collection, id) -> first location
 
     def _collection_exists(self, cid: str, location: str) -> bool:
         if cid not in self.known:
             try:
-                self.catalog.get_collection(cid)
+                if made_by_eoshare(self.catalog.get_collection(cid)):
+                    self.made.append(cid)  # keep the extent and summaries eoshare made
                 self.known[cid] = True
             except NotFoundError:
                 if self.create_collections:
@@ -352,11 +359,49 @@ class _ItemStream:
             doc = strip_node_fields(doc)
             # The full check happens once, in the catalogue (upsert_items), which hands
             # an invalid item back through invalid(); remember where each one came from.
-            self._where[id(doc)] = (doc, location)
-            if len(self._where) > self._window:
-                self._where.popitem(last=False)
-            self.tick()
-            yield doc
+            if self.on_conflict == "error":
+                self._pending.append((doc, location))
+                if len(self._pending) >= self.batch_size:
+                    yield from self._without_conflicts()
+                continue
+            yield self._hand_out(doc, location)
+        yield from self._without_conflicts()
+
+    def _hand_out(self, doc: JSON, location: str) -> JSON:
+        self._where[id(doc)] = (doc, location)
+        if len(self._where) > self._window:
+            self._where.popitem(last=False)
+        self.tick()
+        return doc
+
+    def _without_conflicts(self) -> Iterator[JSON]:
+        """The pending documents less those whose item exists already (in the catalogue,
+        or earlier in this load), each of which is reported at its own line."""
+        pending, self._pending = self._pending, []
+        by_collection: dict[str, list[str]] = {}
+        for doc, _ in pending:
+            if isinstance(doc.get("id"), str):
+                by_collection.setdefault(doc["collection"], []).append(doc["id"])
+        existing: set[tuple[str, str]] = set()
+        for cid, ids in by_collection.items():
+            page = self.catalog.search(
+                SearchQuery(collections=(cid,), ids=tuple(ids), limit=len(ids), count=False)
+            )
+            existing |= {(cid, item["id"]) for item in page.items}
+        for doc, location in pending:
+            item_id = doc.get("id")
+            if isinstance(item_id, str):  # (an item without an id fails validation later)
+                key = (str(doc["collection"]), item_id)
+                if key in existing or key in self._seen:
+                    where = "" if key in existing else f" (also at {self._seen[key]})"
+                    self.report.problem(
+                        location,
+                        f"item {item_id!r} already exists in collection {key[0]!r}{where} "
+                        "(use --on-conflict skip or update)",
+                    )
+                    continue
+                self._seen[key] = location
+            yield self._hand_out(doc, location)
 
     def invalid(self, item: JSON, exc: InvalidItemError) -> None:
         """Called by the catalogue for an item that fails validation: report its line."""

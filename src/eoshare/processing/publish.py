@@ -114,6 +114,11 @@ def software() -> dict[str, str]:
     return out
 
 
+def _instant(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 def result_item(
     *,
     job_id: str,
@@ -140,9 +145,11 @@ def result_item(
         bbox = [-180.0, -90.0, 180.0, 90.0]
     w, s, e, n = bbox
     geometry = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    # in time order, not text order: "…:25Z" is before "…:25.405Z" (fractions sort after)
     times = sorted(
         {str(i["datetime"]) for i in inputs if i.get("datetime")}
-        | {o.datetime for o in outputs if o.datetime}
+        | {o.datetime for o in outputs if o.datetime},
+        key=_instant,
     )
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     props: JSON = {

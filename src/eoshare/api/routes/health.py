@@ -48,6 +48,15 @@ def _checks(request: Request) -> dict[str, Callable[[], Any]]:
     responses={503: {"description": "a part of the node does not answer"}},
 )
 async def ready(request: Request) -> JSONResponse:
+    results = await check_parts(request)
+    ok = all(r["status"] == "ok" for r in results.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": results}, status_code=200 if ok else 503
+    )
+
+
+async def check_parts(request: Request) -> dict[str, dict[str, Any]]:
+    """Ask each part of the node (``/ready`` and the operators' dashboard)."""
     results: dict[str, dict[str, Any]] = {}
     for name, check in _checks(request).items():
         started = time.perf_counter()
@@ -59,10 +68,7 @@ async def ready(request: Request) -> JSONResponse:
         else:
             ms = round((time.perf_counter() - started) * 1000, 2)
             results[name] = {"status": "ok", "ms": ms}
-    ok = all(r["status"] == "ok" for r in results.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": results}, status_code=200 if ok else 503
-    )
+    return results
 
 
 @router.get(

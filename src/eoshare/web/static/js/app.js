@@ -709,6 +709,8 @@ function renderWho() {
   const signedIn = Boolean(user || api.token());
   $("#signin-open").hidden = signedIn;
   $("#signout").hidden = !signedIn;
+  // the operators' dashboard (dashboard.html): the link is shown to operators only
+  $("#nav-dashboard").hidden = !me?.roles?.includes("operator");
 }
 
 async function afterSignInChange() {
