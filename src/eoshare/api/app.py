@@ -43,6 +43,7 @@ from eoshare.api.routes import dashboard as dashboard_routes
 from eoshare.api.routes import federation as federation_routes
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
+from eoshare.disaster.products import ProductService
 from eoshare.disaster.service import open_disaster
 from eoshare.housekeeping import Housekeeper
 from eoshare.logs import setup_logging
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chores
+        app.state.products.close()
         app.state.processing.close()
         app.state.disaster.close()
         app.state.catalog.close()
@@ -221,6 +223,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics.add_collector(NodeCollector(node_gauges(app)))
     # openEO processing on Dask, results published back (eoshare.processing)
     app.state.processing = open_processing(settings, app.state)
+    # value-added products of activations, made by the processing engine
+    app.state.products = ProductService(app.state.disaster, app.state.processing)
     openeo.install(app)
 
     app.add_middleware(OpenApiMediaType)

@@ -105,6 +105,8 @@ class ActivationService:
         self.on_approved: list[ActivationHook] = []
         self.on_closed: list[ActivationHook] = []
         self.on_post_event: list[PostEventHook] = []
+        # the activation's value-added products (eoshare.disaster.products sets it)
+        self.products_of: Callable[[str], list[JSON]] | None = None
 
     # --- reading ----------------------------------------------------------------------
     def _row(self, aid: str) -> ActivationRow:
@@ -454,6 +456,7 @@ class ActivationService:
         audit = self.store.grant_summary(aid)
         first_data = a.first_data_at
         first_grant = parse_iso(audit["first_grant_at"]) if audit["first_grant_at"] else None
+        products = self.products_of(aid) if self.products_of else []
         return {
             "activation": aid,
             "state": a.state,
@@ -469,6 +472,9 @@ class ActivationService:
                 if first_grant and a.approved_at
                 else None
             ),
-            "products": [],  # value-added products arrive with the processing engine
+            "products": products,
+            "seconds_approval_to_first_product": (
+                min(p["seconds_from_approval"] for p in products) if products else None
+            ),
             **audit,
         }

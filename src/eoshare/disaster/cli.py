@@ -198,6 +198,31 @@ def register(
             svc.activations.set_preapproval(_operator(), member, on=not off)
         typer.echo(f"{member}: pre-approval {'withdrawn' if off else 'granted'}")
 
+    @acts.command("product")
+    def product(activation: str, data_dir: DataDir = None, as_json: AsJson = False) -> None:
+        """Make the activation's value-added product now (map PNG, PDF report) and publish it
+        in its collection ``activation-<id>``."""
+        with errors():
+            from eoshare.api.app import create_app
+
+            app = create_app(settings(data_dir=data_dir))
+            state = app.state
+            try:
+                doc = state.products.make(_operator(), activation, trigger="cli")
+            finally:
+                state.products.close()
+                state.processing.close()
+                state.disaster.close()
+                state.catalog.close()
+                state.access_services.close()
+                state.federation.close()
+        if as_json:
+            typer.echo(json.dumps(doc, indent=2))
+            return
+        typer.echo(f"{doc['collection']}/{doc['item']}: {', '.join(doc['scenes'])}")
+        for key, value in doc["statistics"].items():
+            typer.echo(f"  {key}: {value}")
+
     # --- orbits -----------------------------------------------------------------------
     orbits = typer.Typer(help="Orbital elements of member satellites.", no_args_is_help=True)
     app.add_typer(orbits, name="orbits")

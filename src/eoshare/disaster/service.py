@@ -74,7 +74,9 @@ class DisasterServices:
                 count=False,
             )
         )
-        features = rank(page.items, a.area, a.event_time)
+        # the activations' own products are listed with them, not as scenes
+        scenes = [i for i in page.items if "eoshare:activation" not in (i.get("properties") or {})]
+        features = rank(scenes, a.area, a.event_time)
         return {
             "type": "FeatureCollection",
             "features": features,

@@ -161,6 +161,16 @@ def summary(request: Request, aid: str, caller: Caller) -> JSONResponse:
     return JSONResponse(disaster(request).activations.summary(caller, aid))
 
 
+@router.post(
+    "/activations/{aid}/products",
+    response_class=JSONResponse,
+    status_code=201,
+    summary="Make the activation's value-added product (map, report) now",
+)
+def make_product(request: Request, aid: str, caller: Caller) -> JSONResponse:
+    return JSONResponse(request.app.state.products.make(caller, aid), status_code=201)
+
+
 @router.get("/activations/{aid}/passes", summary="Passes of member satellites over the area")
 def activation_passes(
     request: Request,

@@ -317,6 +317,21 @@ async function detail(id) {
       summary.append(el("ul", {}, s.bytes_by_member.map((m) =>
         el("li", {}, t("act.detail.byMember", { member: m.member, bytes: formatBytes(m.bytes) })))));
     }
+    for (const p of s.products || []) {
+      const box = el("div", { class: "product" }, el("h4", {}, t("act.detail.products")));
+      summary.append(box);
+      const itemUrl = api.url(`collections/${encodeURIComponent(p.collection)}/items/${encodeURIComponent(p.item)}`);
+      api.request(`${itemUrl}?sign=true`).then((item) => {
+        const assets = item.assets || {};
+        if (assets.map) {
+          box.append(el("img", { src: assets.map.href, alt: item.properties.title, width: "600" }));
+          box.append(el("p", {}, el("a", { href: assets.map.href }, t("act.detail.map"))));
+        }
+        if (assets.report) {
+          box.append(el("p", {}, el("a", { href: assets.report.href }, t("act.detail.report"))));
+        }
+      }).catch((error) => box.append(problem(error)));
+    }
   }).catch((error) => summary.append(problem(error)));
   return main;
 }
