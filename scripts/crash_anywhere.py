@@ -208,9 +208,14 @@ def scenario_migrate(work: Path, kills: int, rng: random.Random) -> Outcome:
             catalog.close()
         return [f"after migrate: {f.kind} {f.key}" for f in report.findings]
 
-    return _repeat(
-        "migrate", cmd, env, kills, rng, data_dir, tmp, expect=all_there, extra=whole_objects
+    # timed by a whole migrate of the same store to a scratch target
+    probe = eoshare(
+        "storage", "migrate", "--to", f"file://{work / 'migrate-probe'}", data_dir=data_dir, tmp=tmp
     )
+    return _repeat(
+        "migrate", cmd, env, kills, rng, data_dir, tmp,
+        expect=all_there, extra=whole_objects, probe=probe,
+    )  # fmt: skip
 
 
 def _same_items_as_probe(data_dir: Path) -> list[str]:
@@ -261,21 +266,22 @@ def _repeat(
     *,
     expect: Callable[..., list[str]],
     extra: Callable[[], list[str]] | None = None,
+    probe: list[str] | None = None,
 ) -> Outcome:
     outcome = Outcome(name)
-    # how long a whole run takes, on a copy of nothing: measured once, in a scratch folder
-    probe_dir = data_dir.parent / f"{name}-probe"
-    probe_env = dict(env, EOSHARE_DATA_DIR=str(probe_dir))
-    if name == "migrate":
-        probe_env = env
-        probe_s = 3.0
+    # how long a whole run takes: measured once, uninterrupted, into a scratch folder (the
+    # kills then land at random moments within that time)
+    if probe is None:
+        probe = cmd
+        probe_env = dict(env, EOSHARE_DATA_DIR=str(data_dir.parent / f"{name}-probe"))
     else:
-        code, err, probe_s = run_whole(cmd, probe_env)
-        if code != 0:
-            outcome.problems.append(f"the uninterrupted run failed: {err[-300:]}")
-            return outcome
+        probe_env = env
+    code, err, probe_s = run_whole(probe, probe_env)
+    if code != 0:
+        outcome.problems.append(f"the uninterrupted run failed: {err[-300:]}")
+        return outcome
     for _ in range(kills):
-        after = rng.uniform(0.0, probe_s * 1.1)
+        after = rng.uniform(0.0, probe_s * 0.9)
         outcome.kills += 1
         if run_and_kill(cmd, env, after):
             outcome.killed_while_running += 1

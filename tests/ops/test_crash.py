@@ -27,5 +27,5 @@ def test_ten_kills_each_leave_the_node_consistent(shared_data: Path, tmp_path: P
     for outcome in outcomes:
         assert outcome["kills"] == 10
         # most kills must land while the command runs, or the test proves little
-        assert outcome["killed_while_running"] >= 7, outcome
+        assert outcome["killed_while_running"] >= 6, outcome
         assert outcome["final_ok"] and not outcome["problems"], outcome
