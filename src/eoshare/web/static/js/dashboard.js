@@ -7,6 +7,7 @@
 /* global L, topojson */
 import * as api from "./api.js";
 import { ISO_NUMERIC } from "./countries.js";
+import { unwrapAntimeridian } from "./map.js";
 import {
   LANGUAGES, formatBytes, formatDateTime, formatNumber, initialLanguage, language, setLanguage, t,
 } from "./i18n.js";
@@ -81,7 +82,8 @@ async function loadWorld() {
   if (state.world) return state.world;
   const response = await fetch("vendor/world-atlas/countries-110m.json");
   const topology = await response.json();
-  state.world = topojson.feature(topology, topology.objects.countries);
+  // rings across the antimeridian made continuous: no stripes across the map (map.js)
+  state.world = unwrapAntimeridian(topojson.feature(topology, topology.objects.countries));
   return state.world;
 }
 
