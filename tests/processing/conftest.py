@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from oidc_issuer import AUDIENCE, oidc_issuer
 
 from eoshare.access.agreements import Member, agreement_from_dict
 from eoshare.access.store import AccessStore
 from live import live_node
+
+from .oidc_issuer import AUDIENCE, oidc_issuer
 
 RASTER = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "raster"
 S2 = "S2A_29RKH_20200219_0_L2A"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import SYNTH_DATES, SYNTH_ORIGIN, SYNTH_SIZE, Node, synth_arrays
+from .conftest import SYNTH_DATES, SYNTH_ORIGIN, SYNTH_SIZE, Node, synth_arrays
 
 A = synth_arrays()
 D1, D2 = SYNTH_DATES

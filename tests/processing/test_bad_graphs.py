@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import BBOX, Node
+from .conftest import BBOX, Node
 
 LOAD = {
     "process_id": "load_collection",

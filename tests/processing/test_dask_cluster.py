@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from distributed import Client
-from test_openeo_client import check_ndvi, connect, ndvi_graph
 
-from conftest import ingest, setup_access
 from live import free_port, live_node
+
+from .conftest import ingest, setup_access
+from .test_openeo_client import check_ndvi, connect, ndvi_graph
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_sync_and_batch_ndvi_on_a_dask_cluster(
     tokens = setup_access(data_dir)
     before = _tasks_done(cluster)
     with live_node(data_dir, {"EOSHARE_DASK": cluster}) as url:
-        from conftest import Node
+        from .conftest import Node
 
         node = Node(url, data_dir, tokens)
         con = connect(node)

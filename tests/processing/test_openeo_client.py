@@ -18,7 +18,7 @@ import rasterio
 from openeo.rest import OpenEoApiError
 from openeo.rest.auth.auth import BasicBearerAuth
 
-from conftest import BBOX, PASSWORD, S2, Node, numpy_ndvi
+from .conftest import BBOX, PASSWORD, S2, Node, numpy_ndvi
 
 TIME = ["2020-02-01", "2020-03-01"]
 

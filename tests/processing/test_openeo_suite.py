@@ -20,9 +20,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from oidc_issuer import CLIENT_ID, CLIENT_SECRET
 
-from conftest import Node
+from .conftest import Node
+from .oidc_issuer import CLIENT_ID, CLIENT_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE_PYTHON = REPO / ".venv" / "openeo-suite" / "bin" / "python"
