@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from email.utils import formatdate
 from typing import Annotated, Any, BinaryIO
 from urllib.parse import quote, urlencode
@@ -88,7 +88,7 @@ class StoreResponse(Response):
 
     def __init__(
         self,
-        chunks: Iterator[bytes] | None,
+        chunks: Iterator[bytes] | AsyncIterator[bytes | memoryview] | None,
         *,
         status: int,
         headers: dict[str, str],
@@ -151,7 +151,10 @@ class StoreResponse(Response):
                 tg.start_soon(watch, tg.cancel_scope)
                 iterator = self.chunks
                 while True:
-                    chunk = await anyio.to_thread.run_sync(next, iterator, None)
+                    if isinstance(iterator, AsyncIterator):
+                        chunk = await anext(iterator, None)
+                    else:
+                        chunk = await anyio.to_thread.run_sync(next, iterator, None)
                     if chunk is None:
                         break
                     try:
@@ -171,7 +174,10 @@ class StoreResponse(Response):
         finally:
             if self.file is not None:
                 self.file.close()
-            if self.chunks is not None:
+            if isinstance(self.chunks, AsyncGenerator):
+                with anyio.CancelScope(shield=True):
+                    await self.chunks.aclose()
+            elif self.chunks is not None:
                 close = getattr(self.chunks, "close", None)
                 if close is not None:
                     await anyio.to_thread.run_sync(close)
@@ -330,13 +336,18 @@ def download(
                 status_code=307,
                 headers={"Location": target, "Cache-Control": "private, no-store"},
             )
-    chunks: Iterator[bytes] | None = None
+    chunks: Iterator[bytes] | AsyncIterator[bytes | memoryview] | None = None
     file: BinaryIO | None = None
     try:
         if settings.downloads.zero_copy and store.local_path(grant.store_key) is not None:
             # a local file: opened here (a missing one fails before any byte is promised)
             # and sent by the kernel where the server can (StoreResponse)
             file = store.open(grant.store_key)
+        elif callable(streaming := getattr(store, "stream_bytes", None)):
+            # a remote store with an asynchronous body (S3): no thread per chunk
+            chunks = streaming(
+                grant.store_key, answer.start, answer.end, settings.downloads.chunk_bytes
+            )
         else:
             chunks = store.iter_bytes(
                 grant.store_key, answer.start, answer.end, settings.downloads.chunk_bytes
