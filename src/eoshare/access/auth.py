@@ -65,7 +65,9 @@ class Authenticator:
             token = token.strip()
             if scheme.lower() != "bearer" or not token:
                 raise NotAuthenticatedError("use 'Authorization: Bearer <token>'")
-            return self._bearer(token)
+            # an openEO client's header ('basic//TOKEN', 'oidc/PROVIDER/TOKEN') names the
+            # same token: its session may reach result assets outside /openeo
+            return self._bearer(plain_token(token))
         if creds.session:
             try:
                 user = self.store.user_for_session(creds.session)
@@ -76,6 +78,8 @@ class Authenticator:
         return Authenticated(ANONYMOUS, "anonymous")
 
     def _bearer(self, token: str) -> Authenticated:
+        if not token:
+            raise NotAuthenticatedError("use 'Authorization: Bearer <token>'")
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return Authenticated(
                 Principal(user=ADMIN_TOKEN_USER, roles=frozenset({OPERATOR}), credential="a"),
@@ -158,3 +162,13 @@ def _checked(current: Principal | NotAuthenticatedError, signed: Principal) -> P
             f"the signed link is no longer valid: {current.detail}; ask for a new one"
         )
     return current
+
+
+def plain_token(token: str) -> str:
+    """The token inside openEO's bearer forms (``basic//TOKEN``, ``oidc/PROVIDER/TOKEN``)."""
+    if token.startswith("basic//"):
+        return token[len("basic//") :]
+    if token.startswith("oidc/"):
+        parts = token.split("/", 2)
+        return parts[2] if len(parts) == 3 else ""
+    return token
