@@ -41,7 +41,6 @@ from federation.conftest import (
     as_peer,
     build,
     env_for,
-    run_cli,
     templates,
 )
 from live import live_node
@@ -56,7 +55,14 @@ class Mirrors:
     delta: Node
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, "--data-dir", str(self.delta.data_dir))
+        """``eoshare ... --data-dir delta`` in this process (a process start costs seconds
+        on a loaded machine); the kill -9 test runs its own process."""
+        from eoshare.cli import app
+
+        r = CliRunner().invoke(app, [*args, "--data-dir", str(self.delta.data_dir)])
+        if r.exception is not None and not isinstance(r.exception, SystemExit):
+            raise r.exception
+        return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
 
     def origin_sha256(self, collection: str, item: str) -> str:
         path = self.beta.data_dir / "store" / collection / item / "data.tif"
@@ -348,3 +354,40 @@ def test_bandwidth_limit_area_period_and_window(mirrors: Mirrors) -> None:
     assert status["state"] == "idle" and status["window"] == window
     listed = json.loads(mirrors.cli("mirror", "list", "--json").stdout)
     assert {m["id"] for m in listed} >= {"m-night", "m-slow", "m-resume"}
+
+
+# --- the small parts, without nodes -------------------------------------------------------
+def test_token_bucket_holds_the_rate() -> None:
+    from eoshare.federation.mirror import TokenBucket
+
+    clock = [0.0]
+
+    def sleep(s: float) -> None:
+        clock[0] += s
+
+    bucket = TokenBucket(1000, 250, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(100):
+        bucket.take(100)
+    # 10,000 bytes at 1,000 B/s after a first burst of 250
+    assert clock[0] == pytest.approx(9.75)
+
+
+def test_windows_and_rates() -> None:
+    from eoshare.errors import InvalidRequestError
+    from eoshare.federation.mirror import Window, parse_rate
+
+    night = Window.parse("22:00-06:00")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert night.contains(at.replace(hour=23)) and night.contains(at.replace(hour=5, minute=59))
+    assert not night.contains(at.replace(hour=6)) and not night.contains(at.replace(hour=12))
+    hanoi = Window.parse("22:00-06:00 Asia/Ho_Chi_Minh")  # UTC+7
+    assert hanoi.contains(at.replace(hour=16)) and not hanoi.contains(at.replace(hour=23))
+    assert str(hanoi) == "22:00-06:00 Asia/Ho_Chi_Minh"
+    for bad in ("22-06", "25:00-06:00", "22:00-06:00 Mars/Olympus"):
+        with pytest.raises(InvalidRequestError):
+            Window.parse(bad)
+    assert parse_rate("2M") == 2 * MIB and parse_rate("500K") == 500 * 1024
+    assert parse_rate("1.5m") == int(1.5 * MIB) and parse_rate("0") == 0
+    assert parse_rate(None) is None
+    with pytest.raises(InvalidRequestError):
+        parse_rate("fast")
