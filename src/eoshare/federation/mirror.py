@@ -755,7 +755,13 @@ class Mirrorer:
         agreement = origin_agreement(peer, doc, local)
         current = self.access.find_agreement(local)
         if current is None or current.to_dict() != agreement.to_dict():
-            self.access.put_agreement(agreement, who=f"mirror of {peer.name}")
+            try:
+                self.access.put_agreement(agreement, who=f"mirror of {peer.name}")
+            except NotFoundError as exc:
+                raise InvalidRequestError(
+                    f"this node does not know member {agreement.provider!r}, the provider of "
+                    f"{peer.name}'s {cid!r}: add it first (eoshare members add)"
+                ) from exc
         coll = {k: v for k, v in doc.items() if k not in ("links", "eoshare:agreement")}
         coll["id"] = local
         coll["links"] = [
