@@ -356,6 +356,34 @@ def test_bandwidth_limit_area_period_and_window(mirrors: Mirrors) -> None:
     assert {m["id"] for m in listed} >= {"m-night", "m-slow", "m-resume"}
 
 
+def test_run_loop_runs_the_mirrors_in_their_window(mirrors: Mirrors) -> None:
+    time.sleep(1.0)  # last_run has a resolution of one second
+    before = mirrors.status("m-slow")["last_run"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eoshare.cli", "mirror", "run", "--loop", "--interval", "0.5",
+         "--data-dir", str(mirrors.delta.data_dir)],
+        env={**env, "EOSHARE_LOG_LEVEL": "error"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # a run started (last_run, state running) and ended (done)
+            status = mirrors.status("m-slow")
+            if status["last_run"] != before and status["state"] == "done":
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "mirror m-slow: 1/1 files" in out, out
+    assert "m-night" not in out  # outside its window
+    assert mirrors.status("m-night")["state"] == "idle"
+
+
 # --- the small parts, without nodes -------------------------------------------------------
 def test_token_bucket_holds_the_rate() -> None:
     from eoshare.federation.mirror import TokenBucket

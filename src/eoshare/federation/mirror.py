@@ -630,6 +630,9 @@ class Mirrorer:
             try:
                 rate = m.limit_rate if limit_rate is None else limit_rate
                 self._run(m, report, rate or None, progress)
+            except KeyboardInterrupt:
+                self.book.set(m.id, state="interrupted")
+                raise
             except BaseException as exc:
                 detail = exc.detail if isinstance(exc, EoshareError) else str(exc) or repr(exc)
                 report.errors.insert(0, detail)
