@@ -166,6 +166,9 @@ class FederationSettings(BaseModel):
     signature_ttl_s: int = 60
     # items per request while harvesting
     harvest_batch: int = 200
+    # how often the node runs the mirrors whose time window is open (eoshare.federation.
+    # mirror); 0: never (then `eoshare mirror run --loop` or cron does)
+    mirror_interval_s: float = 600
 
 
 class HousekeepingSettings(BaseModel):

@@ -139,7 +139,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         app.state.disaster.alerts.start()  # the worker that turns new items into alerts
+        # mirrors of peers' assets whose time window is open (eoshare.federation.mirror)
+        mirrors = federation_routes.start_mirrors(app, settings.federation.mirror_interval_s)
         yield
+        await federation_routes.stop_mirrors(app, mirrors)
         if chores is not None:
             chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
