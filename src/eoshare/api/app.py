@@ -185,6 +185,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
+    # left out for a harvesting peer (federation): derived links and UI hints it makes itself
+    app.state.optional_item_decorators = (auth.decorate_item, tiles.decorate_item)
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
     # proj:epsg beside proj:code, for readers of projection extension v1 (api/compat.py)
     app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]

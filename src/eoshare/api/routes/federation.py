@@ -28,6 +28,7 @@ from eoshare.api.responses import GeoJSONResponse, JSONResponse
 from eoshare.catalog.base import ItemPage, SearchQuery
 from eoshare.errors import NotAuthenticatedError, NotFoundError
 from eoshare.federation import FederationServices
+from eoshare.federation.client import RENDER_HEADER
 from eoshare.federation.fanout import LOCAL, FederatedSearch, MergedItem
 from eoshare.federation.identity import WELL_KNOWN_PATH
 from eoshare.federation.trust import PeerTrust
@@ -127,6 +128,10 @@ class PeerSignatureMiddleware:
         state = scope.setdefault("state", {})
         state["principal"] = result.principal
         state["auth_via"] = f"peer:{result.peer.name}"
+        # a harvesting peer asks for items without the derived links it makes itself
+        state["render_minimal"] = (
+            headers.get(RENDER_HEADER.lower(), "").strip().lower() == "minimal"
+        )
         sent = False
 
         async def replay() -> Message:
