@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS harvest_runs (
     deleted INTEGER,
     detail TEXT
 );
+CREATE TABLE IF NOT EXISTS nonces (key TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('version', 0);
 """
@@ -151,6 +152,7 @@ class PeerRegistry:
         self.path = Path(path)
         self._local = threading.local()
         self._cache: tuple[float, int, list[Peer]] | None = None
+        self._nonces_written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn().executescript(_SCHEMA)  # idempotent; commits on its own
@@ -281,6 +283,25 @@ class PeerRegistry:
                 raise NotFoundError(f"no peer named {name!r}")
             self._bump(conn)
         return self.get(name)
+
+    # --- the replay cache ---------------------------------------------------------------
+    def first_time(self, key: str, until: float, now: float) -> bool:
+        """Record a signature's nonce until ``until``; False when it was seen and has not
+        expired (a replay). In the database, so every process of this node shares it."""
+        conn = self._conn()
+        try:
+            cur = conn.execute(
+                "INSERT INTO nonces (key, until) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET until = excluded.until WHERE nonces.until < ?",
+                (key, until, now),
+            )
+            fresh = cur.rowcount == 1
+            self._nonces_written += 1
+            if self._nonces_written % 500 == 0:
+                conn.execute("DELETE FROM nonces WHERE until < ?", (now,))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot record a request signature: {exc}") from exc
+        return fresh
 
     # --- harvest cursors --------------------------------------------------------------
     def cursor(self, peer: str, collection: str) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from eoshare.api.links import GEOJSON, base_url, link, q, render_item
 from eoshare.api.params import Fields, apply_fields
 from eoshare.api.responses import GeoJSONResponse, JSONResponse
 from eoshare.catalog.base import ItemPage, SearchQuery
-from eoshare.errors import NotAuthenticatedError, NotFoundError
+from eoshare.errors import NotAuthenticatedError, NotFoundError, StorageError
 from eoshare.federation import FederationServices
 from eoshare.federation.client import RENDER_HEADER
 from eoshare.federation.fanout import LOCAL, FederatedSearch, MergedItem
@@ -124,6 +124,9 @@ class PeerSignatureMiddleware:
         except NotAuthenticatedError as exc:
             response = errors.problem(401, exc.detail)
             await response(scope, receive, send)
+            return
+        except StorageError as exc:  # the replay cache could not be written
+            await errors.problem(503, exc.detail)(scope, receive, send)
             return
         state = scope.setdefault("state", {})
         state["principal"] = result.principal
