@@ -242,6 +242,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     federation_routes.install(
         app, open_federation(settings, _member_country), settings.api.max_body_bytes
     )
+    # peers' harvest schedules run with housekeeping (eoshare.federation.schedule)
+    app.state.housekeeper.chores.append(
+        app.state.federation.harvest_chore(app.state.catalog, settings.federation.harvest_batch)
+    )
 
     # who is calling: sets request.state.principal (401 problems for bad credentials)
     app.add_middleware(

@@ -11,6 +11,7 @@ Read in this order:
 ``fanout``      one /search page over this node and its peers: deadline, merge,
                 de-duplication, one composite paging token
 ``harvest``     incremental, resumable pull of peers' items into the local catalogue
+``schedule``    per-peer harvest schedules; a lease row so that one process runs them
 ``bundle``      ``eoshare export`` / ``import``: a static STAC catalogue with the bytes,
                 checksums and agreements, verified on the way in
 ``cli``         ``eoshare peers ...``, ``harvest``, ``export``, ``import``
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eoshare.catalog.base import Catalog
 from eoshare.federation.fanout import FederatedSearch
 from eoshare.federation.identity import NodeIdentity, load_or_create_identity
 from eoshare.federation.peers import PeerRegistry
@@ -40,6 +42,20 @@ class FederationServices:
 
     def close(self) -> None:
         self.registry.close()
+
+    def harvest_chore(self, catalog: Catalog, batch: int) -> Callable[[], list[str] | None]:
+        """The scheduled harvests, as one housekeeping chore (``schedule``)."""
+
+        def run() -> list[str] | None:
+            if not any(p.harvest_every_s for p in self.registry.cached()):
+                return []
+            from eoshare.federation.harvest import Harvester
+            from eoshare.federation.schedule import run_due_harvests
+
+            harvester = Harvester(catalog, self.registry, self.identity, batch=batch)
+            return run_due_harvests(self.registry, harvester.harvest)
+
+        return run
 
 
 def open_federation(

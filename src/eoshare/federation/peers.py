@@ -13,6 +13,7 @@ forwards a caller of member M, this node accepts the statement only if M is list
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -44,7 +45,9 @@ CREATE TABLE IF NOT EXISTS peers (
     added TEXT NOT NULL,
     checked TEXT,
     status TEXT,
-    detail TEXT
+    detail TEXT,
+    harvest_every_s INTEGER,
+    harvest_window TEXT
 );
 CREATE TABLE IF NOT EXISTS harvest_cursors (
     peer TEXT NOT NULL,
@@ -95,6 +98,10 @@ class Peer:
     checked: str | None = None
     status: str | None = None
     detail: str | None = None
+    # the harvest schedule (federation.schedule): seconds between harvests (None: by
+    # hand only) and an optional UTC window "HH:MM-HH:MM"
+    harvest_every_s: int | None = None
+    harvest_window: str | None = None
 
     def trusts(self, member: str | None) -> bool:
         """Whether this node accepts this peer's word that a caller belongs to ``member``."""
@@ -116,12 +123,14 @@ class Peer:
             "checked": self.checked,
             "status": self.status,
             "detail": self.detail,
+            "harvest_every_s": self.harvest_every_s,
+            "harvest_window": self.harvest_window,
         }
 
 
 _COLUMNS = (
     "name, url, kind, fingerprint, public_key, member, trusted_members, collections, "
-    "enabled, added, checked, status, detail"
+    "enabled, added, checked, status, detail, harvest_every_s, harvest_window"
 )
 
 
@@ -141,6 +150,8 @@ def _peer(row: tuple[Any, ...]) -> Peer:
         checked=row[10],
         status=row[11],
         detail=row[12],
+        harvest_every_s=row[13],
+        harvest_window=row[14],
     )
 
 
@@ -156,8 +167,17 @@ class PeerRegistry:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn().executescript(_SCHEMA)  # idempotent; commits on its own
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the peers database {self.path}: {exc}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a database was made (harvest schedules)."""
+        have = {row[1] for row in self._conn().execute("PRAGMA table_info(peers)")}
+        for column, kind in (("harvest_every_s", "INTEGER"), ("harvest_window", "TEXT")):
+            if column not in have:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process did
+                    self._conn().execute(f"ALTER TABLE peers ADD COLUMN {column} {kind}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -194,7 +214,7 @@ class PeerRegistry:
         try:
             with self._tx() as conn:
                 conn.execute(
-                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         peer.name,
                         peer.url.rstrip("/"),
@@ -209,6 +229,8 @@ class PeerRegistry:
                         peer.checked,
                         peer.status,
                         peer.detail,
+                        peer.harvest_every_s,
+                        peer.harvest_window,
                     ),
                 )
                 self._bump(conn)
@@ -260,7 +282,10 @@ class PeerRegistry:
             self._bump(conn)
 
     def update(self, name: str, **changes: Any) -> Peer:
-        allowed = {"trusted_members", "collections", "enabled", "checked", "status", "detail"}
+        allowed = {
+            "trusted_members", "collections", "enabled", "checked", "status", "detail",
+            "harvest_every_s", "harvest_window",
+        }  # fmt: skip
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidRequestError(f"cannot change {', '.join(sorted(unknown))} of a peer")
