@@ -21,7 +21,7 @@ import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,9 @@ class Housekeeper:
         self.order_retention_s = order_retention_s
         self.temp_max_age_s = temp_max_age_s
         self.temp_root = temp_root
+        # other areas' periodic work, run after each pass (not in a dry run), each on its
+        # own: a failing one is logged (e.g. federation's scheduled harvests)
+        self.chores: list[Callable[[], object]] = []
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
@@ -122,6 +125,12 @@ class Housekeeper:
                 if not dry_run:
                     shutil.rmtree(folder, ignore_errors=True)
             report.folders = folders
+        if not dry_run:
+            for chore in self.chores:
+                try:
+                    chore()
+                except Exception:
+                    log.exception("housekeeping chore %r failed", chore)
         return report
 
     async def run_periodically(self, interval_s: float) -> None:

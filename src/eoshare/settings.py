@@ -165,7 +165,7 @@ class FederationSettings(BaseModel):
     # how long this node's signatures live
     signature_ttl_s: int = 60
     # items per request while harvesting
-    harvest_batch: int = 200
+    harvest_batch: int = 500
     # how often the node runs the mirrors whose time window is open (eoshare.federation.
     # mirror); 0: never (then `eoshare mirror run --loop` or cron does)
     mirror_interval_s: float = 600

@@ -188,6 +188,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
+    # left out for a harvesting peer (federation): derived links and UI hints it makes itself
+    app.state.optional_item_decorators = (auth.decorate_item, tiles.decorate_item)
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
     # proj:epsg beside proj:code, for readers of projection extension v1 (api/compat.py)
     app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
@@ -242,6 +244,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     federation_routes.install(
         app, open_federation(settings, _member_country), settings.api.max_body_bytes
+    )
+    # peers' harvest schedules run with housekeeping (eoshare.federation.schedule)
+    app.state.housekeeper.chores.append(
+        app.state.federation.harvest_chore(app.state.catalog, settings.federation.harvest_batch)
     )
 
     # who is calling: sets request.state.principal (401 problems for bad credentials)

@@ -13,6 +13,7 @@ forwards a caller of member M, this node accepts the statement only if M is list
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -44,7 +45,9 @@ CREATE TABLE IF NOT EXISTS peers (
     added TEXT NOT NULL,
     checked TEXT,
     status TEXT,
-    detail TEXT
+    detail TEXT,
+    harvest_every_s INTEGER,
+    harvest_window TEXT
 );
 CREATE TABLE IF NOT EXISTS harvest_cursors (
     peer TEXT NOT NULL,
@@ -61,6 +64,7 @@ CREATE TABLE IF NOT EXISTS harvest_runs (
     deleted INTEGER,
     detail TEXT
 );
+CREATE TABLE IF NOT EXISTS nonces (key TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('version', 0);
 """
@@ -94,6 +98,10 @@ class Peer:
     checked: str | None = None
     status: str | None = None
     detail: str | None = None
+    # the harvest schedule (federation.schedule): seconds between harvests (None: by
+    # hand only) and an optional UTC window "HH:MM-HH:MM"
+    harvest_every_s: int | None = None
+    harvest_window: str | None = None
 
     def trusts(self, member: str | None) -> bool:
         """Whether this node accepts this peer's word that a caller belongs to ``member``."""
@@ -115,12 +123,14 @@ class Peer:
             "checked": self.checked,
             "status": self.status,
             "detail": self.detail,
+            "harvest_every_s": self.harvest_every_s,
+            "harvest_window": self.harvest_window,
         }
 
 
 _COLUMNS = (
     "name, url, kind, fingerprint, public_key, member, trusted_members, collections, "
-    "enabled, added, checked, status, detail"
+    "enabled, added, checked, status, detail, harvest_every_s, harvest_window"
 )
 
 
@@ -140,6 +150,8 @@ def _peer(row: tuple[Any, ...]) -> Peer:
         checked=row[10],
         status=row[11],
         detail=row[12],
+        harvest_every_s=row[13],
+        harvest_window=row[14],
     )
 
 
@@ -151,11 +163,21 @@ class PeerRegistry:
         self.path = Path(path)
         self._local = threading.local()
         self._cache: tuple[float, int, list[Peer]] | None = None
+        self._nonces_written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn().executescript(_SCHEMA)  # idempotent; commits on its own
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the peers database {self.path}: {exc}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a database was made (harvest schedules)."""
+        have = {row[1] for row in self._conn().execute("PRAGMA table_info(peers)")}
+        for column, kind in (("harvest_every_s", "INTEGER"), ("harvest_window", "TEXT")):
+            if column not in have:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process did
+                    self._conn().execute(f"ALTER TABLE peers ADD COLUMN {column} {kind}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -192,7 +214,7 @@ class PeerRegistry:
         try:
             with self._tx() as conn:
                 conn.execute(
-                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         peer.name,
                         peer.url.rstrip("/"),
@@ -207,6 +229,8 @@ class PeerRegistry:
                         peer.checked,
                         peer.status,
                         peer.detail,
+                        peer.harvest_every_s,
+                        peer.harvest_window,
                     ),
                 )
                 self._bump(conn)
@@ -258,7 +282,10 @@ class PeerRegistry:
             self._bump(conn)
 
     def update(self, name: str, **changes: Any) -> Peer:
-        allowed = {"trusted_members", "collections", "enabled", "checked", "status", "detail"}
+        allowed = {
+            "trusted_members", "collections", "enabled", "checked", "status", "detail",
+            "harvest_every_s", "harvest_window",
+        }  # fmt: skip
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidRequestError(f"cannot change {', '.join(sorted(unknown))} of a peer")
@@ -281,6 +308,25 @@ class PeerRegistry:
                 raise NotFoundError(f"no peer named {name!r}")
             self._bump(conn)
         return self.get(name)
+
+    # --- the replay cache ---------------------------------------------------------------
+    def first_time(self, key: str, until: float, now: float) -> bool:
+        """Record a signature's nonce until ``until``; False when it was seen and has not
+        expired (a replay). In the database, so every process of this node shares it."""
+        conn = self._conn()
+        try:
+            cur = conn.execute(
+                "INSERT INTO nonces (key, until) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET until = excluded.until WHERE nonces.until < ?",
+                (key, until, now),
+            )
+            fresh = cur.rowcount == 1
+            self._nonces_written += 1
+            if self._nonces_written % 500 == 0:
+                conn.execute("DELETE FROM nonces WHERE until < ?", (now,))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot record a request signature: {exc}") from exc
+        return fresh
 
     # --- harvest cursors --------------------------------------------------------------
     def cursor(self, peer: str, collection: str) -> dict[str, Any] | None:
