@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -86,11 +88,39 @@ def json_of(response: httpx.Response, peer_name: str) -> JSON:
     return doc
 
 
-def fetch_node_document(url: str, *, timeout_s: float = 10.0) -> JSON | None:
+@dataclass
+class Timing:
+    """What the first answer of a peer says about the link and the peer's clock (read by
+    the health check): the round trip, and the peer's clock minus this node's from its
+    ``Date`` header (whole seconds, so within about a second)."""
+
+    latency_ms: float | None = None
+    clock_skew_s: float | None = None
+
+    def get(self, client: httpx.Client, url: str) -> httpx.Response:
+        if self.latency_ms is not None:
+            return client.get(url)
+        wall, started = time.time(), time.perf_counter()
+        response = client.get(url)
+        elapsed = time.perf_counter() - started
+        self.latency_ms = round(elapsed * 1000, 1)
+        try:
+            date = parsedate_to_datetime(response.headers["date"]).timestamp()
+        except (KeyError, TypeError, ValueError, IndexError):
+            return response
+        # a Date header is truncated to the second: +0.5 s is its middle
+        self.clock_skew_s = round(date + 0.5 - (wall + elapsed / 2), 1)
+        return response
+
+
+def fetch_node_document(
+    url: str, *, timeout_s: float = 10.0, timing: Timing | None = None
+) -> JSON | None:
     """The peer's ``/.well-known/eoshare-node``, or None when it is not an eoshare node
     (a plain STAC API)."""
     with upstream(url), httpx.Client(timeout=timeout_s) as client:
-        r = client.get(url.rstrip("/") + WELL_KNOWN_PATH)
+        target = url.rstrip("/") + WELL_KNOWN_PATH
+        r = timing.get(client, target) if timing is not None else client.get(target)
         if r.status_code == 404:
             return None
         doc = json_of(r, url)
@@ -100,7 +130,11 @@ def fetch_node_document(url: str, *, timeout_s: float = 10.0) -> JSON | None:
 
 
 def fetch_collection_ids(
-    peer: Peer, identity: NodeIdentity | None, *, timeout_s: float = 10.0
+    peer: Peer,
+    identity: NodeIdentity | None,
+    *,
+    timeout_s: float = 10.0,
+    timing: Timing | None = None,
 ) -> list[str]:
     """The ids of the collections the peer shows this node (all pages)."""
     ids: list[str] = []
@@ -112,7 +146,8 @@ def fetch_collection_ids(
         for _ in range(100):
             if url is None:
                 break
-            doc = json_of(client.get(url), peer.name)
+            r = timing.get(client, url) if timing is not None else client.get(url)
+            doc = json_of(r, peer.name)
             ids += [
                 c["id"] for c in doc.get("collections", []) if isinstance(c, dict) and "id" in c
             ]
