@@ -34,6 +34,27 @@ HUB_ITEMS = 2
 LIVE_ITEMS = 3
 
 
+MIRRORS = {
+    "mirrors": [
+        {
+            "id": "m1",
+            "peer": "live",
+            "collections": ["l-open"],
+            "bbox": [30.0, -5.0, 40.0, 5.0],
+            "datetime": "2024-01-01T00:00:00Z/2024-12-31T23:59:59Z",
+            "window": "22:00-06:00",
+            "state": "running",
+            "files_total": 4,
+            "files_done": 1,
+            "bytes_total": 4000,
+            "bytes_done": 1000,
+            "last_run": "2026-11-29T01:00:00Z",
+            "last_error": None,
+        }
+    ]
+}
+
+
 @dataclass
 class Hub:
     hub: Node
@@ -218,6 +239,17 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         # no mirror service (404) or none configured: said so
         assert page.locator(".mirrors-none").inner_text() == "No mirrors configured."
         page.screenshot(path=str(SCREENSHOTS / "federation-peers-en.png"), full_page=True)
+        # the table of mirrors, drawn from a GET /admin/mirrors document of the agreed shape
+        # (answered here in the browser: this node has no mirror service, see above)
+        page.route("**/admin/mirrors", lambda route: route.fulfill(json=MIRRORS))
+        page.click("#peers-refresh")
+        row = page.locator("#peers-mirrors tr[data-mirror=m1]")
+        row.wait_for()
+        assert row.locator(".mirror-state").inner_text() == "running"
+        assert row.locator("progress").get_attribute("value") == "1000"
+        assert row.locator("progress").get_attribute("max") == "4000"
+        assert "1 of 4 files" in row.inner_text() and "22:00-06:00" in row.inner_text()
+        assert page.locator(".mirrors-none").count() == 0
         page.select_option("#peers-language", "ar")
         page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
         page.locator("h1", has_text="العقد النظيرة").wait_for()

@@ -59,6 +59,13 @@ const STATES = {
   unreachable: () => t("peers.state.unreachable"),
   "key-changed": () => t("peers.state.keyChanged"),
 };
+const MIRROR_STATES = {
+  idle: () => t("peers.mirror.state.idle"),
+  running: () => t("peers.mirror.state.running"),
+  done: () => t("peers.mirror.state.done"),
+  failed: () => t("peers.mirror.state.failed"),
+  interrupted: () => t("peers.mirror.state.interrupted"),
+};
 const KINDS = {
   eoshare: () => t("peers.kind.eoshare"),
   stac: () => t("peers.kind.stac"),
@@ -208,7 +215,8 @@ function renderMirrors() {
         el("br"),
         el("span", { class: "meta" }, m.datetime || t("peers.mirror.anytime"))),
       el("td", {}, m.window || t("peers.mirror.always")),
-      el("td", { class: "mirror-state" }, m.state),
+      el("td", { class: "mirror-state", "data-state": m.state },
+        MIRROR_STATES[m.state] ? MIRROR_STATES[m.state]() : m.state),
       el("td", {}, mirrorProgress(m)),
       el("td", {}, m.last_run ? formatDateTime(m.last_run) : t("peers.never")),
       el("td", {}, m.last_error || t("peers.noError")),
