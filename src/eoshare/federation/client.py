@@ -11,6 +11,7 @@ import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -91,11 +92,13 @@ def json_of(response: httpx.Response, peer_name: str) -> JSON:
 @dataclass
 class Timing:
     """What the first answer of a peer says about the link and the peer's clock (read by
-    the health check): the round trip, and the peer's clock minus this node's from its
-    ``Date`` header (whole seconds, so within about a second)."""
+    the health check): the round trip, and the peer's clock minus this node's. The clock
+    comes from the ``time`` of an eoshare node's document (milliseconds), else from the
+    ``Date`` header (whole seconds, which a server may also cache for a second)."""
 
     latency_ms: float | None = None
     clock_skew_s: float | None = None
+    _middle: float | None = None  # this node's clock halfway through the first request
 
     def get(self, client: httpx.Client, url: str) -> httpx.Response:
         if self.latency_ms is not None:
@@ -104,13 +107,25 @@ class Timing:
         response = client.get(url)
         elapsed = time.perf_counter() - started
         self.latency_ms = round(elapsed * 1000, 1)
+        self._middle = wall + elapsed / 2
         try:
             date = parsedate_to_datetime(response.headers["date"]).timestamp()
         except (KeyError, TypeError, ValueError, IndexError):
             return response
         # a Date header is truncated to the second: +0.5 s is its middle
-        self.clock_skew_s = round(date + 0.5 - (wall + elapsed / 2), 1)
+        self.clock_skew_s = round(date + 0.5 - self._middle, 1)
         return response
+
+    def peer_time(self, value: Any) -> None:
+        """The peer's own clock reading, sent in its answer to the first request."""
+        if self._middle is None or not isinstance(value, str):
+            return
+        try:
+            then = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return
+        if then.tzinfo is not None:
+            self.clock_skew_s = round(then.timestamp() - self._middle, 3)
 
 
 def fetch_node_document(
@@ -126,6 +141,8 @@ def fetch_node_document(
         doc = json_of(r, url)
     if doc.get("type") != "eoshare-node":
         return None
+    if timing is not None:
+        timing.peer_time(doc.get("time"))
     return doc
 
 

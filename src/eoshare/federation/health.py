@@ -4,8 +4,9 @@
 ``check_peer`` is the one health check: it asks the peer who it is (is its key still the
 one registered?) and which collections it shows this node, records the answer in the
 registry (``status``, ``detail``, ``checked``) and measures the round trip and the
-peer's clock against this node's (from the ``Date`` header of its first answer, so to
-within about a second; signatures are refused beyond ``clock_skew_s``).
+peer's clock against this node's (an eoshare node's document says its ``time`` to the
+millisecond; a plain STAC API only its ``Date`` header, to about a second). Signatures
+are refused beyond ``clock_skew_s``, so a large difference is worth an operator's look.
 
 ``peer_report`` adds what the registry knows of harvesting: the last run (when, how many
 items) and the age of the harvest cursors.
