@@ -154,8 +154,7 @@ def test_search_results_name_their_node_and_the_dead_peer(hub: Hub, browser: Any
         assert notice.is_visible()
         assert notice.locator("li[data-peer=dead]").inner_text() == "dead: cannot be reached"
         assert notice.locator("li").count() == 1
-        notice.scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / "federation-results-en.png"))
+        page.locator(".results").screenshot(path=str(SCREENSHOTS / "federation-results-en.png"))
         # in Arabic, right to left
         page.select_option("#language", "ar")
         page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
