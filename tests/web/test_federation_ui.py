@@ -3,9 +3,10 @@ operators' peers page (``GET /admin/peers``, ``/ui/peers.html``).
 
 Two real eoshare nodes in separate processes on 127.0.0.1, each with its own data and
 members (built as in ``tests/federation``): **hub** (member ``vn-vnsc``, collection
-``h-open``) and **live** (member ``ke-kspa``, ``l-open``). The hub has a third peer,
-**dead**, registered at a port where nothing listens. Chromium is Debian's, driven by
-Playwright (``tests/web/conftest.py``).
+``h-open``) and **live** (member ``ke-kspa``, ``l-open``). The hub has two more peers:
+**dead**, registered at a port where nothing listens, and **slow**, a socket that takes
+connections and never answers (so the hub gives up on it at its deadline). Chromium is
+Debian's, driven by Playwright (``tests/web/conftest.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +82,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
         store.close()
     dead_key = hashlib.sha256(b"a peer that never answers").digest()
     dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with serve(live), serve(hub):
+    black_hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(64)  # connections are taken by the kernel, never answered
+    slow_url = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
+    with black_hole, serve(live), serve(hub):
         live.registry.add(as_peer(hub, {"*"}))
         hub.registry.add(as_peer(live))
         hub.registry.add(
@@ -93,6 +99,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
                 member="bd-sparrso",
             )
         )
+        hub.registry.add(Peer(name="slow", url=slow_url, kind="stac"))
         yield Hub(hub, live, operator_token, dead_url)
         for node in (hub, live):
             log = (node.data_dir / "server.log").read_text()
@@ -128,9 +135,11 @@ def test_search_results_name_their_node_and_the_dead_peer(hub: Hub, browser: Any
     r = httpx.post(hub.hub.url + "/search", json={"limit": 20}, timeout=30)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["federation:missing"] == ["dead"]
-    assert r.headers["Eoshare-Federation-Missing"] == "dead"
-    assert body["federation:peers"]["live"]["status"] == "ok"
+    assert body["federation:missing"] == ["dead", "slow"]
+    assert r.headers["Eoshare-Federation-Missing"] == "dead, slow"
+    report = body["federation:peers"]
+    assert report["live"]["status"] == "ok"
+    assert report["dead"]["status"] == "error" and report["slow"]["status"] == "timeout"
     assert len(body["features"]) == HUB_ITEMS + LIVE_ITEMS
 
     errors: list[str] = []
@@ -153,7 +162,8 @@ def test_search_results_name_their_node_and_the_dead_peer(hub: Hub, browser: Any
         notice = page.locator("#federation-notice")
         assert notice.is_visible()
         assert notice.locator("li[data-peer=dead]").inner_text() == "dead: cannot be reached"
-        assert notice.locator("li").count() == 1
+        assert notice.locator("li[data-peer=slow]").inner_text() == "slow: did not answer in time"
+        assert notice.locator("li").count() == 2
         page.locator(".results").screenshot(path=str(SCREENSHOTS / "federation-results-en.png"))
         # in Arabic, right to left
         page.select_option("#language", "ar")
@@ -176,8 +186,8 @@ def test_admin_peers_reports_health_for_operators_only(hub: Hub) -> None:
     doc = r.json()
     assert doc["node"]["name"] == "hub" and doc["node"]["member"] == "vn-vnsc"
     peers = {p["name"]: p for p in doc["peers"]}
-    assert set(peers) == {"dead", "live"}
-    live, dead = peers["live"], peers["dead"]
+    assert set(peers) == {"dead", "live", "slow"}
+    live, dead, slow = peers["live"], peers["dead"], peers["slow"]
     assert live["url"] == hub.live.url and live["member"] == "ke-kspa"
     assert live["fingerprint"] == hub.live.fingerprint
     assert live["trusted_members"] == []
@@ -189,6 +199,8 @@ def test_admin_peers_reports_health_for_operators_only(hub: Hub) -> None:
     assert "cannot be reached" in dead["health"]["last_error"]
     assert hub.dead_url in dead["health"]["last_error"]
     assert dead["health"]["latency_ms"] is None
+    assert slow["health"]["reachable"] is False and slow["kind"] == "stac"
+    assert "did not answer in time" in slow["health"]["last_error"]
     assert live["harvest"]["finished"] is None  # never harvested yet
     # the member of a member agency is refused, the public is asked to sign in
     refused = httpx.get(url, headers=hub.hub.headers(MEMBER), timeout=30)
@@ -230,6 +242,10 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         assert live.locator(".peer-latency").inner_text().endswith(" ms")
         assert live.locator(".peer-error").inner_text() == "none"
         assert "cannot be reached" in dead.locator(".peer-error").inner_text()
+        slow = page.locator(".peer-card[data-peer=slow]")
+        assert slow.get_attribute("data-reachable") == "false"
+        assert "did not answer in time" in slow.locator(".peer-error").inner_text()
+        assert slow.locator(".peer-identity").inner_text().count("STAC API") == 1
         assert hub.live.fingerprint in live.inner_text()
         assert "ke-kspa" in live.inner_text() and "bd-sparrso" in dead.inner_text()
         assert "no member" in live.inner_text()  # its trust setting: nobody's word believed
