@@ -130,7 +130,7 @@ def page_as(browser: Any, token: str | None, errors: list[str]) -> Iterator[Any]
         context.close()
 
 
-def test_search_results_name_their_node_and_the_dead_peer(hub: Hub, browser: Any) -> None:
+def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser: Any) -> None:
     # the API first: the dead peer is named in the body and in the header
     r = httpx.post(hub.hub.url + "/search", json={"limit": 20}, timeout=30)
     assert r.status_code == 200, r.text
