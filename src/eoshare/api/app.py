@@ -41,6 +41,7 @@ from eoshare.api.routes import (
 )
 from eoshare.api.routes import dashboard as dashboard_routes
 from eoshare.api.routes import federation as federation_routes
+from eoshare.api.routes import peers_admin as peers_admin_routes
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
 from eoshare.disaster.products import ProductService
@@ -222,6 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
     app.include_router(health.router)  # /health, /ready, /metrics
     app.include_router(dashboard_routes.router)  # /admin/dashboard (operators' dashboard)
+    app.include_router(peers_admin_routes.router)  # /admin/peers (operators' peers page)
 
     # Prometheus figures: request counters here, node gauges read from the services
     app.state.metrics = Metrics()

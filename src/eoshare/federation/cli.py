@@ -54,37 +54,11 @@ def _registry(s: Settings) -> PeerRegistry:
 
 
 def check_peer(peer: Peer, identity: NodeIdentity, registry: PeerRegistry) -> Peer:
-    """Ask the peer who it is and what it holds; record the answer as its health."""
-    from eoshare.errors import UpstreamError
-    from eoshare.federation.client import fetch_collection_ids, fetch_node_document
-    from eoshare.federation.peers import now_iso
+    """Ask the peer who it is and what it holds; record the answer as its health
+    (``eoshare.federation.health``, the check the operators' peers page runs too)."""
+    from eoshare.federation.health import check_peer as check
 
-    try:
-        if peer.kind == "eoshare":
-            doc = fetch_node_document(peer.url)
-            if doc is None:
-                raise UpstreamError("it no longer answers as an eoshare node")
-            if doc.get("fingerprint") != peer.fingerprint:
-                return registry.update(
-                    peer.name,
-                    checked=now_iso(),
-                    status="key-changed",
-                    detail=f"its key is now {doc.get('fingerprint')}; remove and add it again "
-                    "once its operator confirms the change",
-                    enabled=False,
-                )
-        ids = fetch_collection_ids(peer, identity)
-    except UpstreamError as exc:
-        return registry.update(
-            peer.name, checked=now_iso(), status="unreachable", detail=exc.detail
-        )
-    return registry.update(
-        peer.name,
-        checked=now_iso(),
-        status="ok",
-        detail=f"{len(ids)} collection(s) visible to this node",
-        collections=ids,
-    )
+    return check(peer, identity, registry).peer
 
 
 def register(
@@ -205,10 +179,18 @@ def register(
             identity = _identity(s)
             targets = [registry.get(name)] if name else registry.all()
             bad = 0
+            from eoshare.federation.health import check_peer as check
+
             for peer in targets:
-                peer = check_peer(peer, identity, registry)
+                result = check(peer, identity, registry)
+                peer = result.peer
                 bad += peer.status != "ok"
-                typer.echo(f"{peer.name}: {peer.status} ({peer.detail})")
+                timing = ""
+                if result.latency_ms is not None:
+                    timing = f"; {result.latency_ms:.0f} ms"
+                if result.clock_skew_s is not None:
+                    timing += f", clock {result.clock_skew_s:+.0f} s"
+                typer.echo(f"{peer.name}: {peer.status} ({peer.detail}{timing})")
             if bad:
                 raise typer.Exit(1)
 

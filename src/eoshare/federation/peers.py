@@ -349,6 +349,19 @@ class PeerRegistry:
                 (peer, collection, json.dumps(cursor), now_iso()),
             )
 
+    def harvest_cursors(self, peer: str) -> list[dict[str, Any]]:
+        """Each collection's harvest cursor of a peer and when it last moved."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT collection, cursor, updated FROM harvest_cursors WHERE peer = ? "
+                "ORDER BY collection",
+                (peer,),
+            )
+            .fetchall()
+        )
+        return [{"collection": c, "cursor": json.loads(cur), "updated": u} for c, cur, u in rows]
+
     def record_harvest(
         self, peer: str, *, started: str, items: int, deleted: int, detail: str
     ) -> None:
