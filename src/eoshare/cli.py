@@ -166,7 +166,9 @@ def _run_server(
     allowed = allow_demo_users or settings.security.allow_demo_users
     if not allowed:
         check_demo_exposure(
-            settings.host, users_with_demo_password(settings.access_db_path), allowed=False
+            settings.host,
+            users_with_demo_password(settings.state_db(settings.access_db_path)),
+            allowed=False,
         )
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
     # handler that was there before it: this one, so that a clean stop exits 0 (service
@@ -455,7 +457,11 @@ def demo(
 
         demo_catalog = open_catalog(settings.catalog_url)
         try:
-            apply_demo_agreements(settings.data_dir, demo_catalog)
+            apply_demo_agreements(
+                settings.data_dir,
+                demo_catalog,
+                access_db=settings.state_db(settings.access_db_path),
+            )
         finally:
             demo_catalog.close()
         typer.echo(f"demo data ready in {settings.data_dir}", err=True)
