@@ -677,7 +677,7 @@ class AccessStore:
         Denied requests are left out."""
         cond = "day >= ? AND decision != 'denied'"
         figures = (
-            "count(*), coalesce(sum(bytes), 0), "
+            "count(*), coalesce(sum(bytes), 0) AS bytes, "
             "count(DISTINCT coalesce(collection, '') || '/' || coalesce(item, '')), "
             "count(DISTINCT username)"
         )
