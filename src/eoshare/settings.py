@@ -266,6 +266,10 @@ class Settings(BaseSettings):
     catalog: str = ""
     # file:///path/to/store, or empty for <data_dir>/store
     storage: str = ""
+    # every other piece of node state (access, orders, uploads, jobs, disaster, peers):
+    # postgresql://user@host:port/db (one schema per area, eoshare.statedb), or empty for
+    # the SQLite files in <data_dir>
+    database: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
@@ -291,6 +295,11 @@ class Settings(BaseSettings):
     @property
     def catalog_url(self) -> str:
         return self.catalog or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    def state_db(self, path: Path) -> str | Path:
+        """Where a store of node state lives: ``EOSHARE_DATABASE`` when set, else the
+        SQLite file ``path``."""
+        return self.database or path
 
     @property
     def access_db_path(self) -> Path:

@@ -71,7 +71,7 @@ def open_federation(
     identity = load_or_create_identity(
         settings.node_key_path, name=settings.node_name, member=fed.member
     )
-    registry = PeerRegistry(settings.federation_db_path)
+    registry = PeerRegistry(settings.state_db(settings.federation_db_path))
     trust = PeerTrust(
         registry,
         known_member=known_member,

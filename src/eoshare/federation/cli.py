@@ -50,7 +50,7 @@ def _identity(s: Settings) -> NodeIdentity:
 def _registry(s: Settings) -> PeerRegistry:
     from eoshare.federation.peers import PeerRegistry
 
-    return PeerRegistry(s.federation_db_path)
+    return PeerRegistry(s.state_db(s.federation_db_path))
 
 
 def check_peer(peer: Peer, identity: NodeIdentity, registry: PeerRegistry) -> Peer:
@@ -327,7 +327,7 @@ def register(
         with errors():
             s = settings(data_dir=data_dir)
             catalog = open_catalog(s.catalog_url)
-            access = AccessStore(s.access_db_path)
+            access = AccessStore(s.state_db(s.access_db_path))
             try:
                 store = open_store(s.storage_url, **s.s3.model_dump(exclude_none=True))
                 r = export_bundle(catalog, store, access, collection, target)
@@ -353,7 +353,7 @@ def register(
         with errors():
             s = settings(data_dir=data_dir)
             catalog = open_catalog(s.catalog_url)
-            access = AccessStore(s.access_db_path)
+            access = AccessStore(s.state_db(s.access_db_path))
             try:
                 store = open_store(s.storage_url, **s.s3.model_dump(exclude_none=True))
                 r = import_bundle(catalog, store, access, source)

@@ -342,8 +342,8 @@ def install(app: Any, settings: Any) -> None:
         else load_or_create_keys(data_dir / "signing-keys.json")
     )
     app.state.signer = Signer(keys, ttl_s=d.link_ttl_s, max_ttl_s=d.max_link_ttl_s)
-    app.state.orders = OrderBook(data_dir / "orders.db")
-    app.state.uploads = UploadBook(data_dir / "uploads.db", data_dir / "uploads")
+    app.state.orders = OrderBook(settings.state_db(data_dir / "orders.db"))
+    app.state.uploads = UploadBook(settings.state_db(data_dir / "uploads.db"), data_dir / "uploads")
     app.state.item_decorators = [*getattr(app.state, "item_decorators", []), asset_hrefs]
     for module in (sys.modules[__name__], orders, uploads):
         app.include_router(module.router)
