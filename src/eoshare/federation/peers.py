@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError, StorageError
+from eoshare.freshness import VersionCheck
 
 PeerKind = Literal["eoshare", "stac"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -151,6 +152,7 @@ class PeerRegistry:
         self.path = Path(path)
         self._local = threading.local()
         self._cache: tuple[float, int, list[Peer]] | None = None
+        self._fresh = VersionCheck(max_age_s=float("inf"))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn().executescript(_SCHEMA)  # idempotent; commits on its own
@@ -233,7 +235,9 @@ class PeerRegistry:
         """The peers, re-read at most every ``max_age_s`` (the CLI may change them while
         the server runs). Called on every search: an empty list costs one clock read."""
         now = time.monotonic()
-        if self._cache is not None and now - self._cache[0] < max_age_s:
+        # in a request, the version is read at its first question (eoshare.freshness);
+        # a peer added or disabled by another process counts from the next request
+        if self._cache is not None and now - self._cache[0] < max_age_s and not self._fresh.due():
             return self._cache[2]
         version = self.version()
         if self._cache is not None and self._cache[1] == version:
