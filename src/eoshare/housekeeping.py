@@ -36,8 +36,9 @@ from eoshare.workdirs import stale
 # the lease of the periodic pass (eoshare.leases)
 LEASE = "housekeeping"
 
-# the work folders of ingest and storage migrate (see eoshare.workdirs)
-WORKDIR_PREFIXES = ("eoshare-ingest-", "eoshare-migrate-")
+# the work folders of ingest and storage migrate, the metrics folder of `serve --workers`
+# (see eoshare.workdirs)
+WORKDIR_PREFIXES = ("eoshare-ingest-", "eoshare-migrate-", "eoshare-metrics-")
 
 log = logging.getLogger(__name__)
 
