@@ -182,16 +182,18 @@ def _run_server(
         os.environ["EOSHARE_DATA_DIR"] = str(settings.data_dir)
         if ready:
             _announce_when_listening(settings.host, settings.port, ready)
-        uvicorn.run(
-            "eoshare.cli:_app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            reload=reload,
-            workers=None if reload else workers,
-            log_config=None,
-            timeout_graceful_shutdown=settings.api.shutdown_grace_s,
-        )
+        # /metrics adds up every worker's counts (eoshare.api.observability)
+        with _metrics_dir(workers > 1 and not reload):
+            uvicorn.run(
+                "eoshare.cli:_app_from_env",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                reload=reload,
+                workers=None if reload else workers,
+                log_config=None,
+                timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+            )
         return
     from eoshare.api.app import create_app
 
@@ -205,6 +207,29 @@ def _run_server(
         log_config=None,
         timeout_graceful_shutdown=settings.api.shutdown_grace_s,
     )
+
+
+@contextlib.contextmanager
+def _metrics_dir(on: bool) -> Iterator[None]:
+    """Prometheus multiprocess mode for the workers of this run: a fresh folder of its own
+    (``eoshare-metrics-<pid>-*``: folders of earlier runs that were killed are swept
+    first), named in ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, removed at
+    the end."""
+    if not on:
+        yield
+        return
+    from eoshare.workdirs import sweep, workdir
+
+    sweep(METRICS_PREFIX)
+    with workdir(METRICS_PREFIX) as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        try:
+            yield
+        finally:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+METRICS_PREFIX = "eoshare-metrics-"
 
 
 def _announce_when_listening(host: str, port: int, message: str) -> None:

@@ -55,8 +55,9 @@ class Authenticator:
         self.policy = policy
         self.admin_token = admin_token
         self.oidc = oidc
+        # (user, credential) -> (access version, when, the answer)
         self._links: dict[
-            tuple[str, str | None], tuple[float, Principal | NotAuthenticatedError]
+            tuple[str, str | None], tuple[int, float, Principal | NotAuthenticatedError]
         ] = {}
 
     def authenticate(self, creds: Credentials) -> Authenticated:
@@ -112,7 +113,8 @@ class Authenticator:
         exist and be enabled, and the token the link was made with must not be revoked
         or expired; roles and member come from the current record, not from the link.
         Raises AccessDeniedError (403) otherwise. Answers are cached for a few seconds
-        (``LINK_CHECK_TTL_S``), so a revocation takes effect within that time."""
+        (``LINK_CHECK_TTL_S``, for a token's expiry) and while the access version stays
+        the same: a revocation by any process takes effect at the next request."""
         if signed.user is None or signed.credential in ("o", "p"):
             # a link made for the public grants what the public may get; an OIDC caller,
             # or a caller a trusted peer hub vouched for ("p", eoshare.federation.trust),
@@ -120,9 +122,12 @@ class Authenticator:
             return signed
         key = (signed.user, signed.credential)
         now = time.monotonic()
+        # the access version changes with every revocation, removal or change of a user,
+        # in any process; the policy reads it once per request (eoshare.freshness)
+        version = self.policy.snapshot().version
         hit = self._links.get(key)
-        if hit is not None and now - hit[0] < LINK_CHECK_TTL_S:
-            return _checked(hit[1], signed)
+        if hit is not None and hit[0] == version and now - hit[1] < LINK_CHECK_TTL_S:
+            return _checked(hit[2], signed)
         current: Principal | NotAuthenticatedError
         try:
             current = self._link_subject(signed)
@@ -130,7 +135,7 @@ class Authenticator:
             current = exc
         if len(self._links) > 10_000:
             self._links.clear()
-        self._links[key] = (now, current)
+        self._links[key] = (version, now, current)
         return _checked(current, signed)
 
     def _link_subject(self, signed: Principal) -> Principal:

@@ -46,7 +46,9 @@ from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
 from eoshare.disaster.products import ProductService
 from eoshare.disaster.service import open_disaster
+from eoshare.freshness import FreshPerRequest
 from eoshare.housekeeping import Housekeeper
+from eoshare.leases import Leases, lease_location
 from eoshare.logs import setup_logging
 from eoshare.processing.service import open_processing
 from eoshare.settings import Settings, load_settings
@@ -148,6 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chores
+        if app.state.housekeeper.leases is not None:
+            app.state.housekeeper.leases.close()
         app.state.products.close()
         app.state.processing.close()
         app.state.disaster.close()
@@ -218,6 +222,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lock_path=settings.data_dir / "housekeeping.lock",
         order_retention_s=settings.housekeeping.order_retention_s,
         temp_max_age_s=settings.housekeeping.temp_max_age_s,
+        # the periodic pass runs in one process of the node (eoshare.leases)
+        leases=Leases(lease_location(settings)),
     )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
     app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
@@ -273,6 +279,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             burst=settings.security.rate_limit_burst,
             cookie_name=settings.access.cookie_name,
         )
+    # cached access views read their version once per request (eoshare.freshness): a
+    # change made by any process of the node decides the next request
+    app.add_middleware(FreshPerRequest)
     # outermost: a request id on every response and log line, metrics, the access log
     app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app

@@ -81,6 +81,15 @@ CREATE TABLE IF NOT EXISTS queryables (
 );
 """
 
+# Memory of the catalogue in a server process: at most POOL_SIZE connections (threads
+# beyond that wait for one: SQLite answers in milliseconds and the machine has few cores),
+# each with a page cache of CACHE_KIB and its own mapping of the first MMAP_BYTES of the
+# file. The bound is POOL_SIZE * CACHE_KIB of heap plus file pages the OS can reclaim;
+# before the pool every thread that ever ran a query kept a connection with 64 MiB.
+POOL_SIZE = 8
+CACHE_KIB = 16 * 1024
+MMAP_BYTES = 256 * 1024 * 1024
+
 # catalogues up to this many items always get an exact numberMatched (no time budget)
 _EXACT_COUNT_ITEMS = 50_000
 
@@ -157,11 +166,19 @@ def fts_query(terms: Iterable[str]) -> str:
 
 
 class SqliteCatalog:
-    """The default ``Catalog`` backend. Safe to share between threads: each thread
-    gets its own connection; SQLite's WAL lets readers run beside one writer."""
+    """The default ``Catalog`` backend. Safe to share between threads: a thread borrows
+    one of at most ``pool_size`` connections for each call (``_use``); SQLite's WAL lets
+    readers run beside one writer."""
 
     def __init__(
-        self, path: str | Path, *, count_limit: int = 100_000, count_budget_s: float = 0.02
+        self,
+        path: str | Path,
+        *,
+        count_limit: int = 100_000,
+        count_budget_s: float = 0.02,
+        pool_size: int = POOL_SIZE,
+        cache_kib: int = CACHE_KIB,
+        mmap_bytes: int = MMAP_BYTES,
     ) -> None:
         self.path = str(path)
         self._uri = False
@@ -175,10 +192,19 @@ class SqliteCatalog:
         self.count_budget_s = count_budget_s
         if not self._uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # a bounded pool of connections (see _use): each has its own page cache and its
+        # own mapping of the file, so one connection per thread that ever ran a query
+        # grew the server's memory with every new thread
+        self.pool_size = max(1, pool_size)
+        self.cache_kib = cache_kib
+        self.mmap_bytes = mmap_bytes
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._migrate(self._conn())
+        self._freed = threading.Condition(self._lock)
+        with self._use() as conn:
+            self._migrate(conn)
 
     # --- schema -------------------------------------------------------------------------
     SCHEMA_VERSION = 3
@@ -219,55 +245,85 @@ class SqliteCatalog:
         conn.execute(f"PRAGMA user_version = {self.SCHEMA_VERSION}")
 
     # --- connections ------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=30.0,
-                    check_same_thread=False,
-                    isolation_level=None,
-                    uri=self._uri,
-                )
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA cache_size=-65536")
-            conn.execute("PRAGMA mmap_size=268435456")
-            # CQL2 LIKE is case-sensitive (CASEI() on both sides makes it insensitive);
-            # SQLite's LIKE would otherwise ignore ASCII case and only ASCII case
-            conn.execute("PRAGMA case_sensitive_like=ON")
-            conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
-            conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
-            # CQL2 casei/accenti: Unicode, not SQLite's ASCII-only lower() (catalog/text.py)
-            conn.create_function("eo_casei", 1, text.casei, deterministic=True)
-            conn.create_function("eo_accenti", 1, text.accenti, deterministic=True)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=30.0,
+                check_same_thread=False,
+                isolation_level=None,
+                uri=self._uri,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
+        conn.execute(f"PRAGMA mmap_size={int(self.mmap_bytes)}")
+        # CQL2 LIKE is case-sensitive (CASEI() on both sides makes it insensitive);
+        # SQLite's LIKE would otherwise ignore ASCII case and only ASCII case
+        conn.execute("PRAGMA case_sensitive_like=ON")
+        conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
+        conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
+        # CQL2 casei/accenti: Unicode, not SQLite's ASCII-only lower() (catalog/text.py)
+        conn.create_function("eo_casei", 1, text.casei, deterministic=True)
+        conn.create_function("eo_accenti", 1, text.accenti, deterministic=True)
         return conn
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """A connection for the duration of one call. A thread that holds one already
+        (a read inside a write transaction) gets the same one; otherwise an idle one
+        (the most recently used: its cache is warm), a new one while fewer than
+        ``pool_size`` exist, or it waits for one to come back."""
+        held: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if held is not None:
+            self._local.depth += 1
+            try:
+                yield held
+            finally:
+                self._local.depth -= 1
+            return
+        conn: sqlite3.Connection | None = None
+        with self._freed:
+            while conn is None:
+                if self._idle:
+                    conn = self._idle.pop()
+                elif len(self._all) < self.pool_size:
+                    conn = self._connect()
+                    self._all.append(conn)
+                else:
+                    self._freed.wait()
+        self._local.conn = conn
+        self._local.depth = 1
+        try:
+            yield conn
+        finally:
+            self._local.conn = None
+            with self._freed:
+                if conn in self._all:  # not closed meanwhile
+                    self._idle.append(conn)
+                    self._freed.notify()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back whole on any error."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"catalogue is not writable: {exc}") from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            # SQLite may have rolled back already (a full disk): nothing to undo then
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise database_error("cannot write the catalogue", exc) from exc
-            raise
+        with self._use() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"catalogue is not writable: {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite may have rolled back already (a full disk): nothing to undo then
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise database_error("cannot write the catalogue", exc) from exc
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -275,19 +331,20 @@ class SqliteCatalog:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()
+            self._idle.clear()
         self._local = threading.local()
 
     # --- collections ------------------------------------------------------------------
     def list_collections(self) -> list[JSON]:
-        rows = self._conn().execute("SELECT content FROM collections ORDER BY id").fetchall()
+        with self._use() as conn:
+            rows = conn.execute("SELECT content FROM collections ORDER BY id").fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
     def get_collection(self, collection_id: str) -> JSON:
-        row = (
-            self._conn()
-            .execute("SELECT content FROM collections WHERE id = ?", (collection_id,))
-            .fetchone()
-        )
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT content FROM collections WHERE id = ?", (collection_id,)
+            ).fetchone()
         if row is None:
             raise NotFoundError(f"collection {collection_id!r} does not exist")
         return dict(orjson.loads(row[0]))
@@ -338,12 +395,12 @@ class SqliteCatalog:
             conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
 
     def collection_extent(self, collection_id: str) -> JSON | None:
-        conn = self._conn()
-        row = conn.execute(
-            "SELECT count(*), min(minx), min(miny), max(maxx), max(maxy), min(dt_start), "
-            "max(dt_end), sum(minx > maxx) FROM items WHERE collection = ?",
-            (collection_id,),
-        ).fetchone()
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT count(*), min(minx), min(miny), max(maxx), max(maxy), min(dt_start), "
+                "max(dt_end), sum(minx > maxx) FROM items WHERE collection = ?",
+                (collection_id,),
+            ).fetchone()
         if not row or not row[0]:
             return None
         _, minx, miny, maxx, maxy, start, end, crossing = row
@@ -365,7 +422,8 @@ class SqliteCatalog:
                 tr = FilterTranslator()
                 sql += " AND " + tr.translate(folded)
                 params += tr.params
-        row = self._conn().execute(sql, params).fetchone()
+        with self._use() as conn:
+            row = conn.execute(sql, params).fetchone()
         if row is None:
             raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
         return dict(orjson.loads(row[0]))
@@ -543,14 +601,15 @@ class SqliteCatalog:
 
     def iter_items(self, collection_id: str | None = None) -> Iterator[JSON]:
         last = 0
-        conn = self._conn()
         while True:
             sql = "SELECT rowid, content FROM items WHERE rowid > ?"
             params: list[Any] = [last]
             if collection_id is not None:
                 sql += " AND collection = ?"
                 params.append(collection_id)
-            rows = conn.execute(sql + " ORDER BY rowid LIMIT 1000", params).fetchall()
+            # a connection per batch: the generator may be resumed in another thread
+            with self._use() as conn:
+                rows = conn.execute(sql + " ORDER BY rowid LIMIT 1000", params).fetchall()
             if not rows:
                 return
             for _, content in rows:
@@ -565,8 +624,9 @@ class SqliteCatalog:
             sql += f" WHERE collection IN ({', '.join('?' * len(collections))})"
             params = list(collections)
         types: dict[str, set[str]] = {}
-        for name, typ in self._conn().execute(sql, params):
-            types.setdefault(name, set()).add(typ)
+        with self._use() as conn:
+            for name, typ in conn.execute(sql, params):
+                types.setdefault(name, set()).add(typ)
         return types
 
     def queryables(self, collection_id: str | None = None) -> JSON:
@@ -576,9 +636,12 @@ class SqliteCatalog:
 
     # --- search -----------------------------------------------------------------------
     def search(self, query: SearchQuery) -> ItemPage:
+        with self._use() as conn:
+            return self._search(conn, query)
+
+    def _search(self, conn: sqlite3.Connection, query: SearchQuery) -> ItemPage:
         where, params = self._where(query)
         order = self._order(query.sortby, query)
-        conn = self._conn()
         # Two steps: order and cut the page on row ids, then read the page's documents.
         # A document is the last column, in overflow pages of its own, so the first step
         # reads only the small head of each matching row (ids, times, bbox, footprint)

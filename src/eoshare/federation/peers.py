@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError
+from eoshare.freshness import VersionCheck
 from eoshare.statedb import Conn, Migration, StateDB
 
 PeerKind = Literal["eoshare", "stac"]
@@ -174,6 +175,7 @@ class PeerRegistry:
         self._cache: tuple[float, int, list[Peer]] | None = None
         self._nonces_written = 0
         self._db = StateDB(path, area="federation", component="peers", migrations=_MIGRATIONS)
+        self._fresh = VersionCheck(max_age_s=float("inf"))
 
     @contextmanager
     def _tx(self) -> Iterator[Conn]:
@@ -234,7 +236,9 @@ class PeerRegistry:
         """The peers, re-read at most every ``max_age_s`` (the CLI may change them while
         the server runs). Called on every search: an empty list costs one clock read."""
         now = time.monotonic()
-        if self._cache is not None and now - self._cache[0] < max_age_s:
+        # in a request, the version is read at its first question (eoshare.freshness);
+        # a peer added or disabled by another process counts from the next request
+        if self._cache is not None and now - self._cache[0] < max_age_s and not self._fresh.due():
             return self._cache[2]
         version = self.version()
         if self._cache is not None and self._cache[1] == version:
