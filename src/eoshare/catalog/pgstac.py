@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS eoshare.properties (
 # catalogues up to this many items always get an exact numberMatched (as on SQLite)
 _EXACT_COUNT_ITEMS = 50_000
 
-# the text free-text searches read, as on SQLite (catalog/sqlite.py: _fts_text)
+# the text free-text searches read, as on SQLite (catalog/prepared.py: fts_text)
 _FTS_TEXT = """concat_ws(' ', id,
     content->'properties'->>'title', content->'properties'->>'description',
     content->'properties'->>'platform', content->'properties'->>'constellation',
