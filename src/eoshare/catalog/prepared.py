@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import orjson
 import shapely
 
-from eoshare.catalog.geometry import index_geometry
+from eoshare.catalog.geometry import reshaped_geometry
 from eoshare.catalog.queryables import json_type
 from eoshare.catalog.validate import check_item
 from eoshare.errors import InvalidItemError
@@ -38,6 +38,7 @@ class PreparedItem(NamedTuple):
     content: str
     fts: str
     properties: tuple[tuple[str, str], ...]  # (name, queryable type) of each property
+    reshaped: bool  # geom_wkb is not the geometry as written (antimeridian, made valid)
 
 
 def fts_text(item: JSON) -> str:
@@ -75,8 +76,10 @@ def prepare_item(item: Any, collection_id: str | None = None) -> tuple[PreparedI
         # STAC requires a bbox beside a geometry; computed (antimeridian-aware)
         item = {**item, "bbox": list(bbox)}
     geom_wkb = None
+    reshaped = False
     if item.get("geometry") is not None:
-        geom_wkb = shapely.to_wkb(index_geometry(item["geometry"]))
+        shaped, reshaped = reshaped_geometry(item["geometry"])
+        geom_wkb = shapely.to_wkb(shaped)
     props = item.get("properties") or {}
     row = PreparedItem(
         cid,
@@ -88,5 +91,6 @@ def prepare_item(item: Any, collection_id: str | None = None) -> tuple[PreparedI
         orjson.dumps(item).decode(),
         fts_text(item),
         tuple((name, json_type(value)) for name, value in props.items()),
+        reshaped,
     )
     return row, item
