@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -65,6 +66,7 @@ def _tree_rss(pid: int) -> int:
 def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run ``cmd``; its wall time and the RSS of its process tree."""
     load_before = os.getloadavg()[0]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     samples: list[int] = []
@@ -78,12 +80,15 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     sampler.start()
     _, err = proc.communicate()
     seconds = time.perf_counter() - started
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
     third = max(len(samples) // 3, 1)
     return {
         "seconds": seconds,
+        # CPU seconds of the command and its workers (not of the PostgreSQL server)
+        "cpu_s": cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime,
         "peak_rss_mb": max(samples, default=0) / 2**20,
         "rss_first_third_mb": statistics.median(samples[:third]) / 2**20 if samples else None,
         "rss_last_third_mb": statistics.median(samples[-third:]) / 2**20 if samples else None,
@@ -119,6 +124,7 @@ def run_size(n: int, cluster: Any, tmp: Path, workers: int | None) -> dict[str, 
     env = _env(EOSHARE_DATA_DIR=str(data))
     subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
     out["eoshare load → SQLite"] = timed([*eoshare, str(items), *extra], env)
+    print(f"  SQLite: {n / out['eoshare load → SQLite']['seconds']:.0f} items/s", flush=True)
     with sqlite3.connect(data / "catalog.db") as conn:
         out["eoshare load → SQLite"]["loaded"] = conn.execute(
             "SELECT count(*) FROM items"
@@ -152,7 +158,7 @@ def _pg_count(dsn: str) -> int:
     import psycopg
 
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM items").fetchone()
+        row = conn.execute("SELECT count(*) FROM pgstac.items").fetchone()
         return int(row[0]) if row else 0
 
 
@@ -165,7 +171,10 @@ def _commit() -> str:
 
 def render(results: dict[int, dict[str, dict[str, Any]]], args: argparse.Namespace) -> str:
     loads = [
-        r[k] for r in results.values() for k in ("load_before", "load_after") for r in r.values()
+        run[k]
+        for row in results.values()
+        for run in row.values()
+        for k in ("load_before", "load_after")
     ]
     lines = [
         f"## Load rate ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, bench_load.py)",
@@ -223,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, r in results[n].items():
                 print(
                     f"  {name:24s} {r['seconds']:7.1f} s {r['items_per_s']:8.0f} items/s "
-                    f"peak {r['peak_rss_mb']:5.0f} MiB  loaded {r['loaded']}  "
+                    f"peak {r['peak_rss_mb']:5.0f} MiB  cpu {r['cpu_s']:.1f} s  "
+                    f"loaded {r['loaded']}  "
                     f"load avg {r['load_before']:.1f}->{r['load_after']:.1f}",
                     flush=True,
                 )

@@ -41,6 +41,18 @@ class PreparedItem(NamedTuple):
     reshaped: bool  # geom_wkb is not the geometry as written (antimeridian, made valid)
 
 
+_SEEN: dict[Any, Any] = {}
+
+
+def interned(value: Any) -> Any:
+    """One object for equal values seen lately (the property types of a bulk load's
+    items are mostly alike): sent between processes once per batch, compared by
+    identity. Bounded: forgotten wholesale when full."""
+    if len(_SEEN) > 1024:
+        _SEEN.clear()
+    return _SEEN.setdefault(value, value)
+
+
 def fts_text(item: JSON) -> str:
     """The words free-text search (``q``) finds an item by."""
     props = item.get("properties") or {}
@@ -90,7 +102,7 @@ def prepare_item(item: Any, collection_id: str | None = None) -> tuple[PreparedI
         geom_wkb,
         orjson.dumps(item).decode(),
         fts_text(item),
-        tuple((name, json_type(value)) for name, value in props.items()),
+        interned(tuple((name, json_type(value)) for name, value in props.items())),
         reshaped,
     )
     return row, item

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import orjson
 
 from eoshare.catalog.assetkeys import strip_node_fields
-from eoshare.catalog.prepared import prepare_item
+from eoshare.catalog.prepared import interned, prepare_item
 from eoshare.errors import InvalidRequestError
 from eoshare.ingest.collections import SummaryFacts, summary_facts
 
@@ -40,7 +41,7 @@ from eoshare.ingest.collections import SummaryFacts, summary_facts
 #   ("problem", location, reason)                   not loaded (bad JSON, not an item...)
 #   ("collection", location, document)              a Collection document
 #   ("invalid", location, collection, id, reason)   an item that fails validation
-#   ("item", location, PreparedItem, SummaryFacts)  a valid item, ready to write
+#   ("item", location, PreparedItem, SummaryFacts | None)  a valid item, ready to write
 Outcome = tuple[Any, ...]
 # A line of the file: (line number, its bytes) or (line number, why it was not read)
 Line = tuple[int, bytes | str]
@@ -60,8 +61,10 @@ def doc_type(doc: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def prepare_doc(location: str, doc: Any) -> Outcome:
-    """What ``eoshare load`` does with one parsed document before writing it."""
+def prepare_doc(location: str, doc: Any, plain: frozenset[str] = frozenset()) -> Outcome:
+    """What ``eoshare load`` does with one parsed document before writing it. Items of
+    the ``plain`` collections (ones eoshare keeps no summaries of) come without their
+    summary facts (None)."""
     kind = doc_type(doc)
     if kind == "Collection":
         return ("collection", location, doc)
@@ -78,11 +81,18 @@ def prepare_doc(location: str, doc: Any) -> Outcome:
     except InvalidRequestError as exc:
         return ("invalid", location, collection, item_id if isinstance(item_id, str) else None,
                 exc.detail)  # fmt: skip
-    facts: SummaryFacts = summary_facts(stored)
+    facts: SummaryFacts | None = None
+    if collection not in plain:
+        static, cloud = summary_facts(stored)
+        with contextlib.suppress(TypeError):  # (unhashable: a list as "gsd"...)
+            static = interned(static)
+        facts = (static, cloud)
     return ("item", location, row, facts)
 
 
-def prepare_lines(path: str, lines: list[Line]) -> list[Outcome]:
+def prepare_lines(
+    path: str, lines: list[Line], plain: frozenset[str] = frozenset()
+) -> list[Outcome]:
     """``prepare_doc`` for a chunk of NDJSON lines (what a worker does per task)."""
     out: list[Outcome] = []
     for lineno, data in lines:
@@ -95,7 +105,7 @@ def prepare_lines(path: str, lines: list[Line]) -> list[Outcome]:
         except orjson.JSONDecodeError as exc:
             out.append(("problem", location, f"not valid JSON: {exc}"))
             continue
-        out.append(prepare_doc(location, doc))
+        out.append(prepare_doc(location, doc, plain))
     return out
 
 
@@ -142,6 +152,10 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker(tasks: Connection, results: Connection, parent: int) -> None:
     _die_with_parent(parent)
+    # Each chunk's documents are freed as soon as it is done (no cycles): the cyclic
+    # collector's full passes over them would only cost time.
+    gc.freeze()
+    gc.set_threshold(100_000, 100, 100)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the writer's to handle
     while True:
         try:
@@ -150,9 +164,9 @@ def _worker(tasks: Connection, results: Connection, parent: int) -> None:
             return
         if task is None:
             return
-        kind, path, payload = task
+        kind, path, payload, plain = task
         if kind == "chunk":
-            results.send(("chunk", prepare_lines(path, payload)))
+            results.send(("chunk", prepare_lines(path, payload, plain)))
         else:  # "end" / "fail": the feeder's marker, echoed in order
             results.send((kind, payload))
 
@@ -208,12 +222,18 @@ class PreparePool:
             conn.close()
         self._tasks, self._results, self._procs = [], [], []
 
-    def prepare_file(self, path: Path, max_line_bytes: int) -> Iterator[list[Outcome]]:
-        """The outcomes of every line of ``path``, a chunk at a time, in file order.
-        Raises OSError when the file cannot be read."""
+    def prepare_file(
+        self,
+        path: Path,
+        max_line_bytes: int,
+        plain: Callable[[], frozenset[str]] = frozenset,
+    ) -> Iterator[list[Outcome]]:
+        """The outcomes of every line of ``path``, a chunk at a time, in file order;
+        ``plain()``: the collections whose items need no summary facts (asked for each
+        chunk). Raises OSError when the file cannot be read."""
         if self.workers <= 0:
             for lines in read_lines(path, max_line_bytes):
-                yield prepare_lines(str(path), lines)
+                yield prepare_lines(str(path), lines, plain())
             return
         n = len(self._tasks)
         cancel = threading.Event()
@@ -224,11 +244,11 @@ class PreparePool:
                 for lines in read_lines(path, max_line_bytes):
                     if cancel.is_set():
                         break
-                    self._tasks[k % n].send(("chunk", str(path), lines))
+                    self._tasks[k % n].send(("chunk", str(path), lines, plain()))
                     k += 1
-                marker: tuple[str, str, Any] = ("end", "", None)
+                marker: tuple[str, str, Any, Any] = ("end", "", None, None)
             except Exception as exc:
-                marker = ("fail", "", exc)
+                marker = ("fail", "", exc, None)
             with contextlib.suppress(OSError):
                 self._tasks[k % n].send(marker)
 

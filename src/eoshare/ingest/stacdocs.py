@@ -442,6 +442,9 @@ class _PreparedLoad:
         self.fresh: dict[str, tuple[Extent, Summaries]] = {}  # ...made by this load
         self.stale: set[str] = set()  # ...of which an item was replaced: read back
         self.seen: dict[tuple[str, str], str] = {}  # (collection, id) -> first location
+        # collections that exist and whose summaries eoshare does not keep: their items
+        # need no summary facts (read by the pool's reader thread: replaced, not changed)
+        self.plain: frozenset[str] = frozenset()
         self.stream = _ItemStream(
             iter(()), catalog=catalog, on_conflict=on_conflict,
             create_collections=create_collections, known=self.known, report=report,
@@ -475,6 +478,8 @@ class _PreparedLoad:
                     continue
                 if len(self.made) > before and cid in self.report.collections_created:
                     self.fresh[cid] = (Extent(), Summaries())
+                elif cid not in self.plain and cid not in self.made:
+                    self.plain = self.plain | {cid}
                 pending.append(outcome)
                 if len(pending) >= self.batch_size:
                     self._flush(pending, written)
@@ -528,8 +533,9 @@ class _PreparedLoad:
                     built = self.fresh.get(row.collection)
                     if built is None:
                         continue
-                    if changed:  # some item was not added but replaced or kept
+                    if changed or item_facts is None:  # an item replaced or kept...
                         self.stale.add(row.collection)
+                        continue
                     built[0].add(row.bbox, row.dt_start, row.dt_end)
                     built[1].add(item_facts)
         self.tick(len(pending))
