@@ -397,6 +397,15 @@ def load(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Items per database transaction.")
     ] = 1000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Processes that parse and check NDJSON items beside the one that writes "
+            "(default: one per CPU for 8 MB of NDJSON or more; 0: none).",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Load STAC Items and Collections into the catalogue."""
@@ -413,6 +422,7 @@ def load(
                 on_conflict=on_conflict.value,
                 create_collections=create_collections,
                 batch_size=batch_size,
+                workers=workers,
                 progress=_progress_wanted(),
                 limits=DocumentLimits(
                     max_json_bytes=settings.ingest.max_json_bytes,

@@ -27,9 +27,10 @@ from eoshare.catalog import text
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
 from eoshare.catalog.cql2filter import fold_collections, query_to_cql2
 from eoshare.catalog.geometry import split_bbox
-from eoshare.catalog.queryables import COMMON, json_type, queryables_document
+from eoshare.catalog.prepared import PreparedItem, prepare_item
+from eoshare.catalog.queryables import COMMON, queryables_document
 from eoshare.catalog.sqlite_filter import COLUMNS, FilterTranslator, json_path, literal_geometry
-from eoshare.catalog.validate import check_collection, check_item, iso, parse_datetime
+from eoshare.catalog.validate import check_collection, iso, parse_datetime
 from eoshare.errors import (
     ConflictError,
     InvalidFilterError,
@@ -96,8 +97,7 @@ _EXACT_COUNT_ITEMS = 50_000
 # _count_by_collection's answer for a search it cannot count
 _NOT_APPLICABLE = object()
 
-_TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
-_TEXT_LISTS = ("keywords", "instruments")
+_NO_BBOX = (None, None, None, None)
 
 
 class _Query:
@@ -139,20 +139,6 @@ def _eo_ts(value: Any) -> str | None:
         return iso(parse_datetime(value))
     except InvalidRequestError:
         return value
-
-
-def _fts_text(item: JSON) -> str:
-    props = item.get("properties") or {}
-    parts = [str(item.get("id", ""))]
-    for key in _TEXT_FIELDS:
-        v = props.get(key)
-        if isinstance(v, str):
-            parts.append(v)
-    for key in _TEXT_LISTS:
-        v = props.get(key)
-        if isinstance(v, list):
-            parts.extend(str(x) for x in v)
-    return " ".join(parts)
 
 
 def fts_query(terms: Iterable[str]) -> str:
@@ -489,115 +475,140 @@ class SqliteCatalog:
         report: LoadReport,
         on_invalid: Callable[[JSON, InvalidItemError], None] | None = None,
     ) -> None:
-        rows = []
+        rows: list[PreparedItem] = []
         for item in batch:
             try:
-                facts = check_item(item)
-                cid = collection_id or facts.collection
-                if cid is None:
-                    raise InvalidItemError(f"item {facts.id!r} names no collection")
-                if facts.collection is not None and facts.collection != cid:
-                    raise InvalidItemError(
-                        f"item {facts.id!r} belongs to collection {facts.collection!r}, not {cid!r}"
-                    )
+                row, _ = prepare_item(item, collection_id)
             except InvalidItemError as exc:
                 if on_invalid is None:
                     raise
                 on_invalid(item, exc)
                 report.invalid += 1
                 continue
-            if facts.collection is None:
-                item = {**item, "collection": cid}
-            if facts.bbox is not None and "bbox" not in item:
-                # STAC requires a bbox beside a geometry; computed (antimeridian-aware)
-                item = {**item, "bbox": list(facts.bbox)}
-            geom_wkb = None
-            if item.get("geometry") is not None:
-                from eoshare.catalog.geometry import index_geometry
+            rows.append(row)
+        written = self.write_prepared(rows, on_conflict=on_conflict)
+        report.inserted += written.inserted
+        report.updated += written.updated
+        report.skipped += written.skipped
 
-                geom_wkb = shapely.to_wkb(index_geometry(item["geometry"]))
-            rows.append((cid, facts, geom_wkb, item))
-        known_collections: dict[str, bool] = {}
-        inserted = updated = skipped = 0
-        with self._write() as conn:
-            rtree_rows: list[tuple[int, float, float, float, float, str, str]] = []
-            fts_rows: list[tuple[int, str]] = []
-            qrows: set[tuple[str, str, str]] = set()
-            new_per_collection: dict[str, int] = {}
-            for cid, facts, geom_wkb, item in rows:
-                if cid not in known_collections:
-                    known_collections[cid] = (
-                        conn.execute("SELECT 1 FROM collections WHERE id = ?", (cid,)).fetchone()
-                        is not None
+    def existing_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (collection, id) pairs of ``keys`` that are in the catalogue."""
+        by_collection: dict[str, list[str]] = {}
+        for cid, iid in keys:
+            by_collection.setdefault(cid, []).append(iid)
+        conn = self._conn()
+        found: set[tuple[str, str]] = set()
+        for cid, ids in by_collection.items():
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                found.update(
+                    (cid, r[0])
+                    for r in conn.execute(
+                        "SELECT id FROM items WHERE collection = ? AND id IN "
+                        f"({', '.join('?' * len(part))})",
+                        [cid, *part],
                     )
-                    if not known_collections[cid]:
-                        raise NotFoundError(
-                            f"collection {cid!r} does not exist (create it first, or load "
-                            "with --create-collections)"
-                        )
-                bbox = facts.bbox
-                values = (
-                    cid,
-                    facts.id,
-                    facts.datetime_start,
-                    facts.datetime_end,
-                    *(bbox if bbox else (None, None, None, None)),
-                    geom_wkb,
-                    orjson.dumps(item).decode(),
                 )
-                row = conn.execute(
-                    "INSERT INTO items (collection, id, dt_start, dt_end, minx, miny, maxx, maxy,"
-                    " geom, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (collection, id) DO NOTHING RETURNING rowid",
-                    values,
-                ).fetchone()
-                if row is None:
-                    if on_conflict == "error":
-                        raise ConflictError(
-                            f"item {facts.id!r} already exists in collection {cid!r}"
-                        )
-                    if on_conflict == "skip":
-                        skipped += 1
-                        continue
-                    row = conn.execute(
-                        "UPDATE items SET dt_start = ?, dt_end = ?, minx = ?, miny = ?, maxx = ?,"
-                        " maxy = ?, geom = ?, content = ? WHERE collection = ? AND id = ?"
-                        " RETURNING rowid",
-                        (*values[2:], cid, facts.id),
-                    ).fetchone()
-                    self._unindex(conn, row[0])
-                    updated += 1
+        return found
+
+    def write_prepared(
+        self, rows: list[PreparedItem], *, on_conflict: OnConflict = "error"
+    ) -> LoadReport:
+        """Write items already checked by ``prepare_item``, in one transaction: the new
+        ones with one ``executemany`` per table (row ids given here, under the write
+        lock), an existing one as ``on_conflict`` says (``error``: ConflictError and
+        nothing is written). An item twice in ``rows`` is written once, then treated as
+        existing. Called by ``upsert_items`` and by ``eoshare load``'s writer."""
+        report = LoadReport()
+        if not rows:
+            return report
+        with self._write() as conn:
+            for cid in sorted({r.collection for r in rows}):
+                if (
+                    conn.execute("SELECT 1 FROM collections WHERE id = ?", (cid,)).fetchone()
+                    is None
+                ):
+                    raise NotFoundError(
+                        f"collection {cid!r} does not exist (create it first, or load "
+                        "with --create-collections)"
+                    )
+            existing: dict[tuple[str, str], int] = {}
+            by_collection: dict[str, list[str]] = {}
+            for r in rows:
+                by_collection.setdefault(r.collection, []).append(r.id)
+            for cid, ids in by_collection.items():
+                for i in range(0, len(ids), 500):
+                    part = ids[i : i + 500]
+                    for iid, rowid in conn.execute(
+                        "SELECT id, rowid FROM items WHERE collection = ? AND id IN "
+                        f"({', '.join('?' * len(part))})",
+                        [cid, *part],
+                    ):
+                        existing[(cid, iid)] = rowid
+            (last,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM items").fetchone()
+            new: dict[tuple[str, str], tuple[int, PreparedItem]] = {}
+            updates: dict[int, PreparedItem] = {}  # row id -> the item's last version
+            for r in rows:
+                key = (r.collection, r.id)
+                if key not in existing and key not in new:
+                    last += 1
+                    new[key] = (last, r)
+                    continue
+                if on_conflict == "error":
+                    raise ConflictError(
+                        f"item {r.id!r} already exists in collection {r.collection!r}"
+                    )
+                if on_conflict == "skip":
+                    report.skipped += 1
+                    continue
+                report.updated += 1
+                if key in new:  # twice in this batch: the later one wins
+                    new[key] = (new[key][0], r)
                 else:
-                    inserted += 1
-                    new_per_collection[cid] = new_per_collection.get(cid, 0) + 1
-                rowid = row[0]
-                if bbox is not None:
-                    for part, (x0, y0, x1, y1) in enumerate(split_bbox(bbox)):
-                        rtree_rows.append(
-                            (
-                                rowid * 2 + part,
-                                x0,
-                                x1,
-                                y0,
-                                y1,
-                                facts.datetime_start,
-                                facts.datetime_end,
-                            )
-                        )
-                fts_rows.append((rowid, _fts_text(item)))
-                for name, value in (item.get("properties") or {}).items():
-                    qrows.add((cid, name, json_type(value)))
+                    updates[existing[key]] = r
+            report.inserted = len(new)
+            for rowid in updates:
+                self._unindex(conn, rowid)
+            conn.executemany(
+                "UPDATE items SET dt_start = ?, dt_end = ?, minx = ?, miny = ?, maxx = ?,"
+                " maxy = ?, geom = ?, content = ? WHERE rowid = ?",
+                [
+                    (r.dt_start, r.dt_end, *(r.bbox or _NO_BBOX), r.geom_wkb, r.content, rowid)
+                    for rowid, r in updates.items()
+                ],
+            )
+            written = [*new.values(), *updates.items()]
+            conn.executemany(
+                "INSERT INTO items (rowid, collection, id, dt_start, dt_end, minx, miny, maxx,"
+                " maxy, geom, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (rowid, r.collection, r.id, r.dt_start, r.dt_end, *(r.bbox or _NO_BBOX),
+                     r.geom_wkb, r.content)
+                    for rowid, r in new.values()
+                ],
+            )  # fmt: skip
+            rtree_rows: list[tuple[int, float, float, float, float, str, str]] = []
+            for rowid, r in written:
+                if r.bbox is not None:
+                    for half, (x0, y0, x1, y1) in enumerate(split_bbox(r.bbox)):
+                        rtree_rows.append((rowid * 2 + half, x0, x1, y0, y1, r.dt_start, r.dt_end))
             conn.executemany("INSERT INTO items_rtree VALUES (?, ?, ?, ?, ?, ?, ?)", rtree_rows)
-            conn.executemany("INSERT INTO items_fts (rowid, text) VALUES (?, ?)", fts_rows)
+            conn.executemany(
+                "INSERT INTO items_fts (rowid, text) VALUES (?, ?)",
+                [(rowid, r.fts) for rowid, r in written],
+            )
+            kinds = {(r.collection, r.properties) for _, r in written}  # mostly alike
+            qrows = {(cid, name, typ) for cid, props in kinds for name, typ in props}
             conn.executemany("INSERT OR IGNORE INTO queryables VALUES (?, ?, ?)", sorted(qrows))
+            new_per_collection: dict[str, int] = {}
+            for key in new:
+                new_per_collection[key[0]] = new_per_collection.get(key[0], 0) + 1
             conn.executemany(
                 "INSERT INTO collection_counts VALUES (?, ?) ON CONFLICT (collection) "
                 "DO UPDATE SET n = n + excluded.n",
                 sorted(new_per_collection.items()),
             )
-        report.inserted += inserted
-        report.updated += updated
-        report.skipped += skipped
+        return report
 
     def iter_items(self, collection_id: str | None = None) -> Iterator[JSON]:
         last = 0
