@@ -98,6 +98,10 @@ _EXACT_COUNT_ITEMS = 50_000
 _NOT_APPLICABLE = object()
 
 _NO_BBOX = (None, None, None, None)
+# a search whose index candidates (R*Tree boxes, ids) are at most this many is read whole:
+# the page and an exact numberMatched from one pass, no separate count
+_ONE_PASS_ROWS = 500
+
 
 
 class _Query:
@@ -657,15 +661,26 @@ class SqliteCatalog:
         # A document is the last column, in overflow pages of its own, so the first step
         # reads only the small head of each matching row (ids, times, bbox, footprint)
         # instead of sorting every match's whole document.
-        sql = f"SELECT rowid FROM items WHERE {where} ORDER BY {order[0]} LIMIT ? OFFSET ?"
         started = time.perf_counter()
+        matched: int | None = None
+        counted = False
         try:
-            rowids = [
-                r[0]
-                for r in conn.execute(
-                    sql, [*params, *order[1], query.limit + 1, query.offset]
-                ).fetchall()
-            ]
+            if query.count and self._few_candidates(conn, query):
+                # Few rows can match (a small box, a few ids): read all of them once, in
+                # order, and both the page and numberMatched come from that one pass.
+                sql = f"SELECT rowid FROM items WHERE {where} ORDER BY {order[0]}"
+                every = [r[0] for r in conn.execute(sql, [*params, *order[1]]).fetchall()]
+                counted = True
+                matched = len(every) if len(every) <= self.count_limit else None
+                rowids = every[query.offset : query.offset + query.limit + 1]
+            else:
+                sql = f"SELECT rowid FROM items WHERE {where} ORDER BY {order[0]} LIMIT ? OFFSET ?"
+                rowids = [
+                    r[0]
+                    for r in conn.execute(
+                        sql, [*params, *order[1], query.limit + 1, query.offset]
+                    ).fetchall()
+                ]
         except sqlite3.OperationalError as exc:
             raise _translate(exc) from exc
         has_more = len(rowids) > query.limit
@@ -680,16 +695,19 @@ class SqliteCatalog:
             )
         page_s = time.perf_counter() - started
         items = [orjson.loads(docs[r]) for r in rowids if r in docs]
-        matched: int | None = None
-        if query.count:
+        if query.count and not counted:
             if query.offset == 0 and not has_more:
                 matched = len(items)
             else:
-                counted = self._count_by_collection(conn, query)
-                if counted is not _NOT_APPLICABLE:
-                    matched = counted
+                by_collection = self._count_by_collection(conn, query)
+                if by_collection is not _NOT_APPLICABLE:
+                    matched = by_collection
                 else:
-                    matched = self._count(conn, where, params, self.count_budget_s + 2 * page_s)
+                    # a count that cannot finish about as fast as the page did is given
+                    # up: it must not cost the page (numberMatched is optional)
+                    matched = self._count(
+                        conn, where, params, min(self.count_budget_s, max(page_s, 0.002))
+                    )
         prev_offset = max(query.offset - query.limit, 0) if query.offset > 0 else None
         return ItemPage(
             items=items,
@@ -697,6 +715,53 @@ class SqliteCatalog:
             next_offset=query.offset + query.limit if has_more else None,
             prev_offset=prev_offset,
         )
+
+    def _few_candidates(self, conn: sqlite3.Connection, query: SearchQuery) -> bool:
+        """Whether an index bounds the rows a search can match to ``_ONE_PASS_ROWS`` or
+        fewer (the R*Tree for a box or a footprint, the id index for ids): counted there
+        without reading an item row. Then reading every match costs about what a page
+        does, and the exact count comes with it."""
+        if query.filter is not None or query.query or query.q:
+            # a filter on document properties reads each candidate's document: a page
+            # that stops at its limit may read far fewer than every candidate
+            return False
+        if query.ids:
+            marks = ", ".join("?" * len(query.ids))
+            (n,) = conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM items INDEXED BY items_id "
+                f"WHERE id IN ({marks}) LIMIT ?)",
+                [*query.ids, _ONE_PASS_ROWS + 1],
+            ).fetchone()
+            return bool(n <= _ONE_PASS_ROWS)
+        boxes = self._boxes(query)
+        if not boxes:
+            return False
+        n = 0
+        for x0, y0, x1, y1 in boxes:
+            box_sql = "SELECT 1 FROM items_rtree WHERE minx <= ? AND maxx >= ? AND miny <= ?"
+            box_sql += " AND maxy >= ?"
+            box_params: list[Any] = [x1, x0, y1, y0]
+            if query.datetime_start is not None:
+                box_sql += " AND dt_end >= ?"
+                box_params.append(iso(query.datetime_start))
+            if query.datetime_end is not None:
+                box_sql += " AND dt_start <= ?"
+                box_params.append(iso(query.datetime_end))
+            (k,) = conn.execute(
+                f"SELECT count(*) FROM ({box_sql} LIMIT ?)", [*box_params, _ONE_PASS_ROWS + 1]
+            ).fetchone()
+            n += k
+        return bool(n <= _ONE_PASS_ROWS)
+
+    @staticmethod
+    def _boxes(query: SearchQuery) -> list[tuple[float, float, float, float]]:
+        """The R*Tree boxes a search's bbox / intersects is looked up with."""
+        if query.bbox is not None:
+            return split_bbox(query.bbox)
+        if query.intersects is not None:
+            minx, miny, maxx, maxy = literal_geometry(query.intersects).bounds
+            return [(minx, miny, maxx, maxy)]
+        return []
 
     def _count_by_collection(self, conn: sqlite3.Connection, query: SearchQuery) -> Any:
         """numberMatched of a search that only pages through collections (the commonest
@@ -748,9 +813,9 @@ class SqliteCatalog:
 
         The time bound matters for filters that no index serves (a property inside the
         JSON document): counting them reads every item, seconds for a large catalogue,
-        when the page itself needed only a few rows. ``search`` grants ``count_budget_s``
-        plus twice what the page took, so that a count over the same rows as a page that
-        had to read them all (a sorted page of a few hundred matches) still completes."""
+        when the page itself needed only a few rows. ``search`` grants what the page took
+        (at most ``count_budget_s``): a count given up costs at most one more page, and a
+        count over the same rows as a page that had to read them all still completes."""
         cap = self.count_limit
         deadline = time.perf_counter() + budget_s
         calls = 0
