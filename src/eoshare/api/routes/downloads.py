@@ -388,14 +388,13 @@ def install(app: Any, settings: Any) -> None:
 
     d = settings.downloads
     data_dir = settings.data_dir
-    keys = (
-        parse_keys(d.signing_keys)
-        if d.signing_keys
-        else load_or_create_keys(data_dir / "signing-keys.json")
+    key_file = None if d.signing_keys else data_dir / "signing-keys.json"
+    keys = parse_keys(d.signing_keys) if key_file is None else load_or_create_keys(key_file)
+    app.state.signer = Signer(
+        keys, ttl_s=d.link_ttl_s, max_ttl_s=d.max_link_ttl_s, key_file=key_file
     )
-    app.state.signer = Signer(keys, ttl_s=d.link_ttl_s, max_ttl_s=d.max_link_ttl_s)
-    app.state.orders = OrderBook(data_dir / "orders.db")
-    app.state.uploads = UploadBook(data_dir / "uploads.db", data_dir / "uploads")
+    app.state.orders = OrderBook(settings.state_db(data_dir / "orders.db"))
+    app.state.uploads = UploadBook(settings.state_db(data_dir / "uploads.db"), data_dir / "uploads")
     app.state.item_decorators = [*getattr(app.state, "item_decorators", []), asset_hrefs]
     for module in (sys.modules[__name__], orders, uploads):
         app.include_router(module.router)
