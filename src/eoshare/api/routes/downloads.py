@@ -32,7 +32,9 @@ from typing import Annotated, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 import anyio
+import anyio.abc
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream
 from fastapi import APIRouter, Path, Request
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
@@ -122,6 +124,7 @@ class StoreResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sent = 0
         gone = False
+        parts: MemoryObjectReceiveStream[bytes | memoryview] | None = None
         try:
             if self.file is not None:
                 if zerocopy.EXTENSION in (scope.get("extensions") or {}):
@@ -150,12 +153,24 @@ class StoreResponse(Response):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch, tg.cancel_scope)
                 iterator = self.chunks
+                failed: list[Exception] = []
+                if isinstance(iterator, AsyncIterator):
+                    # read ahead: the next part arrives from the store while this one
+                    # goes to the client (one part waits at most)
+                    ahead, parts = anyio.create_memory_object_stream[bytes | memoryview](1)
+                    tg.start_soon(_read_ahead, iterator, ahead, failed)
                 while True:
-                    if isinstance(iterator, AsyncIterator):
-                        chunk = await anext(iterator, None)
+                    if parts is not None:
+                        try:
+                            chunk: bytes | memoryview | None = await parts.receive()
+                        except anyio.EndOfStream:
+                            chunk = None
                     else:
+                        assert not isinstance(iterator, AsyncIterator)
                         chunk = await anyio.to_thread.run_sync(next, iterator, None)
                     if chunk is None:
+                        if failed:
+                            raise failed[0]
                         break
                     try:
                         await send({"type": "http.response.body", "body": chunk,
@@ -172,6 +187,8 @@ class StoreResponse(Response):
             # resumes with a range. Logged without a traceback (the cause is the store).
             log.error("download stopped", extra={"error": str(exc), "bytes": sent})
         finally:
+            if parts is not None:
+                parts.close()
             if self.file is not None:
                 self.file.close()
             if isinstance(self.chunks, AsyncGenerator):
@@ -185,6 +202,19 @@ class StoreResponse(Response):
                 self.on_done(sent)
             if gone:
                 log.info("client went away", extra={"bytes": sent})
+
+
+async def _read_ahead(
+    source: AsyncIterator[bytes | memoryview],
+    sink: anyio.abc.ObjectSendStream[bytes | memoryview],
+    failed: list[Exception],
+) -> None:
+    async with sink:
+        try:
+            async for chunk in source:
+                await sink.send(chunk)
+        except Exception as exc:  # the store failed: the sender stops and says so
+            failed.append(exc)
 
 
 class GZipExceptBytes:
