@@ -169,8 +169,6 @@ class StoreResponse(Response):
                         assert not isinstance(iterator, AsyncIterator)
                         chunk = await anyio.to_thread.run_sync(next, iterator, None)
                     if chunk is None:
-                        if failed:
-                            raise failed[0]
                         break
                     try:
                         await send({"type": "http.response.body", "body": chunk,
@@ -179,9 +177,11 @@ class StoreResponse(Response):
                         gone = True
                         break
                     sent += len(chunk)
-                if not gone:
+                if not gone and not failed:
                     await send({"type": "http.response.body", "body": b""})
                 tg.cancel_scope.cancel()
+            if failed:
+                raise failed[0]
         except Exception as exc:
             # Headers are out: all we can do is stop; the client sees a short body and
             # resumes with a range. Logged without a traceback (the cause is the store).
