@@ -500,19 +500,19 @@ class SqliteCatalog:
         by_collection: dict[str, list[str]] = {}
         for cid, iid in keys:
             by_collection.setdefault(cid, []).append(iid)
-        conn = self._conn()
         found: set[tuple[str, str]] = set()
-        for cid, ids in by_collection.items():
-            for i in range(0, len(ids), 500):
-                part = ids[i : i + 500]
-                found.update(
-                    (cid, r[0])
-                    for r in conn.execute(
-                        "SELECT id FROM items WHERE collection = ? AND id IN "
-                        f"({', '.join('?' * len(part))})",
-                        [cid, *part],
+        with self._use() as conn:
+            for cid, ids in by_collection.items():
+                for i in range(0, len(ids), 500):
+                    part = ids[i : i + 500]
+                    found.update(
+                        (cid, r[0])
+                        for r in conn.execute(
+                            "SELECT id FROM items WHERE collection = ? AND id IN "
+                            f"({', '.join('?' * len(part))})",
+                            [cid, *part],
+                        )
                     )
-                )
         return found
 
     def write_prepared(

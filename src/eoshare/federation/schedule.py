@@ -8,19 +8,16 @@ e.g. ``22:00-06:00`` for night hours: a due harvest waits for it). Set with
 ``run_due_harvests`` is one pass: called by the node's housekeeping loop (every
 ``housekeeping.interval_s``) and by ``eoshare harvest --due`` (cron). Several processes
 of a node may call it at once; a lease row in the peers database (``Lease``: one holder
-until a time; taken in one ``BEGIN IMMEDIATE`` transaction, given back at the end, or
-lapsing when its holder dies) lets one of them run the harvests, and which harvests are
+until a time; taken in one atomic statement, given back at the end, or lapsing when its
+holder dies) lets one of them run the harvests, and which harvests are
 due is read *after* taking it, so a harvest another process just finished is not run
-again. ``Lease`` is deliberately small and on its own, to be replaced by a general one.
+again. The lease is the node's general one (``eoshare.leases``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +25,7 @@ from pathlib import Path
 
 from eoshare.errors import InvalidRequestError
 from eoshare.federation.peers import Peer, PeerRegistry
+from eoshare.leases import Leases, new_holder
 
 log = logging.getLogger("eoshare.federation.schedule")
 LEASE_NAME = "harvest"
@@ -102,49 +100,27 @@ def due_peers(registry: PeerRegistry, now: float | None = None) -> list[Peer]:
 
 
 class Lease:
-    """One named lease in a SQLite database: a holder until a time. Small and on its
-    own on purpose (to be swapped for a general one)."""
+    """The node's lease named ``name`` (``eoshare.leases``), for one holder: kept in the
+    node's lease table beside the peers database (``node.db`` in the same folder, or the
+    same PostgreSQL database)."""
 
-    def __init__(self, db: Path, name: str, holder: str | None = None) -> None:
-        self.db = db
+    def __init__(self, db: str | Path, name: str, holder: str | None = None) -> None:
         self.name = name
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        with self._connect() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS leases "
-                "(name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db, timeout=30, isolation_level=None)
+        self.holder = holder or new_holder()
+        location = str(db)
+        if not location.startswith(("postgresql://", "postgres://")):
+            location = str(Path(location).parent / "node.db")
+        self._leases = Leases(location)
 
     def acquire(self, ttl_s: float, now: float | None = None) -> bool:
         """Take (or extend) the lease for ``ttl_s``; False when another holder has it."""
-        now = time.time() if now is None else now
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(
-                "SELECT holder, until FROM leases WHERE name = ?", (self.name,)
-            ).fetchone()
-            if row is not None and row[0] != self.holder and row[1] > now:
-                conn.execute("ROLLBACK")
-                return False
-            conn.execute(
-                "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) "
-                "DO UPDATE SET holder = excluded.holder, until = excluded.until",
-                (self.name, self.holder, now + ttl_s),
-            )
-            conn.execute("COMMIT")
-            return True
-        finally:
-            conn.close()
+        return self._leases.acquire(self.name, self.holder, ttl_s, now=now)
 
     def release(self) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "DELETE FROM leases WHERE name = ? AND holder = ?", (self.name, self.holder)
-            )
+        self._leases.release(self.name, self.holder)
+
+    def close(self) -> None:
+        self._leases.close()
 
 
 def run_due_harvests(
@@ -156,18 +132,23 @@ def run_due_harvests(
 ) -> list[str] | None:
     """Harvest every peer that is due, once; the names harvested, or None when another
     process holds the lease. ``harvest(peer)`` does one peer (``Harvester.harvest``)."""
+    own = lease is None
     lease = lease or Lease(registry.path, LEASE_NAME)
-    if not lease.acquire(ttl_s):
-        return None
-    done: list[str] = []
     try:
-        for peer in due_peers(registry):  # read under the lease
-            try:
-                harvest(peer)
-            except Exception:  # one peer's failure must not stop the others
-                log.exception("scheduled harvest of %s failed", peer.name)
-            done.append(peer.name)
-            lease.acquire(ttl_s)  # renewed after each peer
+        if not lease.acquire(ttl_s):
+            return None
+        done: list[str] = []
+        try:
+            for peer in due_peers(registry):  # read under the lease
+                try:
+                    harvest(peer)
+                except Exception:  # one peer's failure must not stop the others
+                    log.exception("scheduled harvest of %s failed", peer.name)
+                done.append(peer.name)
+                lease.acquire(ttl_s)  # renewed after each peer
+        finally:
+            lease.release()
+        return done
     finally:
-        lease.release()
-    return done
+        if own:
+            lease.close()
