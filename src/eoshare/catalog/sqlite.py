@@ -103,7 +103,6 @@ _NO_BBOX = (None, None, None, None)
 _ONE_PASS_ROWS = 500
 
 
-
 class _Query:
     """Prepared geometry cache shared by the SQL functions of one catalogue."""
 
