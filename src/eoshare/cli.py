@@ -161,6 +161,7 @@ def _run_server(
     import uvicorn
 
     from eoshare.access.demo import check_demo_exposure, users_with_demo_password
+    from eoshare.api.zerocopy import protocol as server_protocol
 
     # demo users' password is published: never on an address others can reach, unasked
     allowed = allow_demo_users or settings.security.allow_demo_users
@@ -193,6 +194,7 @@ def _run_server(
                 workers=None if reload else workers,
                 log_config=None,
                 timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+                http=server_protocol(),
             )
         return
     from eoshare.api.app import create_app
@@ -206,6 +208,7 @@ def _run_server(
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+        http=server_protocol(),
     )
 
 

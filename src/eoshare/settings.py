@@ -145,6 +145,10 @@ class DownloadsSettings(BaseModel):
     # that nginx sends the bytes (sendfile, ranges) once the node has decided, reserved
     # and audited the grant. Empty: the node streams the bytes itself.
     accel_redirect: str = ""
+    # a local store without nginx: send files with sendfile(2) (the kernel copies from
+    # the page cache to the socket) where the server offers zero-copy (eoshare serve does,
+    # see eoshare.api.zerocopy); off: read and write them in chunks
+    zero_copy: bool = True
 
 
 class FederationSettings(BaseModel):

@@ -255,7 +255,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # peers' harvest schedules run with housekeeping (eoshare.federation.schedule)
     app.state.housekeeper.chores.append(
-        app.state.federation.harvest_chore(app.state.catalog, settings.federation.harvest_batch)
+        app.state.federation.harvest_chore(
+            app.state.catalog,
+            settings.federation.harvest_batch,
+            app.state.housekeeper.leases or Leases(lease_location(settings)),
+        )
     )
 
     # who is calling: sets request.state.principal (401 problems for bad credentials)

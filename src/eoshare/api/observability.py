@@ -212,6 +212,8 @@ class Observe:
             elif message["type"] == "http.response.body":
                 body_bytes += len(message.get("body", b""))
             await send(message)
+            if message["type"] == "http.response.zerocopysend":  # eoshare.api.zerocopy
+                body_bytes += int(message.get("sent", 0))
 
         try:
             await self.app(scope, receive, observed_send)

@@ -33,6 +33,7 @@ from eoshare.federation.identity import NodeIdentity, load_or_create_identity
 from eoshare.federation.mirror import MirrorBook, open_mirrors
 from eoshare.federation.peers import PeerRegistry
 from eoshare.federation.trust import PeerTrust
+from eoshare.leases import Leases
 from eoshare.settings import Settings
 
 
@@ -48,17 +49,19 @@ class FederationServices:
         self.registry.close()
         self.mirrors.close()
 
-    def harvest_chore(self, catalog: Catalog, batch: int) -> Callable[[], list[str] | None]:
+    def harvest_chore(
+        self, catalog: Catalog, batch: int, leases: Leases
+    ) -> Callable[[], list[str] | None]:
         """The scheduled harvests, as one housekeeping chore (``schedule``)."""
 
         def run() -> list[str] | None:
             if not any(p.harvest_every_s for p in self.registry.cached()):
                 return []
             from eoshare.federation.harvest import Harvester
-            from eoshare.federation.schedule import run_due_harvests
+            from eoshare.federation.schedule import Lease, run_due_harvests
 
             harvester = Harvester(catalog, self.registry, self.identity, batch=batch)
-            return run_due_harvests(self.registry, harvester.harvest)
+            return run_due_harvests(self.registry, harvester.harvest, lease=Lease(leases))
 
         return run
 

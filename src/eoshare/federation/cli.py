@@ -284,11 +284,18 @@ def register(
                 failed = 0
                 reports: list[tuple[Peer, HarvestReport]] = []
                 if due:
-                    from eoshare.federation.schedule import run_due_harvests
+                    from eoshare.federation.schedule import Lease, run_due_harvests
+                    from eoshare.leases import Leases, lease_location
 
-                    ran = run_due_harvests(
-                        registry, lambda p: reports.append((p, harvester.harvest(p)))
-                    )
+                    leases = Leases(lease_location(s))
+                    try:
+                        ran = run_due_harvests(
+                            registry,
+                            lambda p: reports.append((p, harvester.harvest(p))),
+                            lease=Lease(leases),
+                        )
+                    finally:
+                        leases.close()
                     if ran is None:
                         typer.echo("another process is running the scheduled harvests")
                     elif not ran:

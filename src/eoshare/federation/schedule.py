@@ -7,11 +7,11 @@ e.g. ``22:00-06:00`` for night hours: a due harvest waits for it). Set with
 
 ``run_due_harvests`` is one pass: called by the node's housekeeping loop (every
 ``housekeeping.interval_s``) and by ``eoshare harvest --due`` (cron). Several processes
-of a node may call it at once; a lease row in the peers database (``Lease``: one holder
-until a time; taken in one atomic statement, given back at the end, or lapsing when its
-holder dies) lets one of them run the harvests, and which harvests are
-due is read *after* taking it, so a harvest another process just finished is not run
-again. The lease is the node's general one (``eoshare.leases``).
+of a node may call it at once; the ``harvest-schedules`` lease of the node's lease table
+(``eoshare.leases``: one holder until a time, taken in one atomic statement, given back at
+the end, or lapsing when its holder dies) lets one of them run the harvests, and which
+harvests are due is read *after* taking it, so a harvest another process just finished is
+not run again.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from eoshare.errors import InvalidRequestError
 from eoshare.federation.peers import Peer, PeerRegistry
@@ -100,55 +99,40 @@ def due_peers(registry: PeerRegistry, now: float | None = None) -> list[Peer]:
 
 
 class Lease:
-    """The node's lease named ``name`` (``eoshare.leases``), for one holder: kept in the
-    node's lease table beside the peers database (``node.db`` in the same folder, or the
-    same PostgreSQL database)."""
+    """One named lease of the node's lease table, held by this process."""
 
-    def __init__(self, db: str | Path, name: str, holder: str | None = None) -> None:
-        self.name = name
+    def __init__(self, leases: Leases, name: str = LEASE_NAME, holder: str | None = None):
+        self.leases, self.name = leases, name
         self.holder = holder or new_holder()
-        location = str(db)
-        if not location.startswith(("postgresql://", "postgres://")):
-            location = str(Path(location).parent / "node.db")
-        self._leases = Leases(location)
 
-    def acquire(self, ttl_s: float, now: float | None = None) -> bool:
+    def acquire(self, ttl_s: float) -> bool:
         """Take (or extend) the lease for ``ttl_s``; False when another holder has it."""
-        return self._leases.acquire(self.name, self.holder, ttl_s, now=now)
+        return self.leases.acquire(self.name, self.holder, ttl_s)
 
     def release(self) -> None:
-        self._leases.release(self.name, self.holder)
-
-    def close(self) -> None:
-        self._leases.close()
+        self.leases.release(self.name, self.holder)
 
 
 def run_due_harvests(
     registry: PeerRegistry,
     harvest: Callable[[Peer], object],
     *,
-    lease: Lease | None = None,
+    lease: Lease,
     ttl_s: float = 900.0,
 ) -> list[str] | None:
     """Harvest every peer that is due, once; the names harvested, or None when another
     process holds the lease. ``harvest(peer)`` does one peer (``Harvester.harvest``)."""
-    own = lease is None
-    lease = lease or Lease(registry.path, LEASE_NAME)
+    if not lease.acquire(ttl_s):
+        return None
+    done: list[str] = []
     try:
-        if not lease.acquire(ttl_s):
-            return None
-        done: list[str] = []
-        try:
-            for peer in due_peers(registry):  # read under the lease
-                try:
-                    harvest(peer)
-                except Exception:  # one peer's failure must not stop the others
-                    log.exception("scheduled harvest of %s failed", peer.name)
-                done.append(peer.name)
-                lease.acquire(ttl_s)  # renewed after each peer
-        finally:
-            lease.release()
-        return done
+        for peer in due_peers(registry):  # read under the lease
+            try:
+                harvest(peer)
+            except Exception:  # one peer's failure must not stop the others
+                log.exception("scheduled harvest of %s failed", peer.name)
+            done.append(peer.name)
+            lease.acquire(ttl_s)  # renewed after each peer
     finally:
-        if own:
-            lease.close()
+        lease.release()
+    return done
