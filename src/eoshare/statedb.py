@@ -33,6 +33,7 @@ import hashlib
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,6 +94,19 @@ class Conn:
             self.raw.executemany(sql, [tuple(r) for r in rows])
 
 
+class _ThreadConn:
+    """A thread's SQLite connection, closed when the thread's local storage lets go."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
 class StateDB:
     """One area's state on SQLite (``location`` a path) or PostgreSQL (a URL).
 
@@ -116,7 +130,11 @@ class StateDB:
         self.location = str(location)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._conns: list[sqlite3.Connection] = []
+        # every thread's connection, held through a _ThreadConn that the thread's local
+        # storage owns: when the thread ends (anyio retires idle worker threads and starts
+        # new ones), its connection is closed instead of kept open for ever
+        self._conns: weakref.WeakSet[_ThreadConn] = weakref.WeakSet()
+        self._memory_conn: sqlite3.Connection | None = None
         self._conns_lock = threading.Lock()
         self._pool: Any = None
         self._memory = self.location == ":memory:"
@@ -166,8 +184,8 @@ class StateDB:
     def _sqlite(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._memory and self._conns:
-                return self._conns[0]  # one in-memory database: one connection
+            if self._memory and self._memory_conn is not None:
+                return self._memory_conn  # one in-memory database: one connection
             try:
                 conn = sqlite3.connect(
                     self.location, timeout=30, isolation_level=None, check_same_thread=False
@@ -181,7 +199,11 @@ class StateDB:
                 raise database_error(f"cannot open {self.location}", exc) from exc
             self._local.conn = conn
             with self._conns_lock:
-                self._conns.append(conn)
+                if self._memory:  # shared by every thread, closed by close()
+                    self._memory_conn = conn
+                else:
+                    self._local.owner = owner = _ThreadConn(conn)
+                    self._conns.add(owner)
         return conn
 
     @contextlib.contextmanager
@@ -200,7 +222,11 @@ class StateDB:
         if self._pool is not None:
             self._pool.close()
         with self._conns_lock:
-            conns, self._conns = self._conns, []
+            conns = [owner.conn for owner in self._conns]
+            if self._memory_conn is not None and self._memory_conn not in conns:
+                conns.append(self._memory_conn)
+            self._conns = weakref.WeakSet()
+            self._memory_conn = None
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
