@@ -83,19 +83,14 @@ class Leases:
         self.postgres = self.location.startswith(("postgresql://", "postgres://"))
         self._lock = threading.Lock()
         self._db: Any = None
-        self._pool: Any = None
+        self._pg: Any = None
         try:
             if self.postgres:
-                import psycopg
-                from psycopg_pool import ConnectionPool
-
-                with psycopg.connect(self.location, autocommit=True, connect_timeout=30) as c:
-                    for statement in _PG_SCHEMA:
-                        c.execute(statement)
-                self._pool = ConnectionPool(
-                    self.location, min_size=0, max_size=2, kwargs={"autocommit": True},
-                    open=True, name="eoshare-leases",
-                )  # fmt: skip
+                # one connection (no pool: a pool's threads would outlive an unclosed
+                # app), opened again when it breaks
+                self._pg = self._pg_connect()
+                for statement in _PG_SCHEMA:
+                    self._pg.execute(statement)
                 self._table, self._p = "eoshare_node.leases", "%s"
             else:
                 Path(self.location).parent.mkdir(parents=True, exist_ok=True)
@@ -109,14 +104,20 @@ class Leases:
             self.close()
             raise StorageError(f"cannot open the lease table: {exc}") from exc
 
+    def _pg_connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.location, autocommit=True, connect_timeout=30)
+
     def _execute(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         sql = sql.format(table=self._table, p=self._p)
         try:
-            if self._pool is not None:
-                with self._pool.connection(timeout=30) as conn:
-                    return list(conn.execute(sql, params).fetchall())
             with self._lock:
-                return list(self._db.execute(sql, params).fetchall())
+                if self._pg is None:
+                    return list(self._db.execute(sql, params).fetchall())
+                if self._pg.closed or self._pg.broken:
+                    self._pg = self._pg_connect()
+                return list(self._pg.execute(sql, params).fetchall())
         except Exception as exc:
             raise StorageError(f"cannot use the lease table: {exc}") from exc
 
@@ -141,8 +142,8 @@ class Leases:
         return Lease(*rows[0]) if rows else None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        if self._pg is not None:
+            self._pg.close()
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,7 +97,14 @@ class ProcessingService:
         self._beat = threading.Event()
         if leases is not None:
             leases.acquire(self._runner_lease, self.holder, runner_ttl_s)
-            threading.Thread(target=self._heartbeat, name="job-runner", daemon=True).start()
+            # the thread holds the service weakly: an app that is dropped without closing
+            # (tests build many) does not live on through its heartbeat
+            threading.Thread(
+                target=_heartbeat,
+                args=(weakref.ref(self), self._beat, leases, self.runner_ttl_s),
+                name="job-runner",
+                daemon=True,
+            ).start()
         self.catalog = catalog
         self.policy = policy
         self.store = store
@@ -132,15 +140,6 @@ class ProcessingService:
     @property
     def _runner_lease(self) -> str:
         return f"runner:{self.holder}"
-
-    def _heartbeat(self) -> None:
-        """Renew this process's runner lease three times per its lifetime."""
-        assert self.leases is not None
-        while not self._beat.wait(self.runner_ttl_s / 3):
-            try:
-                self.leases.acquire(self._runner_lease, self.holder, self.runner_ttl_s)
-            except Exception:
-                log.exception("cannot renew the job runner's lease")
 
     def _running_elsewhere(self, job_id: str) -> bool:
         """Whether a live process (not this one) has claimed the job."""
@@ -676,6 +675,22 @@ def _is_process_error(exc: Exception) -> bool:
     except ImportError:  # pragma: no cover - a dependency of processing
         return False
     return isinstance(exc, OpenEOException)
+
+
+def _heartbeat(
+    service: weakref.ref[ProcessingService], stop: threading.Event, leases: Leases, ttl_s: float
+) -> None:
+    """Renew a service's runner lease three times per its lifetime, while it lives."""
+    while not stop.wait(ttl_s / 3):
+        alive = service()
+        if alive is None:
+            return
+        name, holder = alive._runner_lease, alive.holder
+        del alive
+        try:
+            leases.acquire(name, holder, ttl_s)
+        except Exception:
+            log.exception("cannot renew the job runner's lease")
 
 
 def open_processing(settings: Any, state: Any) -> ProcessingService:
