@@ -384,6 +384,12 @@ def test_run_loop_runs_the_mirrors_in_their_window(mirrors: Mirrors) -> None:
     assert mirrors.status("m-night")["state"] == "idle"
 
 
+def test_verify_finds_the_mirrored_files_whole_and_owned(mirrors: Mirrors) -> None:
+    checked = mirrors.cli("verify")
+    assert checked.returncode == 0, (checked.stdout, checked.stderr)
+    assert "checked 3 files: 0 missing, 0 corrupt, 0 orphaned" in checked.stderr
+
+
 # --- the small parts, without nodes -------------------------------------------------------
 def test_token_bucket_holds_the_rate() -> None:
     from eoshare.federation.mirror import TokenBucket

@@ -27,10 +27,11 @@ bandwidth limit and the local user it acts for (``--as``). A run:
    again from its first byte once (the partial was damaged); a fresh one that does not
    match fails (the origin's bytes are not what it says).
 5. **commits**: the file is moved into the store atomically (a rename into a local
-   store on the same file system, else ``Store.put_file``), and the item is written to the local catalogue with the node's
-   ``eoshare:key`` on the mirrored assets, so that ``AssetGate`` -- the one path for
-   bytes -- serves the local copy with this node's decision and audit under the copied
-   agreement. Hidden stays hidden: an item the agreement hides is 404 here too.
+   store on the same file system, else ``Store.put_file``), and the item is written to
+   the local catalogue with the node's ``eoshare:key`` on the mirrored assets, so that
+   ``AssetGate`` -- the one path for bytes -- serves the local copy with this node's
+   decision and audit under the copied agreement. Hidden stays hidden: an item the
+   agreement hides is 404 here too.
 
 Runs are serialised per mirror by a lock file; ``state``, file and byte counts, the last
 run and its error are kept in ``federation.db`` and shown by ``eoshare mirror status``
