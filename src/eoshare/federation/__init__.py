@@ -13,6 +13,7 @@ Read in this order:
 ``harvest``     incremental, resumable pull of peers' items into the local catalogue
 ``mirror``      local copies of peers' assets: resumable, verified, rate-limited,
                 scheduled; served under the origin's agreement
+``schedule``    per-peer harvest schedules; a lease row so that one process runs them
 ``bundle``      ``eoshare export`` / ``import``: a static STAC catalogue with the bytes,
                 checksums and agreements, verified on the way in
 ``cli``         ``eoshare peers ...``, ``harvest``, ``mirror ...``, ``export``, ``import``
@@ -26,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eoshare.catalog.base import Catalog
 from eoshare.federation.fanout import FederatedSearch
 from eoshare.federation.identity import NodeIdentity, load_or_create_identity
 from eoshare.federation.mirror import MirrorBook, open_mirrors
 from eoshare.federation.peers import PeerRegistry
 from eoshare.federation.trust import PeerTrust
+from eoshare.leases import Leases
 from eoshare.settings import Settings
 
 
@@ -46,6 +49,22 @@ class FederationServices:
         self.registry.close()
         self.mirrors.close()
 
+    def harvest_chore(
+        self, catalog: Catalog, batch: int, leases: Leases
+    ) -> Callable[[], list[str] | None]:
+        """The scheduled harvests, as one housekeeping chore (``schedule``)."""
+
+        def run() -> list[str] | None:
+            if not any(p.harvest_every_s for p in self.registry.cached()):
+                return []
+            from eoshare.federation.harvest import Harvester
+            from eoshare.federation.schedule import Lease, run_due_harvests
+
+            harvester = Harvester(catalog, self.registry, self.identity, batch=batch)
+            return run_due_harvests(self.registry, harvester.harvest, lease=Lease(leases))
+
+        return run
+
 
 def open_federation(
     settings: Settings, known_member: Callable[[str], str | bool | None]
@@ -55,7 +74,7 @@ def open_federation(
     identity = load_or_create_identity(
         settings.node_key_path, name=settings.node_name, member=fed.member
     )
-    registry = PeerRegistry(settings.federation_db_path)
+    registry = PeerRegistry(settings.state_db(settings.federation_db_path))
     trust = PeerTrust(
         registry,
         known_member=known_member,

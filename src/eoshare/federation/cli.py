@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from eoshare.federation.peers import Peer, PeerRegistry
     from eoshare.settings import Settings
 
+HarvestEveryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--harvest-every",
+        help="Harvest it on a schedule: 90s, 15m, 1h, 1d (off: by hand only).",
+    ),
+]
+HarvestWindowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--harvest-window",
+        help="Only within these UTC hours, HH:MM-HH:MM (e.g. 22:00-06:00; any: always).",
+    ),
+]
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -36,41 +50,15 @@ def _identity(s: Settings) -> NodeIdentity:
 def _registry(s: Settings) -> PeerRegistry:
     from eoshare.federation.peers import PeerRegistry
 
-    return PeerRegistry(s.federation_db_path)
+    return PeerRegistry(s.state_db(s.federation_db_path))
 
 
 def check_peer(peer: Peer, identity: NodeIdentity, registry: PeerRegistry) -> Peer:
-    """Ask the peer who it is and what it holds; record the answer as its health."""
-    from eoshare.errors import UpstreamError
-    from eoshare.federation.client import fetch_collection_ids, fetch_node_document
-    from eoshare.federation.peers import now_iso
+    """Ask the peer who it is and what it holds; record the answer as its health
+    (``eoshare.federation.health``, the check the operators' peers page runs too)."""
+    from eoshare.federation.health import check_peer as check
 
-    try:
-        if peer.kind == "eoshare":
-            doc = fetch_node_document(peer.url)
-            if doc is None:
-                raise UpstreamError("it no longer answers as an eoshare node")
-            if doc.get("fingerprint") != peer.fingerprint:
-                return registry.update(
-                    peer.name,
-                    checked=now_iso(),
-                    status="key-changed",
-                    detail=f"its key is now {doc.get('fingerprint')}; remove and add it again "
-                    "once its operator confirms the change",
-                    enabled=False,
-                )
-        ids = fetch_collection_ids(peer, identity)
-    except UpstreamError as exc:
-        return registry.update(
-            peer.name, checked=now_iso(), status="unreachable", detail=exc.detail
-        )
-    return registry.update(
-        peer.name,
-        checked=now_iso(),
-        status="ok",
-        detail=f"{len(ids)} collection(s) visible to this node",
-        collections=ids,
-    )
+    return check(peer, identity, registry).peer
 
 
 def register(
@@ -102,20 +90,27 @@ def register(
         stac: Annotated[
             bool, typer.Option("--stac", help="A plain STAC API: read-only and unsigned.")
         ] = False,
+        harvest_every: HarvestEveryOption = None,
+        harvest_window: HarvestWindowOption = None,
         data_dir: DataDirOption = None,
     ) -> None:
         """Register a peer after checking its key fingerprint (like an SSH host key)."""
         from eoshare.errors import InvalidRequestError
         from eoshare.federation.client import fetch_node_document
         from eoshare.federation.peers import Peer
+        from eoshare.federation.schedule import check_window, parse_every
 
         with errors():
             s = settings(data_dir=data_dir)
+            schedule: dict[str, Any] = {
+                "harvest_every_s": parse_every(harvest_every) if harvest_every else None,
+                "harvest_window": check_window(harvest_window),
+            }
             url = url.rstrip("/")
             if not url.startswith(("http://", "https://")):
                 raise InvalidRequestError(f"{url!r} is not an http(s) URL")
             if stac:
-                peer = Peer(name=name or _name_from(url), url=url, kind="stac")
+                peer = Peer(name=name or _name_from(url), url=url, kind="stac", **schedule)
             else:
                 doc = fetch_node_document(url)
                 if doc is None:
@@ -139,6 +134,7 @@ def register(
                     public_key=str(doc["public_key"]["raw"]),
                     member=doc.get("member"),
                     trusted_members=frozenset(trust or ()),
+                    **schedule,
                 )
             registry = _registry(s)
             peer = registry.add(peer)
@@ -165,7 +161,11 @@ def register(
             for r in rows:
                 trust = ",".join(r["trusted_members"]) or "-"
                 state = r["status"] or "unchecked"
-                typer.echo(f"{r['name']}\t{r['kind']}\t{r['url']}\t{state}\ttrusts:{trust}")
+                every = r["harvest_every_s"]
+                plan = f"harvest:every {every}s" if every else "harvest:by hand"
+                if every and r["harvest_window"]:
+                    plan += f" in {r['harvest_window']} UTC"
+                typer.echo(f"{r['name']}\t{r['kind']}\t{r['url']}\t{state}\ttrusts:{trust}\t{plan}")
 
     @peers.command("check")
     def peers_check(
@@ -179,10 +179,18 @@ def register(
             identity = _identity(s)
             targets = [registry.get(name)] if name else registry.all()
             bad = 0
+            from eoshare.federation.health import check_peer as check
+
             for peer in targets:
-                peer = check_peer(peer, identity, registry)
+                result = check(peer, identity, registry)
+                peer = result.peer
                 bad += peer.status != "ok"
-                typer.echo(f"{peer.name}: {peer.status} ({peer.detail})")
+                timing = ""
+                if result.latency_ms is not None:
+                    timing = f"; {result.latency_ms:.0f} ms"
+                if result.clock_skew_s is not None:
+                    timing += f", clock {result.clock_skew_s:+.0f} s"
+                typer.echo(f"{peer.name}: {peer.status} ({peer.detail}{timing})")
             if bad:
                 raise typer.Exit(1)
 
@@ -201,6 +209,35 @@ def register(
             peer = _registry(s).update(name, trusted_members=frozenset(members or ()))
             typer.echo(f"{peer.name} trusts: {', '.join(sorted(peer.trusted_members)) or '-'}")
 
+    @peers.command("set")
+    def peers_set(
+        name: Annotated[str, typer.Argument(help="The peer.")],
+        harvest_every: HarvestEveryOption = None,
+        harvest_window: HarvestWindowOption = None,
+        enabled: Annotated[
+            bool | None,
+            typer.Option("--enable/--disable", help="Ask it in searches and harvests, or not."),
+        ] = None,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """Change a peer's harvest schedule or switch it on or off."""
+        from eoshare.federation.schedule import check_window, parse_every
+
+        with errors():
+            s = settings(data_dir=data_dir)
+            changes: dict[str, Any] = {}
+            if harvest_every is not None:
+                changes["harvest_every_s"] = parse_every(harvest_every)
+            if harvest_window is not None:
+                changes["harvest_window"] = check_window(harvest_window)
+            if enabled is not None:
+                changes["enabled"] = enabled
+            peer = _registry(s).update(name, **changes)
+            every = f"every {peer.harvest_every_s} s" if peer.harvest_every_s else "by hand"
+            window = f" in {peer.harvest_window} UTC" if peer.harvest_window else ""
+            state = "enabled" if peer.enabled else "disabled"
+            typer.echo(f"{peer.name}: {state}, harvested {every}{window}")
+
     @peers.command("remove")
     def peers_remove(
         name: Annotated[str, typer.Argument(help="The peer.")],
@@ -215,15 +252,26 @@ def register(
     @app.command("harvest")
     def harvest_cmd(
         peer: Annotated[str | None, typer.Argument(help="One peer (default: every peer).")] = None,
+        due: Annotated[
+            bool,
+            typer.Option(
+                "--due",
+                help="Only the peers whose schedule says a harvest is due (for cron); "
+                "nothing when another process is running them.",
+            ),
+        ] = False,
         data_dir: DataDirOption = None,
     ) -> None:
         """Pull peers' collections and items into this node's catalogue (resumable)."""
         from eoshare.catalog import open_catalog
-        from eoshare.federation.harvest import Harvester
+        from eoshare.errors import InvalidRequestError
+        from eoshare.federation.harvest import Harvester, HarvestReport
 
         with errors():
             s = settings(data_dir=data_dir)
             registry = _registry(s)
+            if due and peer:
+                raise InvalidRequestError("give either a peer or --due, not both")
             peers = [registry.get(peer)] if peer else [p for p in registry.all() if p.enabled]
             # wrapped so that harvested items reach a running server's alerts
             from eoshare.disaster.service import observe_writes
@@ -234,8 +282,27 @@ def register(
                     catalog, registry, _identity(s), batch=s.federation.harvest_batch
                 )
                 failed = 0
-                for p in peers:
-                    r = harvester.harvest(p)
+                reports: list[tuple[Peer, HarvestReport]] = []
+                if due:
+                    from eoshare.federation.schedule import Lease, run_due_harvests
+                    from eoshare.leases import Leases, lease_location
+
+                    leases = Leases(lease_location(s))
+                    try:
+                        ran = run_due_harvests(
+                            registry,
+                            lambda p: reports.append((p, harvester.harvest(p))),
+                            lease=Lease(leases),
+                        )
+                    finally:
+                        leases.close()
+                    if ran is None:
+                        typer.echo("another process is running the scheduled harvests")
+                    elif not ran:
+                        typer.echo("no harvest is due")
+                else:
+                    reports = [(p, harvester.harvest(p)) for p in peers]
+                for p, r in reports:
                     failed += bool(r.errors)
                     rate = r.written / r.seconds if r.seconds else 0.0
                     typer.echo(
@@ -267,7 +334,7 @@ def register(
         with errors():
             s = settings(data_dir=data_dir)
             catalog = open_catalog(s.catalog_url)
-            access = AccessStore(s.access_db_path)
+            access = AccessStore(s.state_db(s.access_db_path))
             try:
                 store = open_store(s.storage_url, **s.s3.model_dump(exclude_none=True))
                 r = export_bundle(catalog, store, access, collection, target)
@@ -293,7 +360,7 @@ def register(
         with errors():
             s = settings(data_dir=data_dir)
             catalog = open_catalog(s.catalog_url)
-            access = AccessStore(s.access_db_path)
+            access = AccessStore(s.state_db(s.access_db_path))
             try:
                 store = open_store(s.storage_url, **s.s3.model_dump(exclude_none=True))
                 r = import_bundle(catalog, store, access, source)

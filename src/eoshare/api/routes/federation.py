@@ -31,8 +31,9 @@ from eoshare.api.links import GEOJSON, base_url, link, q, render_item
 from eoshare.api.params import Fields, apply_fields
 from eoshare.api.responses import GeoJSONResponse, JSONResponse
 from eoshare.catalog.base import ItemPage, SearchQuery
-from eoshare.errors import AccessDeniedError, NotAuthenticatedError, NotFoundError
+from eoshare.errors import AccessDeniedError, NotAuthenticatedError, NotFoundError, StorageError
 from eoshare.federation import FederationServices
+from eoshare.federation.client import RENDER_HEADER
 from eoshare.federation.fanout import LOCAL, FederatedSearch, MergedItem
 from eoshare.federation.identity import WELL_KNOWN_PATH
 from eoshare.federation.trust import PeerTrust
@@ -146,9 +147,16 @@ class PeerSignatureMiddleware:
             response = errors.problem(401, exc.detail)
             await response(scope, receive, send)
             return
+        except StorageError as exc:  # the replay cache could not be written
+            await errors.problem(503, exc.detail)(scope, receive, send)
+            return
         state = scope.setdefault("state", {})
         state["principal"] = result.principal
         state["auth_via"] = f"peer:{result.peer.name}"
+        # a harvesting peer asks for items without the derived links it makes itself
+        state["render_minimal"] = (
+            headers.get(RENDER_HEADER.lower(), "").strip().lower() == "minimal"
+        )
         sent = False
 
         async def replay() -> Message:
