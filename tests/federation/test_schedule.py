@@ -111,7 +111,6 @@ def test_harvest_window(window: str, hour: int, inside: bool) -> None:
 
 def test_schedule_units_and_lease(tmp_path: Path) -> None:
     from eoshare.errors import InvalidRequestError
-    from eoshare.federation.peers import PeerRegistry
     from eoshare.federation.schedule import Lease, is_due, parse_every
 
     assert parse_every("90s") == 90 and parse_every("15m") == 900 and parse_every("2d") == 172800
@@ -127,10 +126,17 @@ def test_schedule_units_and_lease(tmp_path: Path) -> None:
     assert is_due(peer, stamp, now + 3600)
     assert not is_due(Peer("q", "http://q", "stac"), None, now)  # by hand only
     # two holders of one lease (two processes): one at a time; it lapses when not given back
-    PeerRegistry(tmp_path / "f.db")
-    a, b = Lease(tmp_path / "f.db", "harvest"), Lease(tmp_path / "f.db", "harvest")
-    assert a.acquire(60, now=now) and not b.acquire(60, now=now)
-    assert a.acquire(60, now=now + 1)  # its holder extends it
-    assert b.acquire(60, now=now + 62)  # a died: lapsed
+    from eoshare.leases import Leases
+
+    clock = [now]
+    leases = Leases(tmp_path / "node.db", clock=lambda: clock[0])
+    a, b = Lease(leases), Lease(leases)
+    assert a.acquire(60) and not b.acquire(60)
+    clock[0] = now + 1
+    assert a.acquire(60)  # its holder extends it
+    clock[0] = now + 62
+    assert b.acquire(60)  # a died: lapsed
     b.release()
-    assert a.acquire(60, now=now + 63)
+    clock[0] = now + 63
+    assert a.acquire(60)
+    leases.close()

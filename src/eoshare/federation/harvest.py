@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from eoshare.catalog.assetkeys import keep_node_keys
 from eoshare.catalog.base import Catalog
 from eoshare.errors import NotFoundError, UpstreamError
 from eoshare.federation.client import RENDER_HEADER, auth_for, json_of, upstream
@@ -206,11 +207,20 @@ class Harvester:
     def _write(self, peer: Peer, items: list[JSON], local: str) -> int:
         if not items:
             return 0
-        docs = [_harvested_item(peer, i, local) for i in items]
+        docs = [self._keep_mirrored(local, _harvested_item(peer, i, local)) for i in items]
         self.catalog.upsert_items(docs, collection_id=local, on_conflict="update")
         if self.on_batch is not None:
             self.on_batch(local, len(docs))
         return len(docs)
+
+    def _keep_mirrored(self, local: str, doc: JSON) -> JSON:
+        """A record this node holds a mirrored copy of (``eoshare.federation.mirror``)
+        keeps its store keys: a harvest must not cut the local bytes off their item."""
+        try:
+            old = self.catalog.get_item(local, str(doc["id"]))
+        except NotFoundError:
+            return doc
+        return keep_node_keys(doc, old)
 
     def _incremental(
         self,

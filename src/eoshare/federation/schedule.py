@@ -7,27 +7,24 @@ e.g. ``22:00-06:00`` for night hours: a due harvest waits for it). Set with
 
 ``run_due_harvests`` is one pass: called by the node's housekeeping loop (every
 ``housekeeping.interval_s``) and by ``eoshare harvest --due`` (cron). Several processes
-of a node may call it at once; a lease row in the peers database (``Lease``: one holder
-until a time; taken in one ``BEGIN IMMEDIATE`` transaction, given back at the end, or
-lapsing when its holder dies) lets one of them run the harvests, and which harvests are
-due is read *after* taking it, so a harvest another process just finished is not run
-again. ``Lease`` is deliberately small and on its own, to be replaced by a general one.
+of a node may call it at once; the ``harvest-schedules`` lease of the node's lease table
+(``eoshare.leases``: one holder until a time, taken in one atomic statement, given back at
+the end, or lapsing when its holder dies) lets one of them run the harvests, and which
+harvests are due is read *after* taking it, so a harvest another process just finished is
+not run again.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from eoshare.errors import InvalidRequestError
 from eoshare.federation.peers import Peer, PeerRegistry
+from eoshare.leases import Leases, new_holder
 
 log = logging.getLogger("eoshare.federation.schedule")
 LEASE_NAME = "harvest"
@@ -102,61 +99,29 @@ def due_peers(registry: PeerRegistry, now: float | None = None) -> list[Peer]:
 
 
 class Lease:
-    """One named lease in a SQLite database: a holder until a time. Small and on its
-    own on purpose (to be swapped for a general one)."""
+    """One named lease of the node's lease table, held by this process."""
 
-    def __init__(self, db: Path, name: str, holder: str | None = None) -> None:
-        self.db = db
-        self.name = name
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        with self._connect() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS leases "
-                "(name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL)"
-            )
+    def __init__(self, leases: Leases, name: str = LEASE_NAME, holder: str | None = None):
+        self.leases, self.name = leases, name
+        self.holder = holder or new_holder()
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db, timeout=30, isolation_level=None)
-
-    def acquire(self, ttl_s: float, now: float | None = None) -> bool:
+    def acquire(self, ttl_s: float) -> bool:
         """Take (or extend) the lease for ``ttl_s``; False when another holder has it."""
-        now = time.time() if now is None else now
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(
-                "SELECT holder, until FROM leases WHERE name = ?", (self.name,)
-            ).fetchone()
-            if row is not None and row[0] != self.holder and row[1] > now:
-                conn.execute("ROLLBACK")
-                return False
-            conn.execute(
-                "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) "
-                "DO UPDATE SET holder = excluded.holder, until = excluded.until",
-                (self.name, self.holder, now + ttl_s),
-            )
-            conn.execute("COMMIT")
-            return True
-        finally:
-            conn.close()
+        return self.leases.acquire(self.name, self.holder, ttl_s)
 
     def release(self) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "DELETE FROM leases WHERE name = ? AND holder = ?", (self.name, self.holder)
-            )
+        self.leases.release(self.name, self.holder)
 
 
 def run_due_harvests(
     registry: PeerRegistry,
     harvest: Callable[[Peer], object],
     *,
-    lease: Lease | None = None,
+    lease: Lease,
     ttl_s: float = 900.0,
 ) -> list[str] | None:
     """Harvest every peer that is due, once; the names harvested, or None when another
     process holds the lease. ``harvest(peer)`` does one peer (``Harvester.harvest``)."""
-    lease = lease or Lease(registry.path, LEASE_NAME)
     if not lease.acquire(ttl_s):
         return None
     done: list[str] = []
