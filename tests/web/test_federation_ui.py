@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,15 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
     black_hole.bind(("127.0.0.1", 0))
     black_hole.listen(64)  # connections are taken by the kernel, never answered
     slow_url = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
-    with black_hole, serve(live), serve(hub):
+    with black_hole, contextlib.ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+        # the two nodes start at once (each waits for its server to answer)
+        nodes = [serve(live), serve(hub)]
+        started = [pool.submit(node.__enter__) for node in nodes]
+        for node in nodes:
+            # stopped after the pool has waited for both starts, whatever happened
+            stack.push(node.__exit__)
+        for future in started:
+            future.result()
         live.registry.add(as_peer(hub, {"*"}))
         hub.registry.add(as_peer(live))
         hub.registry.add(
@@ -101,9 +110,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
         )
         hub.registry.add(Peer(name="slow", url=slow_url, kind="stac"))
         yield Hub(hub, live, operator_token, dead_url)
-        for node in (hub, live):
-            log = (node.data_dir / "server.log").read_text()
-            assert "Traceback" not in log, f"{node.name}:\n{log}"
+    for node in (hub, live):
+        log = (node.data_dir / "server.log").read_text()
+        assert "Traceback" not in log, f"{node.name}:\n{log}"
 
 
 @contextlib.contextmanager
@@ -271,7 +280,10 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         page.locator("h1", has_text="العقد النظيرة").wait_for()
         assert live.locator(".peer-state").first.inner_text() == "يمكن الوصول إليها"
         page.screenshot(path=str(SCREENSHOTS / "federation-peers-ar.png"), full_page=True)
-        # the dashboard links to it
+        # the main page's navigation links to it for operators, and so does the dashboard
+        page.goto(hub.hub.url + "/ui/?lang=en")
+        page.locator("#nav-peers").wait_for(state="visible")
+        assert page.locator("#nav-peers").get_attribute("href") == "peers.html"
         page.goto(hub.hub.url + "/ui/dashboard.html?lang=en")
         link = page.locator("#dash-peers")
         link.wait_for(state="visible")
@@ -289,6 +301,9 @@ def test_peers_page_refuses_members_and_the_public(hub: Hub, browser: Any) -> No
         assert message.get_attribute("data-status") == "403"
         assert "operator" in message.inner_text()
         assert page.locator(".peer-card").count() == 0
+        page.goto(hub.hub.url + "/ui/?lang=en")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        assert page.locator("#nav-peers").is_hidden()  # not offered to a member
     with page_as(browser, None, errors) as page:
         page.goto(hub.hub.url + "/ui/peers.html?lang=fr")
         page.wait_for_selector("body[data-ready]", state="attached")
