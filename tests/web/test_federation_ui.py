@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from eoshare.access.store import AccessStore
+from eoshare.catalog import open_catalog
 from eoshare.federation.peers import Peer
 from federation.conftest import Node, as_peer, build, serve
 from live import free_port
@@ -35,6 +36,8 @@ OPERATOR = "fed-ops"
 MEMBER = "vn_user"  # made by build(): an analyst of vn-vnsc, not an operator
 HUB_ITEMS = 2
 LIVE_ITEMS = 3
+# live also holds the hub's scene h-open-0 under another id: shown once, from both nodes
+TWIN = "l-twin"
 
 
 MIRRORS = {
@@ -75,6 +78,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
         node.data_dir.mkdir()
     build(hub, shared_data, {"h-open": ({"access": "open"}, HUB_ITEMS)})
     build(live, shared_data, {"l-open": ({"access": "open"}, LIVE_ITEMS)})
+    catalog = open_catalog(f"sqlite:///{hub.data_dir / 'catalog.db'}")
+    scene = catalog.get_item("h-open", "h-open-0")
+    catalog.close()
+    catalog = open_catalog(f"sqlite:///{live.data_dir / 'catalog.db'}")
+    catalog.upsert_items([{**scene, "id": TWIN, "collection": "l-open", "links": []}])
+    catalog.close()
     store = AccessStore(hub.data_dir / "access.db")
     try:
         store.put_user(OPERATOR, member=None, roles=["operator"], password=None, who="test")
@@ -150,6 +159,8 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
     assert report["live"]["status"] == "ok"
     assert report["dead"]["status"] == "error" and report["slow"]["status"] == "timeout"
     assert len(body["features"]) == HUB_ITEMS + LIVE_ITEMS
+    twin = next(f for f in body["features"] if f["id"] == "h-open-0")
+    assert [s["node"] for s in twin["properties"]["federation:sources"]] == ["hub", "live"]
 
     errors: list[str] = []
     with page_as(browser, None, errors) as page:
@@ -157,11 +168,17 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
         page.wait_for_selector("body[data-ready]", state="attached")
         results = page.locator("#results li.result")
         assert results.count() == HUB_ITEMS + LIVE_ITEMS
-        origins = [
-            results.nth(i).locator(".origin-badge").get_attribute("data-origin")
-            for i in range(results.count())
-        ]
-        assert sorted(origins) == sorted(["hub"] * HUB_ITEMS + ["live"] * LIVE_ITEMS)
+        origins = {}
+        for i in range(results.count()):
+            badges = results.nth(i).locator(".origin-badge")
+            origins[results.nth(i).get_attribute("data-item")] = [
+                badges.nth(j).get_attribute("data-origin") for j in range(badges.count())
+            ]
+        assert origins == {
+            "h-open-0": ["hub", "live"],  # the same scene at both nodes
+            "h-open-1": ["hub"],
+            **{f"l-open-{n}": ["live"] for n in range(LIVE_ITEMS)},
+        }
         # a peer's badge names its member; this node's own results say so
         live_badge = page.locator("#results .origin-badge[data-origin=live]").first
         assert "ke-kspa" in live_badge.inner_text()
@@ -181,7 +198,7 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
         page.screenshot(path=str(SCREENSHOTS / "federation-results-ar.png"))
         page.select_option("#language", "en")
         # a peer's scene opens through the hub, with its origin
-        page.locator("#results li.result:has(.origin-badge[data-origin=live]) a").first.click()
+        page.locator("#results li.result[data-item=l-open-0] a").click()
         page.wait_for_selector("#item h1")
         assert page.url.split("#", 1)[1].startswith("/peer/live/l-open/")
         page.locator("#item .origin-badge[data-origin=live]").wait_for()
@@ -236,7 +253,7 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         report = Harvester(catalog, registry, identity).harvest(registry.get("live"))
     finally:
         catalog.close()
-    assert report.written == LIVE_ITEMS and not report.errors
+    assert report.written == LIVE_ITEMS + 1 and not report.errors
 
     errors: list[str] = []
     with page_as(browser, hub.operator_token, errors) as page:
@@ -260,7 +277,7 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         assert "no member" in live.inner_text()  # its trust setting: nobody's word believed
         harvest = live.locator(".peer-harvest")
         assert "never" not in harvest.locator(".peer-last-harvest").inner_text()
-        assert str(LIVE_ITEMS) in harvest.inner_text()
+        assert str(LIVE_ITEMS + 1) in harvest.inner_text()
         # no mirror service (404) or none configured: said so
         assert page.locator(".mirrors-none").inner_text() == "No mirrors configured."
         page.screenshot(path=str(SCREENSHOTS / "federation-peers-en.png"), full_page=True)
