@@ -228,6 +228,7 @@ def test_admin_peers_reports_health_for_operators_only(hub: Hub) -> None:
     assert slow["health"]["reachable"] is False and slow["kind"] == "stac"
     assert "did not answer in time" in slow["health"]["last_error"]
     assert live["harvest"]["finished"] is None  # never harvested yet
+    assert live["harvest"]["due"] is False and live["harvest_every_s"] is None
     # the member of a member agency is refused, the public is asked to sign in
     refused = httpx.get(url, headers=hub.hub.headers(MEMBER), timeout=30)
     assert refused.status_code == 403
@@ -254,6 +255,7 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
     finally:
         catalog.close()
     assert report.written == LIVE_ITEMS + 1 and not report.errors
+    registry.update("live", harvest_every_s=3600)  # as `eoshare peers set --harvest-every 1h`
 
     errors: list[str] = []
     with page_as(browser, hub.operator_token, errors) as page:
@@ -278,6 +280,8 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         harvest = live.locator(".peer-harvest")
         assert "never" not in harvest.locator(".peer-last-harvest").inner_text()
         assert str(LIVE_ITEMS + 1) in harvest.inner_text()
+        assert harvest.locator(".peer-schedule").inner_text() == "every 1 hour"
+        assert dead.locator(".peer-schedule").inner_text() == "by hand only (eoshare harvest)"
         # no mirror service (404) or none configured: said so
         assert page.locator(".mirrors-none").inner_text() == "No mirrors configured."
         page.screenshot(path=str(SCREENSHOTS / "federation-peers-en.png"), full_page=True)
