@@ -161,6 +161,7 @@ def _run_server(
     import uvicorn
 
     from eoshare.access.demo import check_demo_exposure, users_with_demo_password
+    from eoshare.api.zerocopy import protocol as server_protocol
 
     # demo users' password is published: never on an address others can reach, unasked
     allowed = allow_demo_users or settings.security.allow_demo_users
@@ -182,16 +183,19 @@ def _run_server(
         os.environ["EOSHARE_DATA_DIR"] = str(settings.data_dir)
         if ready:
             _announce_when_listening(settings.host, settings.port, ready)
-        uvicorn.run(
-            "eoshare.cli:_app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            reload=reload,
-            workers=None if reload else workers,
-            log_config=None,
-            timeout_graceful_shutdown=settings.api.shutdown_grace_s,
-        )
+        # /metrics adds up every worker's counts (eoshare.api.observability)
+        with _metrics_dir(workers > 1 and not reload):
+            uvicorn.run(
+                "eoshare.cli:_app_from_env",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                reload=reload,
+                workers=None if reload else workers,
+                log_config=None,
+                timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+                http=server_protocol(),
+            )
         return
     from eoshare.api.app import create_app
 
@@ -204,7 +208,31 @@ def _run_server(
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+        http=server_protocol(),
     )
+
+
+@contextlib.contextmanager
+def _metrics_dir(on: bool) -> Iterator[None]:
+    """Prometheus multiprocess mode for the workers of this run: a fresh folder of its own
+    (``eoshare-metrics-<pid>-*``: folders of earlier runs that were killed are swept
+    first), named in ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, removed at
+    the end."""
+    if not on:
+        yield
+        return
+    from eoshare.workdirs import sweep, workdir
+
+    sweep(METRICS_PREFIX)
+    with workdir(METRICS_PREFIX) as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        try:
+            yield
+        finally:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+METRICS_PREFIX = "eoshare-metrics-"
 
 
 def _announce_when_listening(host: str, port: int, message: str) -> None:
@@ -372,6 +400,15 @@ def load(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Items per database transaction.")
     ] = 1000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Processes that parse and check NDJSON items beside the one that writes "
+            "(default: one per CPU for 8 MB of NDJSON or more; 0: none).",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Load STAC Items and Collections into the catalogue."""
@@ -388,6 +425,7 @@ def load(
                 on_conflict=on_conflict.value,
                 create_collections=create_collections,
                 batch_size=batch_size,
+                workers=workers,
                 progress=_progress_wanted(),
                 limits=DocumentLimits(
                     max_json_bytes=settings.ingest.max_json_bytes,

@@ -145,6 +145,10 @@ class DownloadsSettings(BaseModel):
     # that nginx sends the bytes (sendfile, ranges) once the node has decided, reserved
     # and audited the grant. Empty: the node streams the bytes itself.
     accel_redirect: str = ""
+    # a local store without nginx: send files with sendfile(2) (the kernel copies from
+    # the page cache to the socket) where the server offers zero-copy (eoshare serve does,
+    # see eoshare.api.zerocopy); off: read and write them in chunks
+    zero_copy: bool = True
 
 
 class FederationSettings(BaseModel):
@@ -165,7 +169,10 @@ class FederationSettings(BaseModel):
     # how long this node's signatures live
     signature_ttl_s: int = 60
     # items per request while harvesting
-    harvest_batch: int = 200
+    harvest_batch: int = 500
+    # how often the node runs the mirrors whose time window is open (eoshare.federation.
+    # mirror); 0: never (then `eoshare mirror run --loop` or cron does)
+    mirror_interval_s: float = 600
 
 
 class HousekeepingSettings(BaseModel):

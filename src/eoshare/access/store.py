@@ -370,6 +370,8 @@ class AccessStore:
                 (iso(now_utc()), token_id),
             )
             self._log(conn, who, "token.revoke", token_id, {})
+            # cached answers about signed links made with it are dropped (access.auth)
+            self._bump(conn)
 
     def user_for_token(self, secret: str) -> User:
         """The token's user, or NotAuthenticatedError saying why (never echoing it)."""

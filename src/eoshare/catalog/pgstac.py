@@ -36,19 +36,19 @@ from hydraters import dehydrate, hydrate
 from psycopg import sql
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
-from shapely.geometry import mapping, shape
+from shapely.geometry import mapping
 
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
 from eoshare.catalog.cql2filter import and_all, fold_collections, query_to_cql2
-from eoshare.catalog.geometry import _jumps_antimeridian, index_geometry, split_bbox
+from eoshare.catalog.geometry import split_bbox
+from eoshare.catalog.prepared import PreparedItem, prepare_item
 from eoshare.catalog.queryables import (
-    json_type,
     known_names,
     property_names,
     queryables_document,
 )
 from eoshare.catalog.sqlite_filter import literal_geometry
-from eoshare.catalog.validate import check_collection, check_item
+from eoshare.catalog.validate import check_collection
 from eoshare.errors import (
     ConflictError,
     InvalidFilterError,
@@ -71,7 +71,14 @@ CREATE TABLE IF NOT EXISTS eoshare.properties (
 # catalogues up to this many items always get an exact numberMatched (as on SQLite)
 _EXACT_COUNT_ITEMS = 50_000
 
-# the text free-text searches read, as on SQLite (catalog/sqlite.py: _fts_text)
+# above that, a count the planner costs higher than this (its units: a seq_page_cost of 1
+# per page read) is not started: it would not finish within a page's time
+_COUNT_COST_LIMIT = 10_000.0
+
+# how long the catalogue's size (PostgreSQL's estimate) is kept
+_SIZE_TTL_S = 60.0
+
+# the text free-text searches read, as on SQLite (catalog/prepared.py: fts_text)
 _FTS_TEXT = """concat_ws(' ', id,
     content->'properties'->>'title', content->'properties'->>'description',
     content->'properties'->>'platform', content->'properties'->>'constellation',
@@ -141,9 +148,10 @@ class PgstacCatalog:
     ) -> None:
         self.url = url
         self.count_limit = count_limit
-        # numberMatched of a large catalogue is counted for at most this long, plus twice
-        # what the page took (as on SQLite: catalog/sqlite.py, _count)
+        # numberMatched of a large catalogue is counted for at most this long, and no
+        # longer than the page took (as on SQLite: catalog/sqlite.py, _count)
         self.count_budget_ms = count_budget_ms
+        self._size_cache: tuple[float, float] = (0.0, 0.0)
         with _translate("connecting to the catalogue"):
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 url,
@@ -318,37 +326,53 @@ class PgstacCatalog:
         report: LoadReport,
         on_invalid: Callable[[JSON, InvalidItemError], None] | None,
     ) -> None:
-        rows: dict[tuple[str, str], JSON] = {}
-        spans: dict[tuple[str, str], tuple[str, str]] = {}
+        rows: list[PreparedItem] = []
         for item in batch:
             try:
-                facts = check_item(item)
-                cid = collection_id or facts.collection
-                if cid is None:
-                    raise InvalidItemError(f"item {facts.id!r} names no collection")
-                if facts.collection is not None and facts.collection != cid:
-                    raise InvalidItemError(
-                        f"item {facts.id!r} belongs to collection {facts.collection!r}, not {cid!r}"
-                    )
+                row, _ = prepare_item(item, collection_id)
             except InvalidItemError as exc:
                 if on_invalid is None:
                     raise
                 on_invalid(item, exc)
                 report.invalid += 1
                 continue
-            if facts.collection is None:
-                item = {**item, "collection": cid}
-            if facts.bbox is not None and "bbox" not in item:
-                item = {**item, "bbox": list(facts.bbox)}
-            item = _indexable(item)
-            key = (cid, facts.id)
-            spans[key] = (facts.datetime_start, facts.datetime_end)
-            if key in rows and on_conflict == "error":
-                raise ConflictError(f"item {facts.id!r} is twice in one batch")
-            rows[key] = item
-        if not rows:
-            return
-        collections = sorted({c for c, _ in rows})
+            rows.append(row)
+        written = self.write_prepared(rows, on_conflict=on_conflict)
+        report.inserted += written.inserted
+        report.updated += written.updated
+        report.skipped += written.skipped
+
+    def existing_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (collection, id) pairs of ``keys`` that are in the catalogue."""
+        pairs = list(keys)
+        if not pairs:
+            return set()
+        with self._conn() as conn:
+            return {
+                (c, i)
+                for c, i in conn.execute(
+                    "SELECT collection, id FROM items WHERE (collection, id) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([c for c, _ in pairs], [i for _, i in pairs]),
+                ).fetchall()
+            }
+
+    def write_prepared(
+        self, rows: list[PreparedItem], *, on_conflict: OnConflict = "error"
+    ) -> LoadReport:
+        """Write items already checked by ``prepare_item`` in one transaction: the new ones
+        through one ``COPY`` (``_copy_items``), an existing one as ``on_conflict`` says.
+        Called by ``upsert_items`` and by ``eoshare load``'s writer."""
+        report = LoadReport()
+        latest: dict[tuple[str, str], PreparedItem] = {}
+        for r in rows:
+            key = (r.collection, r.id)
+            if key in latest and on_conflict == "error":
+                raise ConflictError(f"item {r.id!r} is twice in one batch")
+            latest[key] = r
+        if not latest:
+            return report
+        collections = sorted({c for c, _ in latest})
         with self._conn("loading items") as conn, conn.transaction():
             known = {
                 r[0]
@@ -367,39 +391,37 @@ class PgstacCatalog:
                 for c, i in conn.execute(
                     "SELECT collection, id FROM items WHERE (collection, id) IN "
                     "(SELECT * FROM unnest(%s::text[], %s::text[]))",
-                    ([c for c, _ in rows], [i for _, i in rows]),
+                    ([c for c, _ in latest], [i for _, i in latest]),
                 ).fetchall()
             }
             if existing and on_conflict == "error":
                 cid, iid = sorted(existing)[0]
                 raise ConflictError(f"item {iid!r} already exists in collection {cid!r}")
-            new = [doc for key, doc in rows.items() if key not in existing]
-            old = [doc for key, doc in rows.items() if key in existing]
+            new = [r for key, r in latest.items() if key not in existing]
+            old = [r for key, r in latest.items() if key in existing]
             if old and on_conflict == "update":
                 conn.execute(
                     "DELETE FROM items WHERE (collection, id) IN "
                     "(SELECT * FROM unnest(%s::text[], %s::text[]))",
-                    ([d["collection"] for d in old], [d["id"] for d in old]),
+                    ([r.collection for r in old], [r.id for r in old]),
                 )
-                _copy_items(conn, new + old, spans)
+                _copy_items(conn, new + old)
             elif new:
-                _copy_items(conn, new, spans)
-            seen = {
-                (cid, name, json_type(value))
-                for (cid, _), doc in rows.items()
-                for name, value in (doc.get("properties") or {}).items()
-            }
+                _copy_items(conn, new)
+            seen = {(r.collection, r.properties) for r in latest.values()}  # mostly alike
+            props = {(cid, name, typ) for cid, named in seen for name, typ in named}
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO eoshare.properties VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                    sorted(seen),
+                    sorted(props),
                 )
-            self._register_queryables(conn, {name for _, name, _ in seen})
+            self._register_queryables(conn, {name for _, name, _ in props})
         report.inserted += len(new)
         if on_conflict == "update":
             report.updated += len(old)
         else:
             report.skipped += len(old)
+        return report
 
     @staticmethod
     def _register_queryables(conn: psycopg.Connection[Any], names: set[str]) -> None:
@@ -562,13 +584,14 @@ class PgstacCatalog:
                 # the page's keys first, then its documents: the rows OFFSET skips are
                 # never built into documents
                 sql.SQL(
-                    "SELECT {} FROM (SELECT collection AS k_c, id AS k_id, "
+                    "SELECT {}, {} FROM (SELECT collection AS k_c, id AS k_id, "
                     "row_number() OVER () AS k_n FROM (SELECT collection, id FROM items "
                     "WHERE {} ORDER BY {} LIMIT {} OFFSET {}) keys) page "
                     "JOIN items ON items.collection = page.k_c AND items.id = page.k_id "
                     "ORDER BY page.k_n"
                 ).format(
                     _DEHYDRATED,
+                    _BASE_ONCE,
                     where,
                     sql.SQL(orderby),
                     sql.Literal(query.limit + 1),
@@ -576,14 +599,20 @@ class PgstacCatalog:
                 )
             ).fetchall()
             has_more = len(rows) > query.limit
-            items = _hydrate(conn, rows[: query.limit])
+            page = rows[: query.limit]
+            # the base items came with the page (once per collection and tag): no second
+            # round trip for them
+            bases = {(r[0], r[1] or ""): r[4] for r in rows if r[4] is not None}
+            items = _hydrate(conn, [r[:4] for r in page], bases)
             matched: int | None = None
             if query.count:
                 if query.offset == 0 and not has_more:
                     matched = len(items)
                 else:
+                    # a count that cannot finish about as fast as the page did is given
+                    # up: it must not cost the page (numberMatched is optional)
                     page_ms = (time.perf_counter() - started) * 1000
-                    matched = self._count(conn, where, self.count_budget_ms + 2 * page_ms)
+                    matched = self._count(conn, where, min(self.count_budget_ms, page_ms))
         return ItemPage(
             items=items,
             number_matched=matched,
@@ -591,31 +620,50 @@ class PgstacCatalog:
             prev_offset=_prev(query),
         )
 
+    def _size(self, conn: psycopg.Connection[Any]) -> float:
+        """How many items the catalogue holds, by PostgreSQL's statistics; read again at
+        most every ``_SIZE_TTL_S`` (it only decides whether counts are time-bounded)."""
+        expires, size = self._size_cache
+        if time.monotonic() < expires:
+            return size
+        size = float(
+            _scalar(
+                conn.execute(
+                    "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) "
+                    "FROM pg_partition_tree('items') t JOIN pg_class c ON c.oid = t.relid "
+                    "WHERE t.isleaf"
+                )
+            )
+        )
+        self._size_cache = (time.monotonic() + _SIZE_TTL_S, size)
+        return size
+
     def _count(
         self, conn: psycopg.Connection[Any], where: sql.Composable, budget_ms: float
     ) -> int | None:
         """How many items match, or None past ``count_limit`` or, in a catalogue of more
-        than ``_EXACT_COUNT_ITEMS`` items (PostgreSQL's estimate), past ``budget_ms``."""
-        size = _scalar(
-            conn.execute(
-                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) "
-                "FROM pg_partition_tree('items') t JOIN pg_class c ON c.oid = t.relid "
-                "WHERE t.isleaf"
-            )
+        than ``_EXACT_COUNT_ITEMS`` items (PostgreSQL's estimate), when the planner
+        expects the count to cost more than ``_COUNT_COST_LIMIT`` or it runs past
+        ``budget_ms``: a count that cannot finish is not started, or given up early."""
+        count = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM items WHERE {} LIMIT {}) s").format(
+            where, sql.Literal(self.count_limit + 1)
         )
-        timeout_ms = 0 if size <= _EXACT_COUNT_ITEMS else max(1, round(budget_ms))
+        bounded = self._size(conn) > _EXACT_COUNT_ITEMS
+        if bounded:
+            plan = _scalar(conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(count)))
+            if float(plan[0]["Plan"]["Total Cost"]) > _COUNT_COST_LIMIT:
+                return None
+        timeout_ms = max(1, round(budget_ms)) if bounded else 0
         try:
-            with conn.transaction():
-                conn.execute(
-                    sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
+            # one round trip: both statements run in one implicit transaction, to which
+            # SET LOCAL applies
+            cur = conn.execute(
+                sql.SQL("SET LOCAL statement_timeout = {}; {}").format(
+                    sql.Literal(timeout_ms), count
                 )
-                matched = _scalar(
-                    conn.execute(
-                        sql.SQL(
-                            "SELECT count(*) FROM (SELECT 1 FROM items WHERE {} LIMIT {}) s"
-                        ).format(where, sql.Literal(self.count_limit + 1))
-                    )
-                )
+            )
+            cur.nextset()
+            matched = _scalar(cur)
         except psycopg.errors.QueryCanceled:
             return None
         return None if matched > self.count_limit else int(matched)
@@ -632,20 +680,27 @@ _DEHYDRATED = sql.SQL(
 )
 
 
-def _hydrate(conn: psycopg.Connection[Any], rows: list[Any]) -> list[JSON]:
+def _hydrate(
+    conn: psycopg.Connection[Any],
+    rows: list[Any],
+    known: dict[tuple[str, str], Any] | None = None,
+) -> list[JSON]:
     """Whole items from rows of ``_DEHYDRATED``: each merged with the base item of its
-    collection (the one it was stored against: pgstac tags it when that has changed)."""
-    keys = sorted({(r[0], r[1] or "") for r in rows})
-    if not keys:
+    collection (the one it was stored against: pgstac tags it when that has changed).
+    ``known``: base items already read, by (collection, tag); the others are read here."""
+    bases = dict(known or {})
+    keys = sorted({(r[0], r[1] or "") for r in rows} - set(bases))
+    if not rows:
         return []
-    bases = {
-        (c, t): b
-        for c, t, b in conn.execute(
-            "SELECT c, t, collection_base_item(c, nullif(t, '')::int) "
-            "FROM unnest(%s::text[], %s::text[]) AS x(c, t)",
-            ([c for c, _ in keys], [t for _, t in keys]),
-        ).fetchall()
-    }
+    if keys:
+        bases.update(
+            ((c, t), b)
+            for c, t, b in conn.execute(
+                "SELECT c, t, collection_base_item(c, nullif(t, '')::int) "
+                "FROM unnest(%s::text[], %s::text[]) AS x(c, t)",
+                ([c for c, _ in keys], [t for _, t in keys]),
+            ).fetchall()
+        )
     out = []
     for collection, tag, _, doc in rows:
         base = bases.get((collection, tag or ""))
@@ -655,14 +710,25 @@ def _hydrate(conn: psycopg.Connection[Any], rows: list[Any]) -> list[JSON]:
     return out
 
 
-def _copy_items(
-    conn: psycopg.Connection[Any], docs: list[JSON], spans: dict[tuple[str, str], tuple[str, str]]
-) -> None:
+# beside _DEHYDRATED in a page: the base item of the row's collection and tag, on the first
+# row of each (collection, tag) only (NULL on the others)
+_BASE_ONCE = sql.SQL(
+    "CASE WHEN row_number() OVER (PARTITION BY items.collection, "
+    "items.content->>'pgstac:base_item' ORDER BY page.k_n) = 1 THEN "
+    "collection_base_item(items.collection, "
+    "nullif(items.content->>'pgstac:base_item', '')::int) END"
+)
+
+
+def _copy_items(conn: psycopg.Connection[Any], items: list[PreparedItem]) -> None:
     """Write items as pypgstac's Loader does, inside the caller's transaction: dehydrated
     against their collection's base item in Rust (``hydraters``), the partitions made or
     widened with ``check_partition``, then one ``COPY`` into ``items``. pgstac's own
-    ``create_items()`` dehydrates in PL/pgSQL, several times slower."""
-    collections = sorted({d["collection"] for d in docs})
+    ``create_items()`` dehydrates in PL/pgSQL, several times slower. The footprint
+    indexed is ``index_geometry``'s (prepared with the row); when it is not the one
+    written (cut at the antimeridian, made valid), the written one rides along in the
+    document (``_AS_WRITTEN``)."""
+    collections = sorted({r.collection for r in items})
     info = {
         row[0]: row[1:]
         for row in conn.execute(
@@ -673,27 +739,29 @@ def _copy_items(
     }
     ranges: dict[str, list[Any]] = {}
     rows = []
-    for doc in docs:
-        cid = doc["collection"]
+    for r in items:
+        cid = r.collection
         base, key, trunc, base_id = info[cid]
-        start, end = spans[(cid, doc["id"])]
+        start, end = r.dt_start, r.dt_end
         digits = start.replace("-", "")
         suffix = {"year": f"_{digits[:4]}", "month": f"_{digits[:6]}"}.get(trunc or "", "")
         span = ranges.setdefault(f"_items_{key}{suffix}", [cid, start, start, end, end])
         span[1], span[2] = min(span[1], start), max(span[2], start)
         span[3], span[4] = min(span[3], end), max(span[4], end)
         geometry = None
-        if doc.get("geometry") is not None:
+        if r.geom_wkb is not None:
             geometry = shapely.to_wkb(
-                shapely.set_srid(shape(doc["geometry"]), 4326), hex=True, include_srid=True
+                shapely.set_srid(shapely.from_wkb(r.geom_wkb), 4326), hex=True, include_srid=True
             )
-        # dehydrate() strips the document in place: it gets a copy of its own
-        content = dehydrate(base, orjson.loads(_dumps(doc))) if base else dict(doc)
+        doc = orjson.loads(r.content)  # a document of its own: dehydrate() strips it
+        if r.reshaped:
+            doc[_AS_WRITTEN] = doc.get("geometry")
+        content = dehydrate(base, doc) if base else doc
         for name in ("id", "collection", "geometry", "pgstac:base_item"):
             content.pop(name, None)
         if base_id is not None:
             content["pgstac:base_item"] = base_id
-        rows.append((doc["id"], cid, start, end, geometry, _dumps(content)))
+        rows.append((r.id, cid, start, end, geometry, _dumps(content)))
     for cid, dmin, dmax, emin, emax in ranges.values():
         conn.execute(
             "SELECT check_partition(%s, tstzrange(%s, %s, '[]'), tstzrange(%s, %s, '[]'))",
@@ -709,21 +777,8 @@ def _copy_items(
             copy.write_row(row)
 
 
-# the geometry as written, when pgstac indexes another (see _indexable)
+# the geometry as written, when pgstac indexes another (see _copy_items)
 _AS_WRITTEN = "eoshare:geometry"
-
-
-def _indexable(item: JSON) -> JSON:
-    """An item whose geometry pgstac can index as it means: a ring written across the
-    antimeridian (longitudes jumping by more than 180 degrees) or an invalid shape is
-    indexed as ``index_geometry`` makes it (split at 180 degrees, made valid), and the
-    geometry as written rides along in the document, to be handed back by ``_as_written``."""
-    geometry = item.get("geometry")
-    if not isinstance(geometry, dict):
-        return item
-    if not _jumps_antimeridian(geometry) and shape(geometry).is_valid:
-        return item
-    return {**item, "geometry": mapping(index_geometry(geometry)), _AS_WRITTEN: geometry}
 
 
 def _as_written(doc: JSON) -> JSON:

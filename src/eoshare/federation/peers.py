@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError
+from eoshare.freshness import VersionCheck
 from eoshare.statedb import Conn, Migration, StateDB
 
 PeerKind = Literal["eoshare", "stac"]
@@ -67,7 +68,16 @@ CREATE TABLE IF NOT EXISTS harvest_runs (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('version', 0);
 """,
-    )
+    ),
+    # harvest schedules; the replay cache shared by every process of the node
+    Migration(
+        2,
+        """
+ALTER TABLE peers ADD COLUMN harvest_every_s INTEGER;
+ALTER TABLE peers ADD COLUMN harvest_window TEXT;
+CREATE TABLE IF NOT EXISTS nonces (key TEXT PRIMARY KEY, until REAL NOT NULL);
+""",
+    ),
 ]
 
 
@@ -99,6 +109,10 @@ class Peer:
     checked: str | None = None
     status: str | None = None
     detail: str | None = None
+    # the harvest schedule (federation.schedule): seconds between harvests (None: by
+    # hand only) and an optional UTC window "HH:MM-HH:MM"
+    harvest_every_s: int | None = None
+    harvest_window: str | None = None
 
     def trusts(self, member: str | None) -> bool:
         """Whether this node accepts this peer's word that a caller belongs to ``member``."""
@@ -120,12 +134,14 @@ class Peer:
             "checked": self.checked,
             "status": self.status,
             "detail": self.detail,
+            "harvest_every_s": self.harvest_every_s,
+            "harvest_window": self.harvest_window,
         }
 
 
 _COLUMNS = (
     "name, url, kind, fingerprint, public_key, member, trusted_members, collections, "
-    "enabled, added, checked, status, detail"
+    "enabled, added, checked, status, detail, harvest_every_s, harvest_window"
 )
 
 
@@ -145,6 +161,8 @@ def _peer(row: tuple[Any, ...]) -> Peer:
         checked=row[10],
         status=row[11],
         detail=row[12],
+        harvest_every_s=row[13],
+        harvest_window=row[14],
     )
 
 
@@ -155,7 +173,9 @@ class PeerRegistry:
     def __init__(self, path: str | Path) -> None:
         self.path = path if isinstance(path, str) and "://" in path else Path(path)
         self._cache: tuple[float, int, list[Peer]] | None = None
+        self._nonces_written = 0
         self._db = StateDB(path, area="federation", component="peers", migrations=_MIGRATIONS)
+        self._fresh = VersionCheck(max_age_s=float("inf"))
 
     @contextmanager
     def _tx(self) -> Iterator[Conn]:
@@ -174,7 +194,7 @@ class PeerRegistry:
         try:
             with self._tx() as conn:
                 conn.execute(
-                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         peer.name,
                         peer.url.rstrip("/"),
@@ -189,6 +209,8 @@ class PeerRegistry:
                         peer.checked,
                         peer.status,
                         peer.detail,
+                        peer.harvest_every_s,
+                        peer.harvest_window,
                     ),
                 )
                 self._bump(conn)
@@ -214,7 +236,9 @@ class PeerRegistry:
         """The peers, re-read at most every ``max_age_s`` (the CLI may change them while
         the server runs). Called on every search: an empty list costs one clock read."""
         now = time.monotonic()
-        if self._cache is not None and now - self._cache[0] < max_age_s:
+        # in a request, the version is read at its first question (eoshare.freshness);
+        # a peer added or disabled by another process counts from the next request
+        if self._cache is not None and now - self._cache[0] < max_age_s and not self._fresh.due():
             return self._cache[2]
         version = self.version()
         if self._cache is not None and self._cache[1] == version:
@@ -239,7 +263,10 @@ class PeerRegistry:
             self._bump(conn)
 
     def update(self, name: str, **changes: Any) -> Peer:
-        allowed = {"trusted_members", "collections", "enabled", "checked", "status", "detail"}
+        allowed = {
+            "trusted_members", "collections", "enabled", "checked", "status", "detail",
+            "harvest_every_s", "harvest_window",
+        }  # fmt: skip
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidRequestError(f"cannot change {', '.join(sorted(unknown))} of a peer")
@@ -263,6 +290,22 @@ class PeerRegistry:
             self._bump(conn)
         return self.get(name)
 
+    # --- the replay cache ---------------------------------------------------------------
+    def first_time(self, key: str, until: float, now: float) -> bool:
+        """Record a signature's nonce until ``until``; False when it was seen and has not
+        expired (a replay). In the database, so every process of this node shares it."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO nonces (key, until) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET until = excluded.until WHERE nonces.until < ?",
+                (key, until, now),
+            )
+            fresh = cur.rowcount == 1
+            self._nonces_written += 1
+            if self._nonces_written % 500 == 0:
+                conn.execute("DELETE FROM nonces WHERE until < ?", (now,))
+        return fresh
+
     # --- harvest cursors --------------------------------------------------------------
     def cursor(self, peer: str, collection: str) -> dict[str, Any] | None:
         row = self._db.one(
@@ -279,6 +322,15 @@ class PeerRegistry:
                 "DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated",
                 (peer, collection, json.dumps(cursor), now_iso()),
             )
+
+    def harvest_cursors(self, peer: str) -> list[dict[str, Any]]:
+        """Each collection's harvest cursor of a peer and when it last moved."""
+        rows = self._db.read(
+            "SELECT collection, cursor, updated FROM harvest_cursors WHERE peer = ? "
+            "ORDER BY collection",
+            (peer,),
+        )
+        return [{"collection": c, "cursor": json.loads(cur), "updated": u} for c, cur, u in rows]
 
     def record_harvest(
         self, peer: str, *, started: str, items: int, deleted: int, detail: str
