@@ -71,6 +71,13 @@ CREATE TABLE IF NOT EXISTS eoshare.properties (
 # catalogues up to this many items always get an exact numberMatched (as on SQLite)
 _EXACT_COUNT_ITEMS = 50_000
 
+# above that, a count the planner costs higher than this (its units: a seq_page_cost of 1
+# per page read) is not started: it would not finish within a page's time
+_COUNT_COST_LIMIT = 10_000.0
+
+# how long the catalogue's size (PostgreSQL's estimate) is kept
+_SIZE_TTL_S = 60.0
+
 # the text free-text searches read, as on SQLite (catalog/prepared.py: fts_text)
 _FTS_TEXT = """concat_ws(' ', id,
     content->'properties'->>'title', content->'properties'->>'description',
@@ -141,9 +148,10 @@ class PgstacCatalog:
     ) -> None:
         self.url = url
         self.count_limit = count_limit
-        # numberMatched of a large catalogue is counted for at most this long, plus twice
-        # what the page took (as on SQLite: catalog/sqlite.py, _count)
+        # numberMatched of a large catalogue is counted for at most this long, and no
+        # longer than the page took (as on SQLite: catalog/sqlite.py, _count)
         self.count_budget_ms = count_budget_ms
+        self._size_cache: tuple[float, float] = (0.0, 0.0)
         with _translate("connecting to the catalogue"):
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 url,
@@ -576,13 +584,14 @@ class PgstacCatalog:
                 # the page's keys first, then its documents: the rows OFFSET skips are
                 # never built into documents
                 sql.SQL(
-                    "SELECT {} FROM (SELECT collection AS k_c, id AS k_id, "
+                    "SELECT {}, {} FROM (SELECT collection AS k_c, id AS k_id, "
                     "row_number() OVER () AS k_n FROM (SELECT collection, id FROM items "
                     "WHERE {} ORDER BY {} LIMIT {} OFFSET {}) keys) page "
                     "JOIN items ON items.collection = page.k_c AND items.id = page.k_id "
                     "ORDER BY page.k_n"
                 ).format(
                     _DEHYDRATED,
+                    _BASE_ONCE,
                     where,
                     sql.SQL(orderby),
                     sql.Literal(query.limit + 1),
@@ -590,14 +599,20 @@ class PgstacCatalog:
                 )
             ).fetchall()
             has_more = len(rows) > query.limit
-            items = _hydrate(conn, rows[: query.limit])
+            page = rows[: query.limit]
+            # the base items came with the page (once per collection and tag): no second
+            # round trip for them
+            bases = {(r[0], r[1] or ""): r[4] for r in rows if r[4] is not None}
+            items = _hydrate(conn, [r[:4] for r in page], bases)
             matched: int | None = None
             if query.count:
                 if query.offset == 0 and not has_more:
                     matched = len(items)
                 else:
+                    # a count that cannot finish about as fast as the page did is given
+                    # up: it must not cost the page (numberMatched is optional)
                     page_ms = (time.perf_counter() - started) * 1000
-                    matched = self._count(conn, where, self.count_budget_ms + 2 * page_ms)
+                    matched = self._count(conn, where, min(self.count_budget_ms, page_ms))
         return ItemPage(
             items=items,
             number_matched=matched,
@@ -605,31 +620,50 @@ class PgstacCatalog:
             prev_offset=_prev(query),
         )
 
+    def _size(self, conn: psycopg.Connection[Any]) -> float:
+        """How many items the catalogue holds, by PostgreSQL's statistics; read again at
+        most every ``_SIZE_TTL_S`` (it only decides whether counts are time-bounded)."""
+        expires, size = self._size_cache
+        if time.monotonic() < expires:
+            return size
+        size = float(
+            _scalar(
+                conn.execute(
+                    "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) "
+                    "FROM pg_partition_tree('items') t JOIN pg_class c ON c.oid = t.relid "
+                    "WHERE t.isleaf"
+                )
+            )
+        )
+        self._size_cache = (time.monotonic() + _SIZE_TTL_S, size)
+        return size
+
     def _count(
         self, conn: psycopg.Connection[Any], where: sql.Composable, budget_ms: float
     ) -> int | None:
         """How many items match, or None past ``count_limit`` or, in a catalogue of more
-        than ``_EXACT_COUNT_ITEMS`` items (PostgreSQL's estimate), past ``budget_ms``."""
-        size = _scalar(
-            conn.execute(
-                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) "
-                "FROM pg_partition_tree('items') t JOIN pg_class c ON c.oid = t.relid "
-                "WHERE t.isleaf"
-            )
+        than ``_EXACT_COUNT_ITEMS`` items (PostgreSQL's estimate), when the planner
+        expects the count to cost more than ``_COUNT_COST_LIMIT`` or it runs past
+        ``budget_ms``: a count that cannot finish is not started, or given up early."""
+        count = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM items WHERE {} LIMIT {}) s").format(
+            where, sql.Literal(self.count_limit + 1)
         )
-        timeout_ms = 0 if size <= _EXACT_COUNT_ITEMS else max(1, round(budget_ms))
+        bounded = self._size(conn) > _EXACT_COUNT_ITEMS
+        if bounded:
+            plan = _scalar(conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(count)))
+            if float(plan[0]["Plan"]["Total Cost"]) > _COUNT_COST_LIMIT:
+                return None
+        timeout_ms = max(1, round(budget_ms)) if bounded else 0
         try:
-            with conn.transaction():
-                conn.execute(
-                    sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
+            # one round trip: both statements run in one implicit transaction, to which
+            # SET LOCAL applies
+            cur = conn.execute(
+                sql.SQL("SET LOCAL statement_timeout = {}; {}").format(
+                    sql.Literal(timeout_ms), count
                 )
-                matched = _scalar(
-                    conn.execute(
-                        sql.SQL(
-                            "SELECT count(*) FROM (SELECT 1 FROM items WHERE {} LIMIT {}) s"
-                        ).format(where, sql.Literal(self.count_limit + 1))
-                    )
-                )
+            )
+            cur.nextset()
+            matched = _scalar(cur)
         except psycopg.errors.QueryCanceled:
             return None
         return None if matched > self.count_limit else int(matched)
@@ -646,20 +680,27 @@ _DEHYDRATED = sql.SQL(
 )
 
 
-def _hydrate(conn: psycopg.Connection[Any], rows: list[Any]) -> list[JSON]:
+def _hydrate(
+    conn: psycopg.Connection[Any],
+    rows: list[Any],
+    known: dict[tuple[str, str], Any] | None = None,
+) -> list[JSON]:
     """Whole items from rows of ``_DEHYDRATED``: each merged with the base item of its
-    collection (the one it was stored against: pgstac tags it when that has changed)."""
-    keys = sorted({(r[0], r[1] or "") for r in rows})
-    if not keys:
+    collection (the one it was stored against: pgstac tags it when that has changed).
+    ``known``: base items already read, by (collection, tag); the others are read here."""
+    bases = dict(known or {})
+    keys = sorted({(r[0], r[1] or "") for r in rows} - set(bases))
+    if not rows:
         return []
-    bases = {
-        (c, t): b
-        for c, t, b in conn.execute(
-            "SELECT c, t, collection_base_item(c, nullif(t, '')::int) "
-            "FROM unnest(%s::text[], %s::text[]) AS x(c, t)",
-            ([c for c, _ in keys], [t for _, t in keys]),
-        ).fetchall()
-    }
+    if keys:
+        bases.update(
+            ((c, t), b)
+            for c, t, b in conn.execute(
+                "SELECT c, t, collection_base_item(c, nullif(t, '')::int) "
+                "FROM unnest(%s::text[], %s::text[]) AS x(c, t)",
+                ([c for c, _ in keys], [t for _, t in keys]),
+            ).fetchall()
+        )
     out = []
     for collection, tag, _, doc in rows:
         base = bases.get((collection, tag or ""))
@@ -667,6 +708,16 @@ def _hydrate(conn: psycopg.Connection[Any], rows: list[Any]) -> list[JSON]:
             doc = hydrate(base, doc, strip_unmatched_markers=True)
         out.append(_as_written(doc))
     return out
+
+
+# beside _DEHYDRATED in a page: the base item of the row's collection and tag, on the first
+# row of each (collection, tag) only (NULL on the others)
+_BASE_ONCE = sql.SQL(
+    "CASE WHEN row_number() OVER (PARTITION BY items.collection, "
+    "items.content->>'pgstac:base_item' ORDER BY page.k_n) = 1 THEN "
+    "collection_base_item(items.collection, "
+    "nullif(items.content->>'pgstac:base_item', '')::int) END"
+)
 
 
 def _copy_items(conn: psycopg.Connection[Any], items: list[PreparedItem]) -> None:

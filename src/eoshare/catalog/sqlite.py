@@ -82,6 +82,15 @@ CREATE TABLE IF NOT EXISTS queryables (
 );
 """
 
+# Memory of the catalogue in a server process: at most POOL_SIZE connections (threads
+# beyond that wait for one: SQLite answers in milliseconds and the machine has few cores),
+# each with a page cache of CACHE_KIB and its own mapping of the first MMAP_BYTES of the
+# file. The bound is POOL_SIZE * CACHE_KIB of heap plus file pages the OS can reclaim;
+# before the pool every thread that ever ran a query kept a connection with 64 MiB.
+POOL_SIZE = 8
+CACHE_KIB = 16 * 1024
+MMAP_BYTES = 256 * 1024 * 1024
+
 # catalogues up to this many items always get an exact numberMatched (no time budget)
 _EXACT_COUNT_ITEMS = 50_000
 
@@ -89,6 +98,9 @@ _EXACT_COUNT_ITEMS = 50_000
 _NOT_APPLICABLE = object()
 
 _NO_BBOX = (None, None, None, None)
+# a search whose index candidates (R*Tree boxes, ids) are at most this many is read whole:
+# the page and an exact numberMatched from one pass, no separate count
+_ONE_PASS_ROWS = 500
 
 
 class _Query:
@@ -143,11 +155,19 @@ def fts_query(terms: Iterable[str]) -> str:
 
 
 class SqliteCatalog:
-    """The default ``Catalog`` backend. Safe to share between threads: each thread
-    gets its own connection; SQLite's WAL lets readers run beside one writer."""
+    """The default ``Catalog`` backend. Safe to share between threads: a thread borrows
+    one of at most ``pool_size`` connections for each call (``_use``); SQLite's WAL lets
+    readers run beside one writer."""
 
     def __init__(
-        self, path: str | Path, *, count_limit: int = 100_000, count_budget_s: float = 0.02
+        self,
+        path: str | Path,
+        *,
+        count_limit: int = 100_000,
+        count_budget_s: float = 0.02,
+        pool_size: int = POOL_SIZE,
+        cache_kib: int = CACHE_KIB,
+        mmap_bytes: int = MMAP_BYTES,
     ) -> None:
         self.path = str(path)
         self._uri = False
@@ -161,10 +181,19 @@ class SqliteCatalog:
         self.count_budget_s = count_budget_s
         if not self._uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # a bounded pool of connections (see _use): each has its own page cache and its
+        # own mapping of the file, so one connection per thread that ever ran a query
+        # grew the server's memory with every new thread
+        self.pool_size = max(1, pool_size)
+        self.cache_kib = cache_kib
+        self.mmap_bytes = mmap_bytes
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._migrate(self._conn())
+        self._freed = threading.Condition(self._lock)
+        with self._use() as conn:
+            self._migrate(conn)
 
     # --- schema -------------------------------------------------------------------------
     SCHEMA_VERSION = 3
@@ -205,55 +234,85 @@ class SqliteCatalog:
         conn.execute(f"PRAGMA user_version = {self.SCHEMA_VERSION}")
 
     # --- connections ------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=30.0,
-                    check_same_thread=False,
-                    isolation_level=None,
-                    uri=self._uri,
-                )
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA cache_size=-65536")
-            conn.execute("PRAGMA mmap_size=268435456")
-            # CQL2 LIKE is case-sensitive (CASEI() on both sides makes it insensitive);
-            # SQLite's LIKE would otherwise ignore ASCII case and only ASCII case
-            conn.execute("PRAGMA case_sensitive_like=ON")
-            conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
-            conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
-            # CQL2 casei/accenti: Unicode, not SQLite's ASCII-only lower() (catalog/text.py)
-            conn.create_function("eo_casei", 1, text.casei, deterministic=True)
-            conn.create_function("eo_accenti", 1, text.accenti, deterministic=True)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=30.0,
+                check_same_thread=False,
+                isolation_level=None,
+                uri=self._uri,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
+        conn.execute(f"PRAGMA mmap_size={int(self.mmap_bytes)}")
+        # CQL2 LIKE is case-sensitive (CASEI() on both sides makes it insensitive);
+        # SQLite's LIKE would otherwise ignore ASCII case and only ASCII case
+        conn.execute("PRAGMA case_sensitive_like=ON")
+        conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
+        conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
+        # CQL2 casei/accenti: Unicode, not SQLite's ASCII-only lower() (catalog/text.py)
+        conn.create_function("eo_casei", 1, text.casei, deterministic=True)
+        conn.create_function("eo_accenti", 1, text.accenti, deterministic=True)
         return conn
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """A connection for the duration of one call. A thread that holds one already
+        (a read inside a write transaction) gets the same one; otherwise an idle one
+        (the most recently used: its cache is warm), a new one while fewer than
+        ``pool_size`` exist, or it waits for one to come back."""
+        held: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if held is not None:
+            self._local.depth += 1
+            try:
+                yield held
+            finally:
+                self._local.depth -= 1
+            return
+        conn: sqlite3.Connection | None = None
+        with self._freed:
+            while conn is None:
+                if self._idle:
+                    conn = self._idle.pop()
+                elif len(self._all) < self.pool_size:
+                    conn = self._connect()
+                    self._all.append(conn)
+                else:
+                    self._freed.wait()
+        self._local.conn = conn
+        self._local.depth = 1
+        try:
+            yield conn
+        finally:
+            self._local.conn = None
+            with self._freed:
+                if conn in self._all:  # not closed meanwhile
+                    self._idle.append(conn)
+                    self._freed.notify()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back whole on any error."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"catalogue is not writable: {exc}") from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            # SQLite may have rolled back already (a full disk): nothing to undo then
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise database_error("cannot write the catalogue", exc) from exc
-            raise
+        with self._use() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"catalogue is not writable: {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite may have rolled back already (a full disk): nothing to undo then
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise database_error("cannot write the catalogue", exc) from exc
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -261,19 +320,20 @@ class SqliteCatalog:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()
+            self._idle.clear()
         self._local = threading.local()
 
     # --- collections ------------------------------------------------------------------
     def list_collections(self) -> list[JSON]:
-        rows = self._conn().execute("SELECT content FROM collections ORDER BY id").fetchall()
+        with self._use() as conn:
+            rows = conn.execute("SELECT content FROM collections ORDER BY id").fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
     def get_collection(self, collection_id: str) -> JSON:
-        row = (
-            self._conn()
-            .execute("SELECT content FROM collections WHERE id = ?", (collection_id,))
-            .fetchone()
-        )
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT content FROM collections WHERE id = ?", (collection_id,)
+            ).fetchone()
         if row is None:
             raise NotFoundError(f"collection {collection_id!r} does not exist")
         return dict(orjson.loads(row[0]))
@@ -324,12 +384,12 @@ class SqliteCatalog:
             conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
 
     def collection_extent(self, collection_id: str) -> JSON | None:
-        conn = self._conn()
-        row = conn.execute(
-            "SELECT count(*), min(minx), min(miny), max(maxx), max(maxy), min(dt_start), "
-            "max(dt_end), sum(minx > maxx) FROM items WHERE collection = ?",
-            (collection_id,),
-        ).fetchone()
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT count(*), min(minx), min(miny), max(maxx), max(maxy), min(dt_start), "
+                "max(dt_end), sum(minx > maxx) FROM items WHERE collection = ?",
+                (collection_id,),
+            ).fetchone()
         if not row or not row[0]:
             return None
         _, minx, miny, maxx, maxy, start, end, crossing = row
@@ -351,7 +411,8 @@ class SqliteCatalog:
                 tr = FilterTranslator()
                 sql += " AND " + tr.translate(folded)
                 params += tr.params
-        row = self._conn().execute(sql, params).fetchone()
+        with self._use() as conn:
+            row = conn.execute(sql, params).fetchone()
         if row is None:
             raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
         return dict(orjson.loads(row[0]))
@@ -438,19 +499,19 @@ class SqliteCatalog:
         by_collection: dict[str, list[str]] = {}
         for cid, iid in keys:
             by_collection.setdefault(cid, []).append(iid)
-        conn = self._conn()
         found: set[tuple[str, str]] = set()
-        for cid, ids in by_collection.items():
-            for i in range(0, len(ids), 500):
-                part = ids[i : i + 500]
-                found.update(
-                    (cid, r[0])
-                    for r in conn.execute(
-                        "SELECT id FROM items WHERE collection = ? AND id IN "
-                        f"({', '.join('?' * len(part))})",
-                        [cid, *part],
+        with self._use() as conn:
+            for cid, ids in by_collection.items():
+                for i in range(0, len(ids), 500):
+                    part = ids[i : i + 500]
+                    found.update(
+                        (cid, r[0])
+                        for r in conn.execute(
+                            "SELECT id FROM items WHERE collection = ? AND id IN "
+                            f"({', '.join('?' * len(part))})",
+                            [cid, *part],
+                        )
                     )
-                )
         return found
 
     def write_prepared(
@@ -554,14 +615,15 @@ class SqliteCatalog:
 
     def iter_items(self, collection_id: str | None = None) -> Iterator[JSON]:
         last = 0
-        conn = self._conn()
         while True:
             sql = "SELECT rowid, content FROM items WHERE rowid > ?"
             params: list[Any] = [last]
             if collection_id is not None:
                 sql += " AND collection = ?"
                 params.append(collection_id)
-            rows = conn.execute(sql + " ORDER BY rowid LIMIT 1000", params).fetchall()
+            # a connection per batch: the generator may be resumed in another thread
+            with self._use() as conn:
+                rows = conn.execute(sql + " ORDER BY rowid LIMIT 1000", params).fetchall()
             if not rows:
                 return
             for _, content in rows:
@@ -576,8 +638,9 @@ class SqliteCatalog:
             sql += f" WHERE collection IN ({', '.join('?' * len(collections))})"
             params = list(collections)
         types: dict[str, set[str]] = {}
-        for name, typ in self._conn().execute(sql, params):
-            types.setdefault(name, set()).add(typ)
+        with self._use() as conn:
+            for name, typ in conn.execute(sql, params):
+                types.setdefault(name, set()).add(typ)
         return types
 
     def queryables(self, collection_id: str | None = None) -> JSON:
@@ -587,22 +650,36 @@ class SqliteCatalog:
 
     # --- search -----------------------------------------------------------------------
     def search(self, query: SearchQuery) -> ItemPage:
+        with self._use() as conn:
+            return self._search(conn, query)
+
+    def _search(self, conn: sqlite3.Connection, query: SearchQuery) -> ItemPage:
         where, params = self._where(query)
         order = self._order(query.sortby, query)
-        conn = self._conn()
         # Two steps: order and cut the page on row ids, then read the page's documents.
         # A document is the last column, in overflow pages of its own, so the first step
         # reads only the small head of each matching row (ids, times, bbox, footprint)
         # instead of sorting every match's whole document.
-        sql = f"SELECT rowid FROM items WHERE {where} ORDER BY {order[0]} LIMIT ? OFFSET ?"
         started = time.perf_counter()
+        matched: int | None = None
+        counted = False
         try:
-            rowids = [
-                r[0]
-                for r in conn.execute(
-                    sql, [*params, *order[1], query.limit + 1, query.offset]
-                ).fetchall()
-            ]
+            if query.count and self._few_candidates(conn, query):
+                # Few rows can match (a small box, a few ids): read all of them once, in
+                # order, and both the page and numberMatched come from that one pass.
+                sql = f"SELECT rowid FROM items WHERE {where} ORDER BY {order[0]}"
+                every = [r[0] for r in conn.execute(sql, [*params, *order[1]]).fetchall()]
+                counted = True
+                matched = len(every) if len(every) <= self.count_limit else None
+                rowids = every[query.offset : query.offset + query.limit + 1]
+            else:
+                sql = f"SELECT rowid FROM items WHERE {where} ORDER BY {order[0]} LIMIT ? OFFSET ?"
+                rowids = [
+                    r[0]
+                    for r in conn.execute(
+                        sql, [*params, *order[1], query.limit + 1, query.offset]
+                    ).fetchall()
+                ]
         except sqlite3.OperationalError as exc:
             raise _translate(exc) from exc
         has_more = len(rowids) > query.limit
@@ -617,16 +694,19 @@ class SqliteCatalog:
             )
         page_s = time.perf_counter() - started
         items = [orjson.loads(docs[r]) for r in rowids if r in docs]
-        matched: int | None = None
-        if query.count:
+        if query.count and not counted:
             if query.offset == 0 and not has_more:
                 matched = len(items)
             else:
-                counted = self._count_by_collection(conn, query)
-                if counted is not _NOT_APPLICABLE:
-                    matched = counted
+                by_collection = self._count_by_collection(conn, query)
+                if by_collection is not _NOT_APPLICABLE:
+                    matched = by_collection
                 else:
-                    matched = self._count(conn, where, params, self.count_budget_s + 2 * page_s)
+                    # a count that cannot finish about as fast as the page did is given
+                    # up: it must not cost the page (numberMatched is optional)
+                    matched = self._count(
+                        conn, where, params, min(self.count_budget_s, max(page_s, 0.002))
+                    )
         prev_offset = max(query.offset - query.limit, 0) if query.offset > 0 else None
         return ItemPage(
             items=items,
@@ -634,6 +714,53 @@ class SqliteCatalog:
             next_offset=query.offset + query.limit if has_more else None,
             prev_offset=prev_offset,
         )
+
+    def _few_candidates(self, conn: sqlite3.Connection, query: SearchQuery) -> bool:
+        """Whether an index bounds the rows a search can match to ``_ONE_PASS_ROWS`` or
+        fewer (the R*Tree for a box or a footprint, the id index for ids): counted there
+        without reading an item row. Then reading every match costs about what a page
+        does, and the exact count comes with it."""
+        if query.filter is not None or query.query or query.q:
+            # a filter on document properties reads each candidate's document: a page
+            # that stops at its limit may read far fewer than every candidate
+            return False
+        if query.ids:
+            marks = ", ".join("?" * len(query.ids))
+            (n,) = conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM items INDEXED BY items_id "
+                f"WHERE id IN ({marks}) LIMIT ?)",
+                [*query.ids, _ONE_PASS_ROWS + 1],
+            ).fetchone()
+            return bool(n <= _ONE_PASS_ROWS)
+        boxes = self._boxes(query)
+        if not boxes:
+            return False
+        n = 0
+        for x0, y0, x1, y1 in boxes:
+            box_sql = "SELECT 1 FROM items_rtree WHERE minx <= ? AND maxx >= ? AND miny <= ?"
+            box_sql += " AND maxy >= ?"
+            box_params: list[Any] = [x1, x0, y1, y0]
+            if query.datetime_start is not None:
+                box_sql += " AND dt_end >= ?"
+                box_params.append(iso(query.datetime_start))
+            if query.datetime_end is not None:
+                box_sql += " AND dt_start <= ?"
+                box_params.append(iso(query.datetime_end))
+            (k,) = conn.execute(
+                f"SELECT count(*) FROM ({box_sql} LIMIT ?)", [*box_params, _ONE_PASS_ROWS + 1]
+            ).fetchone()
+            n += k
+        return bool(n <= _ONE_PASS_ROWS)
+
+    @staticmethod
+    def _boxes(query: SearchQuery) -> list[tuple[float, float, float, float]]:
+        """The R*Tree boxes a search's bbox / intersects is looked up with."""
+        if query.bbox is not None:
+            return split_bbox(query.bbox)
+        if query.intersects is not None:
+            minx, miny, maxx, maxy = literal_geometry(query.intersects).bounds
+            return [(minx, miny, maxx, maxy)]
+        return []
 
     def _count_by_collection(self, conn: sqlite3.Connection, query: SearchQuery) -> Any:
         """numberMatched of a search that only pages through collections (the commonest
@@ -685,9 +812,9 @@ class SqliteCatalog:
 
         The time bound matters for filters that no index serves (a property inside the
         JSON document): counting them reads every item, seconds for a large catalogue,
-        when the page itself needed only a few rows. ``search`` grants ``count_budget_s``
-        plus twice what the page took, so that a count over the same rows as a page that
-        had to read them all (a sorted page of a few hundred matches) still completes."""
+        when the page itself needed only a few rows. ``search`` grants what the page took
+        (at most ``count_budget_s``): a count given up costs at most one more page, and a
+        count over the same rows as a page that had to read them all still completes."""
         cap = self.count_limit
         deadline = time.perf_counter() + budget_s
         calls = 0

@@ -2,6 +2,8 @@
 
 * ``GET /.well-known/eoshare-node``: this node's name, member and public key;
 * ``GET /federation/peers``: the peers and their health (operators see their trust);
+* ``GET /admin/mirrors``: the mirrors and their progress (operators); the node runs the
+  mirrors whose window is open in the background (``start_mirrors``);
 * ``PeerSignatureMiddleware``: a signed request from a peer is one more kind of
   credential. It runs right after ``AuthMiddleware`` and replaces the (anonymous)
   principal with the one ``PeerTrust`` accepts;
@@ -10,6 +12,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
@@ -26,13 +31,15 @@ from eoshare.api.links import GEOJSON, base_url, link, q, render_item
 from eoshare.api.params import Fields, apply_fields
 from eoshare.api.responses import GeoJSONResponse, JSONResponse
 from eoshare.catalog.base import ItemPage, SearchQuery
-from eoshare.errors import NotAuthenticatedError, NotFoundError
+from eoshare.errors import AccessDeniedError, NotAuthenticatedError, NotFoundError, StorageError
 from eoshare.federation import FederationServices
+from eoshare.federation.client import RENDER_HEADER
 from eoshare.federation.fanout import LOCAL, FederatedSearch, MergedItem
 from eoshare.federation.identity import WELL_KNOWN_PATH
 from eoshare.federation.trust import PeerTrust
 
 JSON = dict[str, Any]
+log = logging.getLogger("eoshare.federation")
 router = APIRouter(tags=["Federation"])
 MISSING_HEADER = "Eoshare-Federation-Missing"
 
@@ -59,6 +66,22 @@ def list_peers(request: Request, caller: Caller) -> JSONResponse:
         doc["harvest"] = svc.registry.last_harvest(peer.name)
         peers.append(doc)
     return JSONResponse({"node": svc.identity.name, "peers": peers})
+
+
+@router.get(
+    "/admin/mirrors",
+    response_class=JSONResponse,
+    summary="Mirrors of peers' assets and their progress (operators)",
+)
+def list_mirrors(request: Request, caller: Caller) -> JSONResponse:
+    """Each mirror: its peer, scope (collections, bbox, datetime), time window, state
+    (idle, running, done, failed, interrupted), files and bytes done of the last plan,
+    when it last ran and its last error. The operators' page reads exactly this."""
+    if caller.user is None:
+        raise NotAuthenticatedError("sign in first: this route needs a user")
+    if not is_operator(caller):
+        raise AccessDeniedError("the mirrors' status is for operators")
+    return JSONResponse({"mirrors": services(request).mirrors.statuses()})
 
 
 @router.get(
@@ -124,9 +147,16 @@ class PeerSignatureMiddleware:
             response = errors.problem(401, exc.detail)
             await response(scope, receive, send)
             return
+        except StorageError as exc:  # the replay cache could not be written
+            await errors.problem(503, exc.detail)(scope, receive, send)
+            return
         state = scope.setdefault("state", {})
         state["principal"] = result.principal
         state["auth_via"] = f"peer:{result.peer.name}"
+        # a harvesting peer asks for items without the derived links it makes itself
+        state["render_minimal"] = (
+            headers.get(RENDER_HEADER.lower(), "").strip().lower() == "minimal"
+        )
         sent = False
 
         async def replay() -> Message:
@@ -261,3 +291,49 @@ def install(app: Any, services: FederationServices, max_body_bytes: int) -> None
     app.state.federation = services
     app.include_router(router)
     app.add_middleware(PeerSignatureMiddleware, trust=services.trust, max_body_bytes=max_body_bytes)
+
+
+# --- mirrors in the background ---------------------------------------------------------
+def start_mirrors(app: Any, interval_s: float) -> asyncio.Task[None] | None:
+    """Run the mirrors whose window is open now and every ``interval_s`` (called in the
+    lifespan; None when ``interval_s`` is 0). A run holds its mirror's lock, so several
+    workers or a CLI run at the same time never run one mirror twice."""
+    if interval_s <= 0:
+        return None
+    from eoshare.federation.mirror import Mirrorer
+
+    svc = services_of(app)
+    mirrorer = Mirrorer(
+        svc.mirrors,
+        svc.registry,
+        svc.identity,
+        app.state.catalog,
+        app.state.store,
+        app.state.access_services.store,
+    )
+    app.state.mirrorer = mirrorer
+
+    async def loop() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(mirrorer.run_due)
+            except Exception:
+                log.exception("mirrors failed; trying again in %.0f s", interval_s)
+            await asyncio.sleep(interval_s)
+
+    return asyncio.create_task(loop())
+
+
+async def stop_mirrors(app: Any, task: asyncio.Task[None] | None) -> None:
+    """Stop a running mirror at its next chunk (its partial file stays for the next run)."""
+    if task is None:
+        return
+    app.state.mirrorer.stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def services_of(app: Any) -> FederationServices:
+    svc: FederationServices = app.state.federation
+    return svc

@@ -1,0 +1,298 @@
+"""The web UI on a hub: where each result comes from, which peers did not answer, and the
+operators' peers page (``GET /admin/peers``, ``/ui/peers.html``).
+
+Two real eoshare nodes in separate processes on 127.0.0.1, each with its own data and
+members (built as in ``tests/federation``): **hub** (member ``vn-vnsc``, collection
+``h-open``) and **live** (member ``ke-kspa``, ``l-open``). The hub has two more peers:
+**dead**, registered at a port where nothing listens, and **slow**, a socket that takes
+connections and never answers (so the hub gives up on it at its deadline). Chromium is
+Debian's, driven by Playwright (``tests/web/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from eoshare.access.store import AccessStore
+from eoshare.federation.peers import Peer
+from federation.conftest import Node, as_peer, build, serve
+from live import free_port
+
+from .conftest import SCREENSHOTS
+
+OPERATOR = "fed-ops"
+MEMBER = "vn_user"  # made by build(): an analyst of vn-vnsc, not an operator
+HUB_ITEMS = 2
+LIVE_ITEMS = 3
+
+
+MIRRORS = {
+    "mirrors": [
+        {
+            "id": "m1",
+            "peer": "live",
+            "collections": ["l-open"],
+            "bbox": [30.0, -5.0, 40.0, 5.0],
+            "datetime": "2024-01-01T00:00:00Z/2024-12-31T23:59:59Z",
+            "window": "22:00-06:00",
+            "state": "running",
+            "files_total": 4,
+            "files_done": 1,
+            "bytes_total": 4000,
+            "bytes_done": 1000,
+            "last_run": "2026-11-29T01:00:00Z",
+            "last_error": None,
+        }
+    ]
+}
+
+
+@dataclass
+class Hub:
+    hub: Node
+    live: Node
+    operator_token: str
+    dead_url: str
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Hub]:
+    root = tmp_path_factory.mktemp("fed-ui")
+    hub = Node("hub", "vn-vnsc", root / "hub")
+    live = Node("live", "ke-kspa", root / "live")
+    for node in (hub, live):
+        node.data_dir.mkdir()
+    build(hub, shared_data, {"h-open": ({"access": "open"}, HUB_ITEMS)})
+    build(live, shared_data, {"l-open": ({"access": "open"}, LIVE_ITEMS)})
+    store = AccessStore(hub.data_dir / "access.db")
+    try:
+        store.put_user(OPERATOR, member=None, roles=["operator"], password=None, who="test")
+        _, operator_token = store.create_token(OPERATOR, days=1, who="test")
+    finally:
+        store.close()
+    dead_key = hashlib.sha256(b"a peer that never answers").digest()
+    dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    black_hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(64)  # connections are taken by the kernel, never answered
+    slow_url = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
+    with black_hole, serve(live), serve(hub):
+        live.registry.add(as_peer(hub, {"*"}))
+        hub.registry.add(as_peer(live))
+        hub.registry.add(
+            Peer(
+                name="dead",
+                url=dead_url,
+                kind="eoshare",
+                fingerprint="SHA256:" + base64.b64encode(dead_key).decode().rstrip("="),
+                public_key=base64.b64encode(dead_key).decode(),
+                member="bd-sparrso",
+            )
+        )
+        hub.registry.add(Peer(name="slow", url=slow_url, kind="stac"))
+        yield Hub(hub, live, operator_token, dead_url)
+        for node in (hub, live):
+            log = (node.data_dir / "server.log").read_text()
+            assert "Traceback" not in log, f"{node.name}:\n{log}"
+
+
+@contextlib.contextmanager
+def page_as(browser: Any, token: str | None, errors: list[str]) -> Iterator[Any]:
+    """A page whose every request carries the caller's token (none: the public)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 1000}, extra_http_headers=headers
+    )
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(f"console: {msg.text}")
+            if "Content Security Policy" in msg.text or "eoshare:" in msg.text
+            else None
+        ),
+    )
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser: Any) -> None:
+    # the API first: the dead peer is named in the body and in the header
+    r = httpx.post(hub.hub.url + "/search", json={"limit": 20}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["federation:missing"] == ["dead", "slow"]
+    assert r.headers["Eoshare-Federation-Missing"] == "dead, slow"
+    report = body["federation:peers"]
+    assert report["live"]["status"] == "ok"
+    assert report["dead"]["status"] == "error" and report["slow"]["status"] == "timeout"
+    assert len(body["features"]) == HUB_ITEMS + LIVE_ITEMS
+
+    errors: list[str] = []
+    with page_as(browser, None, errors) as page:
+        page.goto(hub.hub.url + "/ui/?lang=en")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        results = page.locator("#results li.result")
+        assert results.count() == HUB_ITEMS + LIVE_ITEMS
+        origins = [
+            results.nth(i).locator(".origin-badge").get_attribute("data-origin")
+            for i in range(results.count())
+        ]
+        assert sorted(origins) == sorted(["hub"] * HUB_ITEMS + ["live"] * LIVE_ITEMS)
+        # a peer's badge names its member; this node's own results say so
+        live_badge = page.locator("#results .origin-badge[data-origin=live]").first
+        assert "ke-kspa" in live_badge.inner_text()
+        assert live_badge.get_attribute("title") == "From node live, member ke-kspa"
+        here = page.locator("#results .origin-badge[data-origin=hub]").first
+        assert here.get_attribute("title") == "From this node (hub)"
+        notice = page.locator("#federation-notice")
+        assert notice.is_visible()
+        assert notice.locator("li[data-peer=dead]").inner_text() == "dead: cannot be reached"
+        assert notice.locator("li[data-peer=slow]").inner_text() == "slow: did not answer in time"
+        assert notice.locator("li").count() == 2
+        page.locator(".results").screenshot(path=str(SCREENSHOTS / "federation-results-en.png"))
+        # in Arabic, right to left
+        page.select_option("#language", "ar")
+        page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
+        assert notice.locator("li[data-peer=dead]").inner_text() == "dead: تعذّر الوصول إليها"
+        page.screenshot(path=str(SCREENSHOTS / "federation-results-ar.png"))
+        page.select_option("#language", "en")
+        # a peer's scene opens through the hub, with its origin
+        page.locator("#results li.result:has(.origin-badge[data-origin=live]) a").first.click()
+        page.wait_for_selector("#item h1")
+        assert page.url.split("#", 1)[1].startswith("/peer/live/l-open/")
+        page.locator("#item .origin-badge[data-origin=live]").wait_for()
+    assert errors == [], errors
+
+
+def test_admin_peers_reports_health_for_operators_only(hub: Hub) -> None:
+    url = hub.hub.url + "/admin/peers"
+    r = httpx.get(url, headers=bearer(hub.operator_token), timeout=60)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["node"]["name"] == "hub" and doc["node"]["member"] == "vn-vnsc"
+    peers = {p["name"]: p for p in doc["peers"]}
+    assert set(peers) == {"dead", "live", "slow"}
+    live, dead, slow = peers["live"], peers["dead"], peers["slow"]
+    assert live["url"] == hub.live.url and live["member"] == "ke-kspa"
+    assert live["fingerprint"] == hub.live.fingerprint
+    assert live["trusted_members"] == []
+    assert live["health"]["reachable"] is True and live["health"]["status"] == "ok"
+    assert live["health"]["latency_ms"] > 0
+    assert abs(live["health"]["clock_skew_s"]) <= 0.5  # the same machine's clock
+    assert live["health"]["last_error"] is None
+    assert dead["health"]["reachable"] is False and dead["health"]["status"] == "unreachable"
+    assert "cannot be reached" in dead["health"]["last_error"]
+    assert hub.dead_url in dead["health"]["last_error"]
+    assert dead["health"]["latency_ms"] is None
+    assert slow["health"]["reachable"] is False and slow["kind"] == "stac"
+    assert "did not answer in time" in slow["health"]["last_error"]
+    assert live["harvest"]["finished"] is None  # never harvested yet
+    # the member of a member agency is refused, the public is asked to sign in
+    refused = httpx.get(url, headers=hub.hub.headers(MEMBER), timeout=30)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert httpx.get(url, timeout=30).status_code == 401
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
+    from eoshare.catalog import open_catalog
+    from eoshare.federation.harvest import Harvester
+    from eoshare.federation.identity import load_or_create_identity
+
+    # a real harvest of the live peer, as `eoshare harvest` runs it: the page shows its lag
+    hub_dir = hub.hub.data_dir
+    catalog = open_catalog(f"sqlite:///{hub_dir / 'catalog.db'}")
+    try:
+        identity = load_or_create_identity(hub_dir / "node-key.pem", name="hub", member="vn-vnsc")
+        registry = hub.hub.registry
+        report = Harvester(catalog, registry, identity).harvest(registry.get("live"))
+    finally:
+        catalog.close()
+    assert report.written == LIVE_ITEMS and not report.errors
+
+    errors: list[str] = []
+    with page_as(browser, hub.operator_token, errors) as page:
+        page.goto(hub.hub.url + "/ui/peers.html?lang=en")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        live = page.locator(".peer-card[data-peer=live]")
+        dead = page.locator(".peer-card[data-peer=dead]")
+        assert live.get_attribute("data-reachable") == "true"
+        assert dead.get_attribute("data-reachable") == "false"
+        assert live.locator(".peer-state").first.inner_text() == "Reachable"
+        assert dead.locator(".peer-state").first.inner_text() == "Unreachable"
+        assert live.locator(".peer-latency").inner_text().endswith(" ms")
+        assert live.locator(".peer-error").inner_text() == "none"
+        assert "cannot be reached" in dead.locator(".peer-error").inner_text()
+        slow = page.locator(".peer-card[data-peer=slow]")
+        assert slow.get_attribute("data-reachable") == "false"
+        assert "did not answer in time" in slow.locator(".peer-error").inner_text()
+        assert slow.locator(".peer-identity").inner_text().count("STAC API") == 1
+        assert hub.live.fingerprint in live.inner_text()
+        assert "ke-kspa" in live.inner_text() and "bd-sparrso" in dead.inner_text()
+        assert "no member" in live.inner_text()  # its trust setting: nobody's word believed
+        harvest = live.locator(".peer-harvest")
+        assert "never" not in harvest.locator(".peer-last-harvest").inner_text()
+        assert str(LIVE_ITEMS) in harvest.inner_text()
+        # no mirror service (404) or none configured: said so
+        assert page.locator(".mirrors-none").inner_text() == "No mirrors configured."
+        page.screenshot(path=str(SCREENSHOTS / "federation-peers-en.png"), full_page=True)
+        # the table of mirrors, drawn from a GET /admin/mirrors document of the agreed shape
+        # (answered here in the browser: this node has no mirror service, see above)
+        page.route("**/admin/mirrors", lambda route: route.fulfill(json=MIRRORS))
+        page.click("#peers-refresh")
+        row = page.locator("#peers-mirrors tr[data-mirror=m1]")
+        row.wait_for()
+        assert row.locator(".mirror-state").inner_text() == "running"
+        assert row.locator("progress").get_attribute("value") == "1000"
+        assert row.locator("progress").get_attribute("max") == "4000"
+        assert "1 of 4 files" in row.inner_text() and "22:00-06:00" in row.inner_text()
+        assert page.locator(".mirrors-none").count() == 0
+        page.select_option("#peers-language", "ar")
+        page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
+        page.locator("h1", has_text="العقد النظيرة").wait_for()
+        assert live.locator(".peer-state").first.inner_text() == "يمكن الوصول إليها"
+        page.screenshot(path=str(SCREENSHOTS / "federation-peers-ar.png"), full_page=True)
+        # the dashboard links to it
+        page.goto(hub.hub.url + "/ui/dashboard.html?lang=en")
+        link = page.locator("#dash-peers")
+        link.wait_for(state="visible")
+        assert link.get_attribute("href") == "peers.html"
+        assert link.inner_text() == "Peers"
+    assert errors == [], errors
+
+
+def test_peers_page_refuses_members_and_the_public(hub: Hub, browser: Any) -> None:
+    errors: list[str] = []
+    with page_as(browser, hub.hub.tokens[MEMBER], errors) as page:
+        page.goto(hub.hub.url + "/ui/peers.html?lang=en")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        message = page.locator(".peers-error")
+        assert message.get_attribute("data-status") == "403"
+        assert "operator" in message.inner_text()
+        assert page.locator(".peer-card").count() == 0
+    with page_as(browser, None, errors) as page:
+        page.goto(hub.hub.url + "/ui/peers.html?lang=fr")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        message = page.locator(".peers-error")
+        assert message.get_attribute("data-status") == "401"
+        assert message.locator("a").inner_text() == "Se connecter"
+    assert errors == [], errors
