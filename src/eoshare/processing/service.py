@@ -95,16 +95,7 @@ class ProcessingService:
         self.holder = new_holder()
         self.runner_ttl_s = runner_ttl_s
         self._beat = threading.Event()
-        if leases is not None:
-            leases.acquire(self._runner_lease, self.holder, runner_ttl_s)
-            # the thread holds the service weakly: an app that is dropped without closing
-            # (tests build many) does not live on through its heartbeat
-            threading.Thread(
-                target=_heartbeat,
-                args=(weakref.ref(self), self._beat, leases, self.runner_ttl_s),
-                name="job-runner",
-                daemon=True,
-            ).start()
+        self._beating = False
         self.catalog = catalog
         self.policy = policy
         self.store = store
@@ -163,9 +154,22 @@ class ProcessingService:
             self.jobs.log(job_id, "error", "the node stopped while the job ran; start it again")
 
     def _claim(self, job_id: str) -> None:
-        if self.leases is not None:
-            # held until the job ends; a dead holder is told by its runner lease
-            self.leases.acquire(f"job:{job_id}", self.holder, ttl_s=10 * 365 * 86400.0)
+        if self.leases is None:
+            return
+        with self._lock:
+            if not self._beating:
+                # this process runs jobs from now on: it says so while it lives; the
+                # thread holds the service weakly, so a dropped app does not live on
+                self.leases.acquire(self._runner_lease, self.holder, self.runner_ttl_s)
+                threading.Thread(
+                    target=_heartbeat,
+                    args=(weakref.ref(self), self._beat, self.leases, self.runner_ttl_s),
+                    name="job-runner",
+                    daemon=True,
+                ).start()
+                self._beating = True
+        # held until the job ends; a dead holder is told by its runner lease
+        self.leases.acquire(f"job:{job_id}", self.holder, ttl_s=10 * 365 * 86400.0)
 
     def _unclaim(self, job_id: str) -> None:
         if self.leases is not None:
