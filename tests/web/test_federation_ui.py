@@ -189,6 +189,15 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
         page.wait_for_selector("#item h1")
         assert page.url.split("#", 1)[1].startswith("/peer/live/l-open/")
         page.locator("#item .origin-badge[data-origin=live]").wait_for()
+        # the collections: the peer's are listed as <peer>.<id>, named by their node
+        page.goto(hub.hub.url + "/ui/?lang=en#/collections")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        card = page.locator('#collections li[data-collection="live.l-open"]')
+        assert card.locator(".origin-badge").get_attribute("data-origin") == "live"
+        assert "ke-kspa" in card.locator(".origin-badge").inner_text()
+        assert "Open to everyone" in card.inner_text()  # the origin's agreement, in words
+        own = page.locator('#collections li[data-collection="h-open"] .origin-badge')
+        assert own.get_attribute("data-origin") == "hub"
     assert errors == [], errors
 
 
