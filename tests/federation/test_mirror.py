@@ -300,7 +300,7 @@ def test_a_damaged_partial_is_detected_and_fetched_again(mirrors: Mirrors) -> No
     part = book.partial_path("m-damaged", "beta.b-mirror/b-mirror-2/data.tif", dead_pid.pid)
     part.parent.mkdir(parents=True, exist_ok=True)
     part.write_bytes(os.urandom(MIB // 2))  # not the origin's first half
-    run = mirrors.cli("mirror", "run", "m-damaged", "--now")
+    run = mirrors.cli("mirror", "run", "m-damaged", "--now", "--progress")  # with a bar
     assert run.returncode == 0, run.stderr
     assert "1 resumed" in run.stdout and "1 refetched" in run.stdout, run.stdout
     assert mirrors.local_sha256("b-mirror", "b-mirror-2") == mirrors.origin_sha256(
