@@ -258,6 +258,13 @@ def test_mirrored_items_are_served_locally_under_the_origin_agreement(mirrors: M
                      headers=delta.headers("vn_user")).json()  # fmt: skip
     assert item["assets"]["data"]["href"].startswith(url + "/download/")
     assert item["properties"]["federation:origin"] == "beta"
+    # a search on this hub (it fans out to beta too) shows the scene once: the local copy,
+    # with beta's record as its other source
+    found = httpx.get(url + "/search", params={"ids": "b-mirror-1"},
+                      headers=delta.headers("vn_user")).json()  # fmt: skip
+    assert [f["id"] for f in found["features"]] == ["b-mirror-1"], found
+    (hit,) = found["features"]
+    assert hit["assets"]["data"]["href"].startswith(url + "/download/beta.b-mirror/"), hit
     # the provider's own users too, as at the origin
     assert httpx.get(url + path, headers=delta.headers("ke_user")).status_code == 200
     # hidden stays hidden: not a partner, and the public
