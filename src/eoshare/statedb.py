@@ -164,7 +164,7 @@ class StateDB:
             if self._pool is not None:
                 self._pool.close()
             raise StorageError(
-                f"cannot reach the state database ({_redact(self.location)}): {exc}"
+                f"cannot reach the state database ({_redact(self.location)}): {_line(exc)}"
             ) from exc
 
     @contextlib.contextmanager
@@ -315,7 +315,7 @@ class StateDB:
             raise _translate(f"cannot use the {self.name}", exc) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg_pool"):
-                raise StorageError(f"cannot use the {self.name}: {exc}") from exc
+                raise StorageError(f"cannot use the {self.name}: {_line(exc)}") from exc
             raise
 
     @functools.cached_property
@@ -419,12 +419,15 @@ def _translate(detail: str, exc: BaseException) -> Exception:
     except ImportError:  # pragma: no cover - a dependency
         return StorageError(f"{detail}: {exc}")
     if isinstance(exc, psycopg.errors.IntegrityError):
-        return ConflictError(f"{detail}: {exc}")
+        return ConflictError(f"{detail}: {_line(exc)}")
     if isinstance(exc, psycopg.errors.DiskFull | psycopg.errors.OutOfMemory):
         return InsufficientStorageError(f"{detail}: no space left for the database")
-    if isinstance(exc, psycopg.Error):
-        return StorageError(f"{detail}: {exc}")
-    return StorageError(f"{detail}: {exc}")
+    return StorageError(f"{detail}: {_line(exc)}")
+
+
+def _line(exc: BaseException) -> str:
+    """An engine's message on one line (PostgreSQL's have a caret line and hints)."""
+    return " ".join(str(exc).split())
 
 
 def _redact(url: str) -> str:
