@@ -258,6 +258,13 @@ def test_mirrored_items_are_served_locally_under_the_origin_agreement(mirrors: M
                      headers=delta.headers("vn_user")).json()  # fmt: skip
     assert item["assets"]["data"]["href"].startswith(url + "/download/")
     assert item["properties"]["federation:origin"] == "beta"
+    # a search on this hub (it fans out to beta too) shows the scene once: the local copy,
+    # with beta's record as its other source
+    found = httpx.get(url + "/search", params={"ids": "b-mirror-1"},
+                      headers=delta.headers("vn_user")).json()  # fmt: skip
+    assert [f["id"] for f in found["features"]] == ["b-mirror-1"], found
+    (hit,) = found["features"]
+    assert hit["assets"]["data"]["href"].startswith(url + "/download/beta.b-mirror/"), hit
     # the provider's own users too, as at the origin
     assert httpx.get(url + path, headers=delta.headers("ke_user")).status_code == 200
     # hidden stays hidden: not a partner, and the public
@@ -300,7 +307,7 @@ def test_a_damaged_partial_is_detected_and_fetched_again(mirrors: Mirrors) -> No
     part = book.partial_path("m-damaged", "beta.b-mirror/b-mirror-2/data.tif", dead_pid.pid)
     part.parent.mkdir(parents=True, exist_ok=True)
     part.write_bytes(os.urandom(MIB // 2))  # not the origin's first half
-    run = mirrors.cli("mirror", "run", "m-damaged", "--now")
+    run = mirrors.cli("mirror", "run", "m-damaged", "--now", "--progress")  # with a bar
     assert run.returncode == 0, run.stderr
     assert "1 resumed" in run.stdout and "1 refetched" in run.stdout, run.stdout
     assert mirrors.local_sha256("b-mirror", "b-mirror-2") == mirrors.origin_sha256(

@@ -23,6 +23,7 @@ from eoshare.cli import app
 from eoshare.disaster.store import ActivationRow, DisasterStore, SubscriptionRow
 from eoshare.downloads.orders import OrderAsset, OrderBook
 from eoshare.downloads.uploads import UploadBook
+from eoshare.federation.mirror import Mirror, MirrorBook
 from eoshare.federation.peers import Peer, PeerRegistry
 from eoshare.processing.jobs import JobStore
 from eoshare.storage import open_store
@@ -118,6 +119,11 @@ def _fill(data_dir: Path) -> None:
     peers.set_cursor("beta", "c", {"after": "2026-03-01"})
     peers.record_harvest("beta", started="2026-03-01T00:00:00Z", items=3, deleted=0, detail="ok")
     peers.close()
+    mirrors = MirrorBook(data_dir / "federation.db", data_dir / "mirror-partial")
+    mirrors.add(Mirror("beta-1", "beta", ("c",), window="22:00-06:00", added="2026-03-01"))
+    mirrors.set("beta-1", state="idle", files_done=1, bytes_done=3)
+    mirrors.file_done("beta-1", "c/c-000/data.tif", 3, "sha256:x")
+    mirrors.close()
 
 
 def _tables(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -142,6 +148,7 @@ def _answers(where: Any) -> dict[str, Any]:
     disaster = DisasterStore(where("disaster.db"))
     jobs = JobStore(where("processing.db"))
     peers = PeerRegistry(where("federation.db"))
+    mirrors = MirrorBook(where("federation.db"), Path("/nonexistent"))
     try:
         job = jobs.list_jobs()[0]
         return {
@@ -168,12 +175,15 @@ def _answers(where: Any) -> dict[str, Any]:
             "peers": [p.to_dict() for p in peers.all()],
             "cursor": peers.cursor("beta", "c"),
             "harvest": peers.last_harvest("beta"),
+            "mirrors": mirrors.all(),
+            "mirrored": mirrors.done_files("beta-1"),
         }
     finally:
         access.close()
         disaster.close()
         jobs.close()
         peers.close()
+        mirrors.close()
 
 
 def _migrate(env: dict[str, str], *args: str) -> Any:

@@ -105,3 +105,14 @@ def test_writers_of_one_area_take_turns(state_location: Any) -> None:
     finally:
         for db in dbs:
             db.close()
+
+
+def test_an_unreachable_database_is_one_line_without_its_password() -> None:
+    from live import free_port
+
+    url = f"postgresql://eoshare:s3cret-pw@127.0.0.1:{free_port()}/eoshare"
+    with pytest.raises(StorageError) as caught:
+        _open(url, V1)
+    message = str(caught.value)
+    assert message.startswith("cannot reach the state database (postgresql://eoshare:***@")
+    assert "\n" not in message and "s3cret-pw" not in message

@@ -3,7 +3,8 @@ operators' peers page (``GET /admin/peers``, ``/ui/peers.html``).
 
 Two real eoshare nodes in separate processes on 127.0.0.1, each with its own data and
 members (built as in ``tests/federation``): **hub** (member ``vn-vnsc``, collection
-``h-open``) and **live** (member ``ke-kspa``, ``l-open``). The hub has two more peers:
+``h-open``) and **live** (member ``ke-kspa``, ``l-open``, and ``l-files`` whose items
+have files, for a mirror). The hub has two more peers:
 **dead**, registered at a port where nothing listens, and **slow**, a socket that takes
 connections and never answers (so the hub gives up on it at its deadline). Chromium is
 Debian's, driven by Playwright (``tests/web/conftest.py``).
@@ -36,29 +37,9 @@ OPERATOR = "fed-ops"
 MEMBER = "vn_user"  # made by build(): an analyst of vn-vnsc, not an operator
 HUB_ITEMS = 2
 LIVE_ITEMS = 3
+LIVE_FILES = 2  # items of live's l-files, each with a file
 # live also holds the hub's scene h-open-0 under another id: shown once, from both nodes
 TWIN = "l-twin"
-
-
-MIRRORS = {
-    "mirrors": [
-        {
-            "id": "m1",
-            "peer": "live",
-            "collections": ["l-open"],
-            "bbox": [30.0, -5.0, 40.0, 5.0],
-            "datetime": "2024-01-01T00:00:00Z/2024-12-31T23:59:59Z",
-            "window": "22:00-06:00",
-            "state": "running",
-            "files_total": 4,
-            "files_done": 1,
-            "bytes_total": 4000,
-            "bytes_done": 1000,
-            "last_run": "2026-11-29T01:00:00Z",
-            "last_error": None,
-        }
-    ]
-}
 
 
 @dataclass
@@ -77,7 +58,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
     for node in (hub, live):
         node.data_dir.mkdir()
     build(hub, shared_data, {"h-open": ({"access": "open"}, HUB_ITEMS)})
-    build(live, shared_data, {"l-open": ({"access": "open"}, LIVE_ITEMS)})
+    build(
+        live,
+        shared_data,
+        {"l-open": ({"access": "open"}, LIVE_ITEMS), "l-files": ({"access": "open"}, LIVE_FILES)},
+        with_bytes={"l-files"},  # files to mirror
+    )
     catalog = open_catalog(f"sqlite:///{hub.data_dir / 'catalog.db'}")
     scene = catalog.get_item("h-open", "h-open-0")
     catalog.close()
@@ -158,7 +144,7 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
     report = body["federation:peers"]
     assert report["live"]["status"] == "ok"
     assert report["dead"]["status"] == "error" and report["slow"]["status"] == "timeout"
-    assert len(body["features"]) == HUB_ITEMS + LIVE_ITEMS
+    assert len(body["features"]) == HUB_ITEMS + LIVE_ITEMS + LIVE_FILES
     twin = next(f for f in body["features"] if f["id"] == "h-open-0")
     assert [s["node"] for s in twin["properties"]["federation:sources"]] == ["hub", "live"]
 
@@ -167,7 +153,7 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
         page.goto(hub.hub.url + "/ui/?lang=en")
         page.wait_for_selector("body[data-ready]", state="attached")
         results = page.locator("#results li.result")
-        assert results.count() == HUB_ITEMS + LIVE_ITEMS
+        assert results.count() == HUB_ITEMS + LIVE_ITEMS + LIVE_FILES
         origins = {}
         for i in range(results.count()):
             badges = results.nth(i).locator(".origin-badge")
@@ -178,6 +164,7 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
             "h-open-0": ["hub", "live"],  # the same scene at both nodes
             "h-open-1": ["hub"],
             **{f"l-open-{n}": ["live"] for n in range(LIVE_ITEMS)},
+            **{f"l-files-{n}": ["live"] for n in range(LIVE_FILES)},
         }
         # a peer's badge names its member; this node's own results say so
         live_badge = page.locator("#results .origin-badge[data-origin=live]").first
@@ -202,6 +189,15 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
         page.wait_for_selector("#item h1")
         assert page.url.split("#", 1)[1].startswith("/peer/live/l-open/")
         page.locator("#item .origin-badge[data-origin=live]").wait_for()
+        # the collections: the peer's are listed as <peer>.<id>, named by their node
+        page.goto(hub.hub.url + "/ui/?lang=en#/collections")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        card = page.locator('#collections li[data-collection="live.l-open"]')
+        assert card.locator(".origin-badge").get_attribute("data-origin") == "live"
+        assert "ke-kspa" in card.locator(".origin-badge").inner_text()
+        assert "Open to everyone" in card.inner_text()  # the origin's agreement, in words
+        own = page.locator('#collections li[data-collection="h-open"] .origin-badge')
+        assert own.get_attribute("data-origin") == "hub"
     assert errors == [], errors
 
 
@@ -254,7 +250,7 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         report = Harvester(catalog, registry, identity).harvest(registry.get("live"))
     finally:
         catalog.close()
-    assert report.written == LIVE_ITEMS + 1 and not report.errors
+    assert report.written == LIVE_ITEMS + 1 + LIVE_FILES and not report.errors
     registry.update("live", harvest_every_s=3600)  # as `eoshare peers set --harvest-every 1h`
 
     errors: list[str] = []
@@ -279,23 +275,32 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         assert "no member" in live.inner_text()  # its trust setting: nobody's word believed
         harvest = live.locator(".peer-harvest")
         assert "never" not in harvest.locator(".peer-last-harvest").inner_text()
-        assert str(LIVE_ITEMS + 1) in harvest.inner_text()
+        assert harvest.locator(".peer-items").inner_text() == str(LIVE_ITEMS + 1 + LIVE_FILES)
         assert harvest.locator(".peer-schedule").inner_text() == "every 1 hour"
         assert dead.locator(".peer-schedule").inner_text() == "by hand only (eoshare harvest)"
-        # no mirror service (404) or none configured: said so
+        # no mirror yet: said so
         assert page.locator(".mirrors-none").inner_text() == "No mirrors configured."
-        page.screenshot(path=str(SCREENSHOTS / "federation-peers-en.png"), full_page=True)
-        # the table of mirrors, drawn from a GET /admin/mirrors document of the agreed shape
-        # (answered here in the browser: this node has no mirror service, see above)
-        page.route("**/admin/mirrors", lambda route: route.fulfill(json=MIRRORS))
+        # a real mirror of the live peer's files, run as `eoshare mirror run --now` runs it
+        report = run_mirror(hub)
+        assert report.files_done == report.files_total == LIVE_FILES and not report.errors
         page.click("#peers-refresh")
-        row = page.locator("#peers-mirrors tr[data-mirror=m1]")
+        row = page.locator("#peers-mirrors tr[data-mirror=m-live]")
         row.wait_for()
-        assert row.locator(".mirror-state").inner_text() == "running"
-        assert row.locator("progress").get_attribute("value") == "1000"
-        assert row.locator("progress").get_attribute("max") == "4000"
-        assert "1 of 4 files" in row.inner_text() and "22:00-06:00" in row.inner_text()
+        assert row.locator(".mirror-state").inner_text() == "up to date"
+        bar = row.locator("progress")
+        assert bar.get_attribute("value") == bar.get_attribute("max") == str(report.bytes_total)
+        assert f"{LIVE_FILES} of {LIVE_FILES} files" in row.inner_text()
+        assert "l-files" in row.inner_text() and "live" in row.inner_text()
         assert page.locator(".mirrors-none").count() == 0
+        page.screenshot(path=str(SCREENSHOTS / "federation-peers-en.png"), full_page=True)
+        # a node without the mirror service answers 404: "no mirrors configured" too
+        page.route("**/admin/mirrors", lambda route: route.fulfill(status=404, json={}))
+        page.click("#peers-refresh")
+        page.locator(".mirrors-none").wait_for()
+        assert page.locator("#peers-mirrors tr").count() == 0
+        page.unroute("**/admin/mirrors")
+        page.click("#peers-refresh")
+        row.wait_for()
         page.select_option("#peers-language", "ar")
         page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
         page.locator("h1", has_text="العقد النظيرة").wait_for()
@@ -311,6 +316,32 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         assert link.get_attribute("href") == "peers.html"
         assert link.inner_text() == "Peers"
     assert errors == [], errors
+
+
+def run_mirror(hub: Hub) -> Any:
+    """Mirror the live peer's l-files on the hub, now, in this process."""
+    from eoshare.access.store import AccessStore
+    from eoshare.federation.identity import load_or_create_identity
+    from eoshare.federation.mirror import Mirror, Mirrorer, open_mirrors
+    from eoshare.settings import Settings
+    from eoshare.storage import open_store
+
+    settings = Settings(data_dir=hub.hub.data_dir)
+    book = open_mirrors(settings)
+    catalog = open_catalog(settings.catalog_url)
+    access = AccessStore(settings.access_db_path)
+    try:
+        book.add(Mirror(id="m-live", peer="live", collections=("l-files",)))
+        identity = load_or_create_identity(
+            settings.node_key_path, name="hub", member=hub.hub.member
+        )
+        store = open_store(settings.storage_url)
+        runner = Mirrorer(book, hub.hub.registry, identity, catalog, store, access)
+        return runner.run("m-live", now=True)
+    finally:
+        catalog.close()
+        access.close()
+        book.close()
 
 
 def test_peers_page_refuses_members_and_the_public(hub: Hub, browser: Any) -> None:

@@ -158,7 +158,7 @@ function peerCard(peer) {
           row(t("peers.lastHarvest"), when(harvest.finished, harvest.since_finished_s),
             { class: "peer-last-harvest" }),
           row(t("peers.items"), harvest.items !== null && harvest.items !== undefined
-            ? formatNumber(harvest.items) : null),
+            ? formatNumber(harvest.items) : null, { class: "peer-items" }),
           row(t("peers.cursorAge"), harvest.cursor_updated
             ? formatAge(harvest.cursor_age_s) : t("peers.never")),
           harvest.detail ? row(t("peers.harvestNote"), harvest.detail) : null,
