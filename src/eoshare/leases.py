@@ -120,10 +120,10 @@ class Leases:
         except Exception as exc:
             raise StorageError(f"cannot use the lease table: {exc}") from exc
 
-    def acquire(self, name: str, holder: str, ttl_s: float) -> bool:
+    def acquire(self, name: str, holder: str, ttl_s: float, *, now: float | None = None) -> bool:
         """Take or renew lease ``name`` for ``ttl_s`` seconds; False when another holder
         has it and it has not expired."""
-        now = self.clock()
+        now = self.clock() if now is None else now
         rows = self._execute(_ACQUIRE, (name, holder, now + ttl_s, now, now))
         return bool(rows) and rows[0][0] == holder
 

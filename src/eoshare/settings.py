@@ -107,6 +107,12 @@ class TilesSettings(BaseModel):
     mosaic_max_items: int = 30
     # the longest band-math expression accepted
     max_expression_chars: int = 512
+    # open datasets kept between requests (each used by one request at a time), keyed
+    # by the stored file and its version; 0 opens every file for every picture
+    open_datasets: int = 32
+    # PNG compression (zlib level 0-9): 1 encodes a tile several times faster than 6
+    # (rio-tiler's and titiler's default) for ~15 % more bytes
+    png_zlevel: int = Field(default=1, ge=0, le=9)
 
 
 class S3Settings(BaseModel):

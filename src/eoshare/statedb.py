@@ -229,10 +229,18 @@ class StateDB:
         rows = self.read(sql, params)
         return rows[0] if rows else None
 
-    def execute(self, sql: str, params: Params = ()) -> int:
-        """One statement in a transaction of its own; the rows it changed."""
-        with self.tx() as conn:
-            return conn.execute(sql, params).rowcount
+    def execute(self, sql: str, params: Params = (), *, queue: bool = True) -> int:
+        """One statement in a transaction of its own; the rows it changed. ``queue=False``
+        lets an insert that reads nothing (an audit row) skip the area's queue of writers
+        on PostgreSQL: one round trip instead of four."""
+        if self.postgres and not queue:
+            with self._pg() as conn:
+                try:
+                    return int(conn.execute(_pg_sql(sql), tuple(params)).rowcount)
+                except Exception as exc:
+                    raise _translate(f"cannot write the {self.name}", exc) from exc
+        with self.tx() as tx:
+            return tx.execute(sql, params).rowcount
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[Conn]:

@@ -25,6 +25,7 @@ from eoshare.downloads.orders import OrderAsset, OrderBook
 from eoshare.downloads.uploads import UploadBook
 from eoshare.federation.peers import Peer, PeerRegistry
 from eoshare.processing.jobs import JobStore
+from eoshare.storage import open_store
 
 
 def collection(cid: str) -> dict[str, Any]:
@@ -186,11 +187,17 @@ def test_state_moves_to_postgres_and_back_unchanged(pg: Any, tmp_path: Path) -> 
     before = _tables(embedded)
     assert len(before) >= 20 and all(before[t] for t in ("access.db:audit", "disaster.db:products"))
     url = pg.new_catalog_url()
+    open_store((embedded / "store").resolve().as_uri()).put_bytes("c/c-000/data.tif", b"tif")
+    archive = (tmp_path / "archive").resolve().as_uri()
 
-    up = _migrate({"EOSHARE_DATA_DIR": str(embedded)}, "--to", url)
+    up = _migrate({"EOSHARE_DATA_DIR": str(embedded)}, "--to", url, "--storage", archive)
     assert up.exit_code == 0, up.output
     assert "3 items: 3 copied" in up.output
     assert "counts and checksums match" in up.output and f"EOSHARE_DATABASE={url}" in up.output
+    assert "archive: 1 objects copied (3 bytes)" in up.output
+    assert f"EOSHARE_STORAGE={archive}" in up.output
+    with open_store(archive).open("c/c-000/data.tif") as f:
+        assert f.read() == b"tif"
     with psycopg.connect(url) as conn:
         audit = conn.execute("SELECT count(*), sum(bytes) FROM access.audit").fetchone()
         assert audit == (5, 5010)

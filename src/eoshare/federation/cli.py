@@ -483,6 +483,10 @@ def register_mirror(
 
         with errors():
             s = settings(data_dir=data_dir)
+            from eoshare.access.egress import check_segment
+
+            for c in collection:
+                check_segment(c, "collection id")
             target = _registry(s).get(peer)
             if target.kind != "eoshare":
                 raise InvalidRequestError(f"peer {peer!r} is a plain STAC API: it cannot mirror")

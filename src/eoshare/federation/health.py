@@ -9,11 +9,13 @@ millisecond; a plain STAC API only its ``Date`` header, to about a second). Sign
 are refused beyond ``clock_skew_s``, so a large difference is worth an operator's look.
 
 ``peer_report`` adds what the registry knows of harvesting: the last run (when, how many
-items) and the age of the harvest cursors.
+items), the age of the harvest cursors, and whether the peer's schedule makes a harvest
+due now.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,8 +122,12 @@ def harvest_lag(registry: PeerRegistry, peer: str, now: datetime | None = None) 
 
 
 def peer_report(check: PeerCheck, registry: PeerRegistry) -> JSON:
-    """One peer as the operators' page shows it: who, trust, health and harvest lag."""
+    """One peer as the operators' page shows it: who, trust, health, harvest lag and
+    whether its scheduled harvest is due (``federation.schedule``)."""
+    from eoshare.federation.schedule import is_due
+
     doc = check.peer.to_dict()
     doc["health"] = check.to_dict()
     doc["harvest"] = harvest_lag(registry, check.peer.name)
+    doc["harvest"]["due"] = is_due(check.peer, doc["harvest"]["started"], time.time())
     return doc

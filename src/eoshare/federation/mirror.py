@@ -26,11 +26,12 @@ bandwidth limit and the local user it acts for (``--as``). A run:
    ``file:checksum`` (sha2-256 multihash). A resumed file that does not match is fetched
    again from its first byte once (the partial was damaged); a fresh one that does not
    match fails (the origin's bytes are not what it says).
-5. **commits**: the file goes into the store atomically (``Store.put_file``), the partial
-   is removed, and the item is written to the local catalogue with the node's
-   ``eoshare:key`` on the mirrored assets, so that ``AssetGate`` -- the one path for
-   bytes -- serves the local copy with this node's decision and audit under the copied
-   agreement. Hidden stays hidden: an item the agreement hides is 404 here too.
+5. **commits**: the file is moved into the store atomically (a rename into a local
+   store on the same file system, else ``Store.put_file``), and the item is written to
+   the local catalogue with the node's ``eoshare:key`` on the mirrored assets, so that
+   ``AssetGate`` -- the one path for bytes -- serves the local copy with this node's
+   decision and audit under the copied agreement. Hidden stays hidden: an item the
+   agreement hides is 404 here too.
 
 Runs are serialised per mirror by a lock file; ``state``, file and byte counts, the last
 run and its error are kept in ``federation.db`` and shown by ``eoshare mirror status``
@@ -41,6 +42,7 @@ and ``GET /admin/mirrors``. ``eoshare mirror run --loop`` and the node itself (e
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -896,12 +898,34 @@ class Mirrorer:
                 report.refetched += 1
                 continue
             raise UpstreamError(f"the origin sent {what}")
+        size = self._commit(t, part)
+        self.book.file_done(m.id, t.key, size, t.checksum)
+
+    def _commit(self, t: FileTask, part: Path) -> int:
+        """Into the store, atomically: a rename where the store is a directory on the same
+        file system (the partial is fsync'd already), else ``Store.put_file``."""
+        target = self.store.local_path(t.key)
+        if target is not None:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(part, 0o644)
+                size = part.stat().st_size
+                os.replace(part, target)
+                fd = os.open(target.parent, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                return size
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise StorageError(f"cannot move {t.key!r} into the store: {exc}") from exc
         stored = self.store.put_file(t.key, part)
         if t.sha256 is not None and stored.sha256 not in (None, f"sha256:{t.sha256}"):
             self.store.delete(t.key)
             raise UpstreamError("the stored copy does not match its file:checksum")
         part.unlink(missing_ok=True)
-        self.book.file_done(m.id, t.key, stored.size, t.checksum)
+        return int(stored.size)
 
     def _stream(
         self,

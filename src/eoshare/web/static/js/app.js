@@ -848,6 +848,7 @@ function renderWho() {
   $("#signout").hidden = !signedIn;
   // the operators' dashboard (dashboard.html): the link is shown to operators only
   $("#nav-dashboard").hidden = !me?.roles?.includes("operator");
+  $("#nav-peers").hidden = !me?.roles?.includes("operator");
 }
 
 async function afterSignInChange() {
