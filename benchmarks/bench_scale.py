@@ -588,6 +588,7 @@ class Target:
     base: str
     offset_paging: bool  # eoshare: ?token=<offset>; stac-fastapi-pgstac: keyset only
     token: str | None = None  # bearer token of the access-filtered member (eoshare)
+    operator: str | None = None  # an operator's token: no filter (eoshare)
     visible_text: str | None = None  # the filter a client adds itself (stac-fastapi)
 
     def request(self, params: list[tuple[str, str]], filtered: bool) -> tuple[Any, dict[str, str]]:
@@ -600,8 +601,9 @@ class Target:
             else:
                 out.append((k, v))
         headers: dict[str, str] = {}
-        if filtered and self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        bearer = self.token if filtered else self.operator
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
         if filtered and self.visible_text:
             own = dict(out).get("filter")
             text = self.visible_text if own is None else f"({own}) AND ({self.visible_text})"
@@ -734,6 +736,10 @@ country = "VN"
 username = "binh"
 member = "vn"
 roles = ["viewer"]
+[[users]]
+username = "ops"
+member = "ke"
+roles = ["operator"]
 [[agreements]]
 collection = "sentinel-1-grd"
 provider = "ke"
@@ -751,18 +757,25 @@ access = "open"
 """
 
 
-def access_setup(data_dir: Path) -> tuple[str, Any]:
-    """The node's members and agreements; the member's token and visibility filter."""
+def access_setup(data_dir: Path) -> tuple[str, str, Any]:
+    """The node's members and agreements; the member's token, an operator's token (who
+    sees everything: no filter) and the member's visibility filter."""
     data_dir.mkdir(parents=True, exist_ok=True)
     decl = data_dir / "access.toml"
     decl.write_text(DECLARATIONS)
     env = {**os.environ, "EOSHARE_DATA_DIR": str(data_dir)}
     eoshare = str(Path(sys.executable).parent / "eoshare")
     subprocess.run([eoshare, "apply", str(decl)], check=True, env=env, capture_output=True)
-    out = subprocess.run(
-        [eoshare, "tokens", "create", "binh"], check=True, env=env, capture_output=True, text=True
-    )
-    token = out.stdout.strip().splitlines()[-1]
+    tokens = []
+    for user in ("binh", "ops"):
+        out = subprocess.run(
+            [eoshare, "tokens", "create", user],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        tokens.append(out.stdout.strip().splitlines()[-1])
     from eoshare.access.base import Principal
     from eoshare.access.policy import AgreementPolicy
     from eoshare.access.store import AccessStore
@@ -773,7 +786,7 @@ def access_setup(data_dir: Path) -> tuple[str, Any]:
         visible = AgreementPolicy(store).visible_filter(Principal(user="binh", member="vn"))
     finally:
         store.close()
-    return token, visible
+    return tokens[0], tokens[1], visible
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -824,7 +837,7 @@ def run_size(size: int, args: argparse.Namespace, pg: Postgres) -> tuple[dict[st
     sample_ids = rng.sample(f.ids, 2000)
     data_dir = SCALE / f"node-{size}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    token, visible = access_setup(data_dir)
+    token, operator, visible = access_setup(data_dir)
     visible_text = cql2.Expr(visible).to_text()
     print(f"[{size}] the member's visibility filter: {visible_text}", flush=True)
     pg_url = pg.url(pg_db(size))
@@ -852,14 +865,14 @@ def run_size(size: int, args: argparse.Namespace, pg: Postgres) -> tuple[dict[st
             {**env, "EOSHARE_CATALOG": f"sqlite:///{sqlite_path(size)}"},
             eoshare_app,
             sys.executable,
-            Target("eoshare on SQLite", "", True, token=token),
+            Target("eoshare on SQLite", "", True, token=token, operator=operator),
         ),
         (
             "eoshare on pgstac",
             {**env, "EOSHARE_CATALOG": pg_url},
             eoshare_app,
             sys.executable,
-            Target("eoshare on pgstac", "", True, token=token),
+            Target("eoshare on pgstac", "", True, token=token, operator=operator),
         ),
     ]
     sfp_python = Path(args.stac_fastapi_python)

@@ -570,6 +570,7 @@ def backup_cmd(
             store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
             dest=dest,
             with_store=store,
+            database=settings.database,
         )
     for key in report.missing:
         typer.echo(f"warning: {key}: in the catalogue but not in the store", err=True)
@@ -600,6 +601,7 @@ def restore_cmd(
             data_dir=settings.data_dir,
             store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
             catalog_url=settings.catalog_url,
+            database=settings.database,
         )
     for problem in report.problems:
         typer.echo(f"error: {problem}", err=True)

@@ -57,7 +57,7 @@ def state_parts() -> list[StatePart]:
     from eoshare.access import store as access
     from eoshare.disaster import store as disaster
     from eoshare.downloads import orders, uploads
-    from eoshare.federation import peers
+    from eoshare.federation import mirror, peers
     from eoshare.processing import jobs
 
     def part(file: str, area: str, *components: tuple[str, Any]) -> StatePart:
@@ -74,7 +74,12 @@ def state_parts() -> list[StatePart]:
         part("uploads.db", "downloads", ("uploads", uploads._MIGRATIONS)),
         part("processing.db", "processing", ("jobs", jobs._MIGRATIONS)),
         part("disaster.db", "disaster", ("disaster", disaster._MIGRATIONS)),
-        part("federation.db", "federation", ("peers", peers._MIGRATIONS)),
+        part(
+            "federation.db",
+            "federation",
+            ("peers", peers._MIGRATIONS),
+            ("mirrors", mirror._MIGRATIONS),
+        ),
     ]
 
 
@@ -162,12 +167,21 @@ def _columns(db: StateDB, table: str) -> tuple[list[str], list[str]]:
     return cols, pk
 
 
+def _q(name: str) -> str:
+    """An identifier, quoted (a column may be a reserved word: ``window``)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(_q(n) for n in names)
+
+
 def _batches(
     db: StateDB, table: str, cols: list[str], pk: list[str], size: int
 ) -> Iterator[list[Any]]:
     """The table's rows in primary-key order, ``size`` at a time (keyset paging)."""
-    select = f"SELECT {', '.join(cols)} FROM {table}"
-    order = f" ORDER BY {', '.join(pk)} LIMIT {int(size)}"
+    select = f"SELECT {_names(cols)} FROM {_q(table)}"
+    order = f" ORDER BY {_names(pk)} LIMIT {int(size)}"
     key_at = [cols.index(k) for k in pk]
     last: tuple[Any, ...] | None = None
     while True:
@@ -175,7 +189,7 @@ def _batches(
             rows = db.read(select + order)
         else:
             marks = ", ".join("?" for _ in pk)
-            rows = db.read(f"{select} WHERE ({', '.join(pk)}) > ({marks}){order}", last)
+            rows = db.read(f"{select} WHERE ({_names(pk)}) > ({marks}){order}", last)
         if not rows:
             return
         yield rows
@@ -207,12 +221,12 @@ def _copy_table(
     marks = ", ".join("?" for _ in cols)
     rest = [c for c in cols if c not in pk]
     conflict = (
-        f" ON CONFLICT ({', '.join(pk)}) DO UPDATE SET "
-        + ", ".join(f"{c} = excluded.{c}" for c in rest)
+        f" ON CONFLICT ({_names(pk)}) DO UPDATE SET "
+        + ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in rest)
         if rest
-        else f" ON CONFLICT ({', '.join(pk)}) DO NOTHING"
+        else f" ON CONFLICT ({_names(pk)}) DO NOTHING"
     )
-    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}){conflict}"
+    sql = f"INSERT INTO {_q(table)} ({_names(cols)}) VALUES ({marks}){conflict}"
     copied = 0
     for rows in _batches(source, table, cols, pk, batch):
         with target.tx() as conn:
@@ -228,7 +242,7 @@ def _copy_table(
             with target.tx() as conn:
                 conn.execute(
                     f"SELECT setval(pg_get_serial_sequence(?, ?), "
-                    f"coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)",
+                    f"coalesce((SELECT max({_q(column)}) FROM {_q(table)}), 0) + 1, false)",
                     (f"{target.area}.{table}", column),
                 )
     return copied

@@ -4,8 +4,8 @@ Every store of node state (access, login failures, orders, uploads, jobs, disast
 peers) opens a :class:`StateDB` from one *location*:
 
 * a path (``<data_dir>/access.db``, or ``:memory:``): a SQLite file as before, in WAL
-  mode, one connection per thread, writes of this process serialized by a lock and those
-  of other processes by SQLite's busy timeout;
+  mode, a few connections reused by every thread, writes of this process serialized by a
+  lock and those of other processes by SQLite's busy timeout;
 * a ``postgresql://`` URL (``EOSHARE_DATABASE``): a schema per *area* (``access``,
   ``downloads``, ``processing``, ``disaster``, ``federation``) in that database, reached
   through a small connection pool whose sessions have ``search_path`` set to the area, so
@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import queue
 import re
 import sqlite3
 import threading
@@ -116,10 +117,13 @@ class StateDB:
         self.location = str(location)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[sqlite3.Connection] = []  # every SQLite connection opened
         self._conns_lock = threading.Lock()
         self._pool: Any = None
         self._memory = self.location == ":memory:"
+        # SQLite: at most pool_size connections (one for an in-memory database), reused
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._max_conns = 1 if self._memory else max(1, pool_size)
         if self.postgres:
             self._open_pool(pool_size)
             self.name = f"{area} schema"
@@ -160,29 +164,45 @@ class StateDB:
             if self._pool is not None:
                 self._pool.close()
             raise StorageError(
-                f"cannot reach the state database ({_redact(self.location)}): {exc}"
+                f"cannot reach the state database ({_redact(self.location)}): {_line(exc)}"
             ) from exc
 
-    def _sqlite(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._memory and self._conns:
-                return self._conns[0]  # one in-memory database: one connection
-            try:
-                conn = sqlite3.connect(
-                    self.location, timeout=30, isolation_level=None, check_same_thread=False
-                )
-                conn.execute("PRAGMA busy_timeout = 30000")
-                if not self._memory:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute("PRAGMA foreign_keys = ON")
-            except sqlite3.Error as exc:
-                raise database_error(f"cannot open {self.location}", exc) from exc
-            self._local.conn = conn
-            with self._conns_lock:
+    @contextlib.contextmanager
+    def _sqlite(self) -> Iterator[sqlite3.Connection]:
+        """A connection of this thread's transaction, else one of the small pool."""
+        active: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if active is not None:
+            yield active
+            return
+        conn = self._checkout()
+        try:
+            yield conn
+        finally:
+            self._idle.put(conn)
+
+    def _checkout(self) -> sqlite3.Connection:
+        with contextlib.suppress(queue.Empty):
+            return self._idle.get_nowait()
+        with self._conns_lock:
+            opening = len(self._conns) < self._max_conns
+            if opening:
+                try:
+                    conn = sqlite3.connect(
+                        self.location, timeout=30, isolation_level=None, check_same_thread=False
+                    )
+                    conn.execute("PRAGMA busy_timeout = 30000")
+                    if not self._memory:
+                        conn.execute("PRAGMA journal_mode = WAL")
+                        conn.execute("PRAGMA synchronous = NORMAL")
+                    conn.execute("PRAGMA foreign_keys = ON")
+                except sqlite3.Error as exc:
+                    raise database_error(f"cannot open {self.location}", exc) from exc
                 self._conns.append(conn)
-        return conn
+                return conn
+        try:
+            return self._idle.get(timeout=60)
+        except queue.Empty as exc:
+            raise StorageError(f"{self.name}: every connection stayed busy for 60 s") from exc
 
     @contextlib.contextmanager
     def _pg(self) -> Iterator[Any]:
@@ -204,6 +224,7 @@ class StateDB:
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+        self._idle = queue.LifoQueue()
         self._local = threading.local()
 
     # --- statements -------------------------------------------------------------------
@@ -215,24 +236,29 @@ class StateDB:
                     return list(conn.execute(_pg_sql(sql), tuple(params)).fetchall())
                 except Exception as exc:
                     raise _translate(f"cannot read the {self.name}", exc) from exc
-        conn = self._sqlite()
-        try:
-            if self._memory:
-                with self._write_lock:
-                    return conn.execute(sql, tuple(params)).fetchall()
-            return conn.execute(sql, tuple(params)).fetchall()
-        except sqlite3.Error as exc:
-            raise _translate(f"cannot read {self.name}", exc) from exc
+        with self._sqlite() as conn:
+            try:
+                return conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(f"cannot read {self.name}", exc) from exc
 
     def one(self, sql: str, params: Params = ()) -> Any:
         """The first row of a query, or None."""
         rows = self.read(sql, params)
         return rows[0] if rows else None
 
-    def execute(self, sql: str, params: Params = ()) -> int:
-        """One statement in a transaction of its own; the rows it changed."""
-        with self.tx() as conn:
-            return conn.execute(sql, params).rowcount
+    def execute(self, sql: str, params: Params = (), *, queue: bool = True) -> int:
+        """One statement in a transaction of its own; the rows it changed. ``queue=False``
+        lets an insert that reads nothing (an audit row) skip the area's queue of writers
+        on PostgreSQL: one round trip instead of four."""
+        if self.postgres and not queue:
+            with self._pg() as conn:
+                try:
+                    return int(conn.execute(_pg_sql(sql), tuple(params)).rowcount)
+                except Exception as exc:
+                    raise _translate(f"cannot write the {self.name}", exc) from exc
+        with self.tx() as tx:
+            return tx.execute(sql, params).rowcount
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[Conn]:
@@ -242,12 +268,13 @@ class StateDB:
             with self._pg_tx() as pg_conn:
                 yield pg_conn
             return
-        with self._write_lock:
-            conn = self._sqlite()
+        with self._write_lock, self._sqlite() as conn:
+            outer = getattr(self._local, "conn", None)
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _translate(f"cannot write {self.name}", exc) from exc
+            self._local.conn = conn  # this thread's reads see its own writes
             try:
                 yield Conn(self, conn)
             except BaseException as exc:
@@ -257,6 +284,8 @@ class StateDB:
                 if isinstance(exc, sqlite3.Error):
                     raise _translate(f"cannot write {self.name}", exc) from exc
                 raise
+            finally:
+                self._local.conn = outer
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -286,7 +315,7 @@ class StateDB:
             raise _translate(f"cannot use the {self.name}", exc) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("psycopg_pool"):
-                raise StorageError(f"cannot use the {self.name}: {exc}") from exc
+                raise StorageError(f"cannot use the {self.name}: {_line(exc)}") from exc
             raise
 
     @functools.cached_property
@@ -390,12 +419,15 @@ def _translate(detail: str, exc: BaseException) -> Exception:
     except ImportError:  # pragma: no cover - a dependency
         return StorageError(f"{detail}: {exc}")
     if isinstance(exc, psycopg.errors.IntegrityError):
-        return ConflictError(f"{detail}: {exc}")
+        return ConflictError(f"{detail}: {_line(exc)}")
     if isinstance(exc, psycopg.errors.DiskFull | psycopg.errors.OutOfMemory):
         return InsufficientStorageError(f"{detail}: no space left for the database")
-    if isinstance(exc, psycopg.Error):
-        return StorageError(f"{detail}: {exc}")
-    return StorageError(f"{detail}: {exc}")
+    return StorageError(f"{detail}: {_line(exc)}")
+
+
+def _line(exc: BaseException) -> str:
+    """An engine's message on one line (PostgreSQL's have a caret line and hints)."""
+    return " ".join(str(exc).split())
 
 
 def _redact(url: str) -> str:

@@ -73,8 +73,8 @@ def mixed(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> list[P
     return [a, b]
 
 
-def _load(paths: list[Path], db: Path, mode: str, **kw: Any) -> tuple[DocumentLoadReport, Any]:
-    catalog = open_catalog(f"sqlite:///{db}")
+def _load(paths: list[Path], url: str, mode: str, **kw: Any) -> tuple[DocumentLoadReport, Any]:
+    catalog = open_catalog(url)
     try:
         target: Any = _ItemByItem(catalog) if mode == "item-by-item" else catalog
         workers = {"item-by-item": 0, "in-process": 0, "workers": 2}[mode]
@@ -86,16 +86,23 @@ def _load(paths: list[Path], db: Path, mode: str, **kw: Any) -> tuple[DocumentLo
         catalog.close()
 
 
-@pytest.mark.parametrize("on_conflict", ["error", "skip", "update"])
+@pytest.mark.parametrize(
+    ("backend", "on_conflict"),
+    [("sqlite", "error"), ("sqlite", "skip"), ("sqlite", "update"),
+     ("pgstac", "error"), ("pgstac", "update")],
+)  # fmt: skip
 def test_workers_load_what_the_item_by_item_path_loads(
-    mixed: list[Path], tmp_path: Path, on_conflict: str
+    mixed: list[Path], tmp_path: Path, backend: str, on_conflict: str, request: Any
 ) -> None:
     results = {}
     for mode in ("item-by-item", "in-process", "workers"):
         # the missing collection: refused the same way by all (create_collections would
         # make it), so make only the two real ones first through a first small load
-        db = tmp_path / f"{mode}.db"
-        catalog = open_catalog(f"sqlite:///{db}")
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / f'{mode}.db'}"
+        else:
+            url = request.getfixturevalue("pg").new_catalog_url()
+        catalog = open_catalog(url)
         for cid in ("landsat-8-c2-l2", "sentinel-2-l2a"):
             seed = tmp_path / f"{mode}-{cid}.ndjson"
             doc = next(
@@ -107,7 +114,7 @@ def test_workers_load_what_the_item_by_item_path_loads(
             seed.write_text(json.dumps({**doc, "id": f"seed-{cid}"}) + "\n")
             load_documents([seed], catalog=catalog, create_collections=True, workers=0)
         catalog.close()
-        report, state = _load(mixed, db, mode, on_conflict=on_conflict)
+        report, state = _load(mixed, url, mode, on_conflict=on_conflict)
         results[mode] = (
             sorted((p.location.replace(str(tmp_path), ""), p.reason) for p in report.problems),
             report.problem_count,
@@ -136,7 +143,7 @@ def test_extent_and_summaries_built_while_loading_equal_a_rebuild(
     reading every item back (refresh_extent) gives."""
     db = tmp_path / "made.db"
     report, (_, collections) = _load(
-        mixed, db, "workers", on_conflict="skip", create_collections=True
+        mixed, f"sqlite:///{db}", "workers", on_conflict="skip", create_collections=True
     )
     assert set(report.collections_created) >= {"landsat-8-c2-l2", "sentinel-2-l2a"}
     catalog = open_catalog(f"sqlite:///{db}")

@@ -72,7 +72,7 @@ def _serve(data_dir: Path, name: str, workers: int) -> Iterator[Proc]:
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while True:
             if popen.poll() is not None:
                 pytest.fail(f"{name} exited:\n{log.read_text()}", pytrace=False)

@@ -23,8 +23,10 @@ from eoshare.cli import app
 from eoshare.disaster.store import ActivationRow, DisasterStore, SubscriptionRow
 from eoshare.downloads.orders import OrderAsset, OrderBook
 from eoshare.downloads.uploads import UploadBook
+from eoshare.federation.mirror import Mirror, MirrorBook
 from eoshare.federation.peers import Peer, PeerRegistry
 from eoshare.processing.jobs import JobStore
+from eoshare.storage import open_store
 
 
 def collection(cid: str) -> dict[str, Any]:
@@ -117,6 +119,11 @@ def _fill(data_dir: Path) -> None:
     peers.set_cursor("beta", "c", {"after": "2026-03-01"})
     peers.record_harvest("beta", started="2026-03-01T00:00:00Z", items=3, deleted=0, detail="ok")
     peers.close()
+    mirrors = MirrorBook(data_dir / "federation.db", data_dir / "mirror-partial")
+    mirrors.add(Mirror("beta-1", "beta", ("c",), window="22:00-06:00", added="2026-03-01"))
+    mirrors.set("beta-1", state="idle", files_done=1, bytes_done=3)
+    mirrors.file_done("beta-1", "c/c-000/data.tif", 3, "sha256:x")
+    mirrors.close()
 
 
 def _tables(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -141,6 +148,7 @@ def _answers(where: Any) -> dict[str, Any]:
     disaster = DisasterStore(where("disaster.db"))
     jobs = JobStore(where("processing.db"))
     peers = PeerRegistry(where("federation.db"))
+    mirrors = MirrorBook(where("federation.db"), Path("/nonexistent"))
     try:
         job = jobs.list_jobs()[0]
         return {
@@ -167,12 +175,15 @@ def _answers(where: Any) -> dict[str, Any]:
             "peers": [p.to_dict() for p in peers.all()],
             "cursor": peers.cursor("beta", "c"),
             "harvest": peers.last_harvest("beta"),
+            "mirrors": mirrors.all(),
+            "mirrored": mirrors.done_files("beta-1"),
         }
     finally:
         access.close()
         disaster.close()
         jobs.close()
         peers.close()
+        mirrors.close()
 
 
 def _migrate(env: dict[str, str], *args: str) -> Any:
@@ -186,11 +197,17 @@ def test_state_moves_to_postgres_and_back_unchanged(pg: Any, tmp_path: Path) -> 
     before = _tables(embedded)
     assert len(before) >= 20 and all(before[t] for t in ("access.db:audit", "disaster.db:products"))
     url = pg.new_catalog_url()
+    open_store((embedded / "store").resolve().as_uri()).put_bytes("c/c-000/data.tif", b"tif")
+    archive = (tmp_path / "archive").resolve().as_uri()
 
-    up = _migrate({"EOSHARE_DATA_DIR": str(embedded)}, "--to", url)
+    up = _migrate({"EOSHARE_DATA_DIR": str(embedded)}, "--to", url, "--storage", archive)
     assert up.exit_code == 0, up.output
     assert "3 items: 3 copied" in up.output
     assert "counts and checksums match" in up.output and f"EOSHARE_DATABASE={url}" in up.output
+    assert "archive: 1 objects copied (3 bytes)" in up.output
+    assert f"EOSHARE_STORAGE={archive}" in up.output
+    with open_store(archive).open("c/c-000/data.tif") as f:
+        assert f.read() == b"tif"
     with psycopg.connect(url) as conn:
         audit = conn.execute("SELECT count(*), sum(bytes) FROM access.audit").fetchone()
         assert audit == (5, 5010)

@@ -3,7 +3,8 @@ operators' peers page (``GET /admin/peers``, ``/ui/peers.html``).
 
 Two real eoshare nodes in separate processes on 127.0.0.1, each with its own data and
 members (built as in ``tests/federation``): **hub** (member ``vn-vnsc``, collection
-``h-open``) and **live** (member ``ke-kspa``, ``l-open``). The hub has two more peers:
+``h-open``) and **live** (member ``ke-kspa``, ``l-open``, and ``l-files`` whose items
+have files, for a mirror). The hub has two more peers:
 **dead**, registered at a port where nothing listens, and **slow**, a socket that takes
 connections and never answers (so the hub gives up on it at its deadline). Chromium is
 Debian's, driven by Playwright (``tests/web/conftest.py``).
@@ -16,6 +17,7 @@ import contextlib
 import hashlib
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import httpx
 import pytest
 
 from eoshare.access.store import AccessStore
+from eoshare.catalog import open_catalog
 from eoshare.federation.peers import Peer
 from federation.conftest import Node, as_peer, build, serve
 from live import free_port
@@ -34,27 +37,9 @@ OPERATOR = "fed-ops"
 MEMBER = "vn_user"  # made by build(): an analyst of vn-vnsc, not an operator
 HUB_ITEMS = 2
 LIVE_ITEMS = 3
-
-
-MIRRORS = {
-    "mirrors": [
-        {
-            "id": "m1",
-            "peer": "live",
-            "collections": ["l-open"],
-            "bbox": [30.0, -5.0, 40.0, 5.0],
-            "datetime": "2024-01-01T00:00:00Z/2024-12-31T23:59:59Z",
-            "window": "22:00-06:00",
-            "state": "running",
-            "files_total": 4,
-            "files_done": 1,
-            "bytes_total": 4000,
-            "bytes_done": 1000,
-            "last_run": "2026-11-29T01:00:00Z",
-            "last_error": None,
-        }
-    ]
-}
+LIVE_FILES = 2  # items of live's l-files, each with a file
+# live also holds the hub's scene h-open-0 under another id: shown once, from both nodes
+TWIN = "l-twin"
 
 
 @dataclass
@@ -73,7 +58,18 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
     for node in (hub, live):
         node.data_dir.mkdir()
     build(hub, shared_data, {"h-open": ({"access": "open"}, HUB_ITEMS)})
-    build(live, shared_data, {"l-open": ({"access": "open"}, LIVE_ITEMS)})
+    build(
+        live,
+        shared_data,
+        {"l-open": ({"access": "open"}, LIVE_ITEMS), "l-files": ({"access": "open"}, LIVE_FILES)},
+        with_bytes={"l-files"},  # files to mirror
+    )
+    catalog = open_catalog(f"sqlite:///{hub.data_dir / 'catalog.db'}")
+    scene = catalog.get_item("h-open", "h-open-0")
+    catalog.close()
+    catalog = open_catalog(f"sqlite:///{live.data_dir / 'catalog.db'}")
+    catalog.upsert_items([{**scene, "id": TWIN, "collection": "l-open", "links": []}])
+    catalog.close()
     store = AccessStore(hub.data_dir / "access.db")
     try:
         store.put_user(OPERATOR, member=None, roles=["operator"], password=None, who="test")
@@ -86,7 +82,15 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
     black_hole.bind(("127.0.0.1", 0))
     black_hole.listen(64)  # connections are taken by the kernel, never answered
     slow_url = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
-    with black_hole, serve(live), serve(hub):
+    with black_hole, contextlib.ExitStack() as stack, ThreadPoolExecutor(2) as pool:
+        # the two nodes start at once (each waits for its server to answer)
+        nodes = [serve(live), serve(hub)]
+        started = [pool.submit(node.__enter__) for node in nodes]
+        for node in nodes:
+            # stopped after the pool has waited for both starts, whatever happened
+            stack.push(node.__exit__)
+        for future in started:
+            future.result()
         live.registry.add(as_peer(hub, {"*"}))
         hub.registry.add(as_peer(live))
         hub.registry.add(
@@ -101,9 +105,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
         )
         hub.registry.add(Peer(name="slow", url=slow_url, kind="stac"))
         yield Hub(hub, live, operator_token, dead_url)
-        for node in (hub, live):
-            log = (node.data_dir / "server.log").read_text()
-            assert "Traceback" not in log, f"{node.name}:\n{log}"
+    for node in (hub, live):
+        log = (node.data_dir / "server.log").read_text()
+        assert "Traceback" not in log, f"{node.name}:\n{log}"
 
 
 @contextlib.contextmanager
@@ -140,19 +144,28 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
     report = body["federation:peers"]
     assert report["live"]["status"] == "ok"
     assert report["dead"]["status"] == "error" and report["slow"]["status"] == "timeout"
-    assert len(body["features"]) == HUB_ITEMS + LIVE_ITEMS
+    assert len(body["features"]) == HUB_ITEMS + LIVE_ITEMS + LIVE_FILES
+    twin = next(f for f in body["features"] if f["id"] == "h-open-0")
+    assert [s["node"] for s in twin["properties"]["federation:sources"]] == ["hub", "live"]
 
     errors: list[str] = []
     with page_as(browser, None, errors) as page:
         page.goto(hub.hub.url + "/ui/?lang=en")
         page.wait_for_selector("body[data-ready]", state="attached")
         results = page.locator("#results li.result")
-        assert results.count() == HUB_ITEMS + LIVE_ITEMS
-        origins = [
-            results.nth(i).locator(".origin-badge").get_attribute("data-origin")
-            for i in range(results.count())
-        ]
-        assert sorted(origins) == sorted(["hub"] * HUB_ITEMS + ["live"] * LIVE_ITEMS)
+        assert results.count() == HUB_ITEMS + LIVE_ITEMS + LIVE_FILES
+        origins = {}
+        for i in range(results.count()):
+            badges = results.nth(i).locator(".origin-badge")
+            origins[results.nth(i).get_attribute("data-item")] = [
+                badges.nth(j).get_attribute("data-origin") for j in range(badges.count())
+            ]
+        assert origins == {
+            "h-open-0": ["hub", "live"],  # the same scene at both nodes
+            "h-open-1": ["hub"],
+            **{f"l-open-{n}": ["live"] for n in range(LIVE_ITEMS)},
+            **{f"l-files-{n}": ["live"] for n in range(LIVE_FILES)},
+        }
         # a peer's badge names its member; this node's own results say so
         live_badge = page.locator("#results .origin-badge[data-origin=live]").first
         assert "ke-kspa" in live_badge.inner_text()
@@ -172,10 +185,19 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
         page.screenshot(path=str(SCREENSHOTS / "federation-results-ar.png"))
         page.select_option("#language", "en")
         # a peer's scene opens through the hub, with its origin
-        page.locator("#results li.result:has(.origin-badge[data-origin=live]) a").first.click()
+        page.locator("#results li.result[data-item=l-open-0] a").click()
         page.wait_for_selector("#item h1")
         assert page.url.split("#", 1)[1].startswith("/peer/live/l-open/")
         page.locator("#item .origin-badge[data-origin=live]").wait_for()
+        # the collections: the peer's are listed as <peer>.<id>, named by their node
+        page.goto(hub.hub.url + "/ui/?lang=en#/collections")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        card = page.locator('#collections li[data-collection="live.l-open"]')
+        assert card.locator(".origin-badge").get_attribute("data-origin") == "live"
+        assert "ke-kspa" in card.locator(".origin-badge").inner_text()
+        assert "Open to everyone" in card.inner_text()  # the origin's agreement, in words
+        own = page.locator('#collections li[data-collection="h-open"] .origin-badge')
+        assert own.get_attribute("data-origin") == "hub"
     assert errors == [], errors
 
 
@@ -202,6 +224,7 @@ def test_admin_peers_reports_health_for_operators_only(hub: Hub) -> None:
     assert slow["health"]["reachable"] is False and slow["kind"] == "stac"
     assert "did not answer in time" in slow["health"]["last_error"]
     assert live["harvest"]["finished"] is None  # never harvested yet
+    assert live["harvest"]["due"] is False and live["harvest_every_s"] is None
     # the member of a member agency is refused, the public is asked to sign in
     refused = httpx.get(url, headers=hub.hub.headers(MEMBER), timeout=30)
     assert refused.status_code == 403
@@ -227,7 +250,8 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         report = Harvester(catalog, registry, identity).harvest(registry.get("live"))
     finally:
         catalog.close()
-    assert report.written == LIVE_ITEMS and not report.errors
+    assert report.written == LIVE_ITEMS + 1 + LIVE_FILES and not report.errors
+    registry.update("live", harvest_every_s=3600)  # as `eoshare peers set --harvest-every 1h`
 
     errors: list[str] = []
     with page_as(browser, hub.operator_token, errors) as page:
@@ -251,33 +275,73 @@ def test_peers_page_for_an_operator(hub: Hub, browser: Any) -> None:
         assert "no member" in live.inner_text()  # its trust setting: nobody's word believed
         harvest = live.locator(".peer-harvest")
         assert "never" not in harvest.locator(".peer-last-harvest").inner_text()
-        assert str(LIVE_ITEMS) in harvest.inner_text()
-        # no mirror service (404) or none configured: said so
+        assert harvest.locator(".peer-items").inner_text() == str(LIVE_ITEMS + 1 + LIVE_FILES)
+        assert harvest.locator(".peer-schedule").inner_text() == "every 1 hour"
+        assert dead.locator(".peer-schedule").inner_text() == "by hand only (eoshare harvest)"
+        # no mirror yet: said so
         assert page.locator(".mirrors-none").inner_text() == "No mirrors configured."
-        page.screenshot(path=str(SCREENSHOTS / "federation-peers-en.png"), full_page=True)
-        # the table of mirrors, drawn from a GET /admin/mirrors document of the agreed shape
-        # (answered here in the browser: this node has no mirror service, see above)
-        page.route("**/admin/mirrors", lambda route: route.fulfill(json=MIRRORS))
+        # a real mirror of the live peer's files, run as `eoshare mirror run --now` runs it
+        report = run_mirror(hub)
+        assert report.files_done == report.files_total == LIVE_FILES and not report.errors
         page.click("#peers-refresh")
-        row = page.locator("#peers-mirrors tr[data-mirror=m1]")
+        row = page.locator("#peers-mirrors tr[data-mirror=m-live]")
         row.wait_for()
-        assert row.locator(".mirror-state").inner_text() == "running"
-        assert row.locator("progress").get_attribute("value") == "1000"
-        assert row.locator("progress").get_attribute("max") == "4000"
-        assert "1 of 4 files" in row.inner_text() and "22:00-06:00" in row.inner_text()
+        assert row.locator(".mirror-state").inner_text() == "up to date"
+        bar = row.locator("progress")
+        assert bar.get_attribute("value") == bar.get_attribute("max") == str(report.bytes_total)
+        assert f"{LIVE_FILES} of {LIVE_FILES} files" in row.inner_text()
+        assert "l-files" in row.inner_text() and "live" in row.inner_text()
         assert page.locator(".mirrors-none").count() == 0
+        page.screenshot(path=str(SCREENSHOTS / "federation-peers-en.png"), full_page=True)
+        # a node without the mirror service answers 404: "no mirrors configured" too
+        page.route("**/admin/mirrors", lambda route: route.fulfill(status=404, json={}))
+        page.click("#peers-refresh")
+        page.locator(".mirrors-none").wait_for()
+        assert page.locator("#peers-mirrors tr").count() == 0
+        page.unroute("**/admin/mirrors")
+        page.click("#peers-refresh")
+        row.wait_for()
         page.select_option("#peers-language", "ar")
         page.wait_for_selector("html[dir=rtl][lang=ar]", state="attached")
         page.locator("h1", has_text="العقد النظيرة").wait_for()
         assert live.locator(".peer-state").first.inner_text() == "يمكن الوصول إليها"
         page.screenshot(path=str(SCREENSHOTS / "federation-peers-ar.png"), full_page=True)
-        # the dashboard links to it
+        # the main page's navigation links to it for operators, and so does the dashboard
+        page.goto(hub.hub.url + "/ui/?lang=en")
+        page.locator("#nav-peers").wait_for(state="visible")
+        assert page.locator("#nav-peers").get_attribute("href") == "peers.html"
         page.goto(hub.hub.url + "/ui/dashboard.html?lang=en")
         link = page.locator("#dash-peers")
         link.wait_for(state="visible")
         assert link.get_attribute("href") == "peers.html"
         assert link.inner_text() == "Peers"
     assert errors == [], errors
+
+
+def run_mirror(hub: Hub) -> Any:
+    """Mirror the live peer's l-files on the hub, now, in this process."""
+    from eoshare.access.store import AccessStore
+    from eoshare.federation.identity import load_or_create_identity
+    from eoshare.federation.mirror import Mirror, Mirrorer, open_mirrors
+    from eoshare.settings import Settings
+    from eoshare.storage import open_store
+
+    settings = Settings(data_dir=hub.hub.data_dir)
+    book = open_mirrors(settings)
+    catalog = open_catalog(settings.catalog_url)
+    access = AccessStore(settings.access_db_path)
+    try:
+        book.add(Mirror(id="m-live", peer="live", collections=("l-files",)))
+        identity = load_or_create_identity(
+            settings.node_key_path, name="hub", member=hub.hub.member
+        )
+        store = open_store(settings.storage_url)
+        runner = Mirrorer(book, hub.hub.registry, identity, catalog, store, access)
+        return runner.run("m-live", now=True)
+    finally:
+        catalog.close()
+        access.close()
+        book.close()
 
 
 def test_peers_page_refuses_members_and_the_public(hub: Hub, browser: Any) -> None:
@@ -289,6 +353,9 @@ def test_peers_page_refuses_members_and_the_public(hub: Hub, browser: Any) -> No
         assert message.get_attribute("data-status") == "403"
         assert "operator" in message.inner_text()
         assert page.locator(".peer-card").count() == 0
+        page.goto(hub.hub.url + "/ui/?lang=en")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        assert page.locator("#nav-peers").is_hidden()  # not offered to a member
     with page_as(browser, None, errors) as page:
         page.goto(hub.hub.url + "/ui/peers.html?lang=fr")
         page.wait_for_selector("body[data-ready]", state="attached")

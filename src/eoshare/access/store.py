@@ -564,6 +564,7 @@ class AccessStore:
                 decision,
                 int(nbytes),
             ),
+            queue=False,
         )
 
     def reserve(self, claims: list[QuotaClaim], day: str) -> tuple[QuotaClaim, int] | None:

@@ -73,7 +73,7 @@ _EXACT_COUNT_ITEMS = 50_000
 
 # above that, a count the planner costs higher than this (its units: a seq_page_cost of 1
 # per page read) is not started: it would not finish within a page's time
-_COUNT_COST_LIMIT = 10_000.0
+_COUNT_COST_LIMIT = 1_000.0
 
 # how long the catalogue's size (PostgreSQL's estimate) is kept
 _SIZE_TTL_S = 60.0
@@ -538,47 +538,51 @@ class PgstacCatalog:
             search["filter-lang"] = "cql2-json"
         return search, names
 
-    def _where(self, conn: psycopg.Connection[Any], query: SearchQuery) -> sql.Composable | None:
+    def _where_order(
+        self, conn: psycopg.Connection[Any], query: SearchQuery
+    ) -> tuple[sql.Composable | None, str]:
+        """The WHERE clause (None: nothing can match) and the ORDER BY of a search, from
+        pgstac's ``stac_search_to_where`` and ``sort_sqlorderby`` in one round trip."""
         search, _ = self._search_document(query)
         if search is None:
-            return None
-        where = _scalar(conn.execute("SELECT stac_search_to_where(%s)", (Jsonb(search),)))
+            return None, ""
+        if query.sortby:
+            known = known_names(self._property_types(query.collections))
+            for s in query.sortby:
+                name = s.field.removeprefix("properties.")
+                if name == "geometry" or not known(name):
+                    raise InvalidRequestError(
+                        f"cannot sort by {s.field!r}: it is not a sortable queryable"
+                    )
+            sortby = {"sortby": [_sort_term(s) for s in query.sortby]}
+            where, orderby = conn.execute(
+                "SELECT stac_search_to_where(%s), sort_sqlorderby(%s, false)",
+                (Jsonb(search), Jsonb(sortby)),
+            ).fetchone() or (None, None)
+        else:
+            where = _scalar(conn.execute("SELECT stac_search_to_where(%s)", (Jsonb(search),)))
+            orderby = "datetime DESC, collection DESC, id DESC"
+        if where is None or orderby is None:
+            raise StorageError("the catalogue answered no row")
         clause: sql.Composable = sql.SQL(where)
         if query.q:
             phrases = _phrases(query.q)
             if not phrases:
-                return None
+                return None, ""
             tsquery = sql.SQL(" || ").join(
                 sql.SQL("phraseto_tsquery('simple', {})").format(sql.Literal(p)) for p in phrases
             )
             clause = sql.SQL("({}) AND to_tsvector('simple', {}) @@ ({})").format(
                 clause, sql.SQL(_FTS_TEXT), tsquery
             )
-        return clause
-
-    def _orderby(self, conn: psycopg.Connection[Any], query: SearchQuery) -> str:
-        if not query.sortby:
-            return "datetime DESC, collection DESC, id DESC"
-        known = known_names(self._property_types(query.collections))
-        for s in query.sortby:
-            name = s.field.removeprefix("properties.")
-            if name == "geometry" or not known(name):
-                raise InvalidRequestError(
-                    f"cannot sort by {s.field!r}: it is not a sortable queryable"
-                )
-        sortby = [_sort_term(s) for s in query.sortby]
-        orderby = _scalar(
-            conn.execute("SELECT sort_sqlorderby(%s, false)", (Jsonb({"sortby": sortby}),))
-        )
-        return str(orderby)
+        return clause, str(orderby)
 
     def search(self, query: SearchQuery) -> ItemPage:
         with self._conn() as conn:
-            where = self._where(conn, query)
+            where, orderby = self._where_order(conn, query)
             if where is None:
                 return ItemPage(items=[], number_matched=0 if query.count else None,
                                 next_offset=None, prev_offset=_prev(query))  # fmt: skip
-            orderby = self._orderby(conn, query)
             started = time.perf_counter()
             rows = conn.execute(
                 # the page's keys first, then its documents: the rows OFFSET skips are

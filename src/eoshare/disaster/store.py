@@ -351,6 +351,7 @@ class DisasterStore:
             "INSERT INTO grant_audit (activation, at, username, member, collection, item, "
             "asset, action, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (aid, iso(at), username, member, collection, item, asset, action, int(nbytes)),
+            queue=False,
         )
 
     def grant_summary(self, aid: str) -> JSON:
@@ -495,6 +496,7 @@ class DisasterStore:
             "INSERT INTO dead_letters (subscription, at, url, body, attempts, error) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (sid, iso(at), url, body, attempts, error[:500]),
+            queue=False,
         )
 
     def dead_letters(self, *, owner: str | None = None) -> list[JSON]:

@@ -483,6 +483,10 @@ def register_mirror(
 
         with errors():
             s = settings(data_dir=data_dir)
+            from eoshare.access.egress import check_segment
+
+            for c in collection:
+                check_segment(c, "collection id")
             target = _registry(s).get(peer)
             if target.kind != "eoshare":
                 raise InvalidRequestError(f"peer {peer!r} is a plain STAC API: it cannot mirror")
@@ -497,7 +501,7 @@ def register_mirror(
                 check_datetime_interval(datetime_)
             text_window = str(Window.parse(window)) if window is not None else None
             if as_user is not None:
-                access = AccessStore(s.access_db_path)
+                access = AccessStore(s.state_db(s.access_db_path))
                 try:
                     access.get_user(as_user)
                 finally:
@@ -589,7 +593,7 @@ def register_mirror(
             s = settings(data_dir=data_dir)
             rate = parse_rate(limit_rate)
             catalog, _ = observe_writes(s, open_catalog(s.catalog_url))
-            access = AccessStore(s.access_db_path)
+            access = AccessStore(s.state_db(s.access_db_path))
             try:
                 runner = _mirrorer(s, catalog, access)
                 if loop:

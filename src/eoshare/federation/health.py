@@ -9,11 +9,13 @@ millisecond; a plain STAC API only its ``Date`` header, to about a second). Sign
 are refused beyond ``clock_skew_s``, so a large difference is worth an operator's look.
 
 ``peer_report`` adds what the registry knows of harvesting: the last run (when, how many
-items) and the age of the harvest cursors.
+items), the age of the harvest cursors, and whether the peer's schedule makes a harvest
+due now.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,7 +71,10 @@ def check_peer(
                     enabled=False,
                 )
                 return PeerCheck(changed, timing.latency_ms, timing.clock_skew_s)
-        ids = fetch_collection_ids(peer, identity, timeout_s=timeout_s, timing=timing)
+        boxes: list[tuple[float, float, float, float] | None] = []
+        ids = fetch_collection_ids(
+            peer, identity, timeout_s=timeout_s, timing=timing, extents=boxes
+        )
     except UpstreamError as exc:
         failed = registry.update(
             peer.name, checked=now_iso(), status="unreachable", detail=exc.detail
@@ -81,6 +86,8 @@ def check_peer(
         status="ok",
         detail=f"{len(ids)} collection(s) visible to this node",
         collections=ids,
+        # one unreadable extent makes them all unknown: the peer is then always asked
+        extents=None if any(b is None for b in boxes) else boxes,
     )
     return PeerCheck(ok, timing.latency_ms, timing.clock_skew_s)
 
@@ -115,8 +122,12 @@ def harvest_lag(registry: PeerRegistry, peer: str, now: datetime | None = None) 
 
 
 def peer_report(check: PeerCheck, registry: PeerRegistry) -> JSON:
-    """One peer as the operators' page shows it: who, trust, health and harvest lag."""
+    """One peer as the operators' page shows it: who, trust, health, harvest lag and
+    whether its scheduled harvest is due (``federation.schedule``)."""
+    from eoshare.federation.schedule import is_due
+
     doc = check.peer.to_dict()
     doc["health"] = check.to_dict()
     doc["harvest"] = harvest_lag(registry, check.peer.name)
+    doc["harvest"]["due"] = is_due(check.peer, doc["harvest"]["started"], time.time())
     return doc

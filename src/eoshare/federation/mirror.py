@@ -26,11 +26,12 @@ bandwidth limit and the local user it acts for (``--as``). A run:
    ``file:checksum`` (sha2-256 multihash). A resumed file that does not match is fetched
    again from its first byte once (the partial was damaged); a fresh one that does not
    match fails (the origin's bytes are not what it says).
-5. **commits**: the file goes into the store atomically (``Store.put_file``), the partial
-   is removed, and the item is written to the local catalogue with the node's
-   ``eoshare:key`` on the mirrored assets, so that ``AssetGate`` -- the one path for
-   bytes -- serves the local copy with this node's decision and audit under the copied
-   agreement. Hidden stays hidden: an item the agreement hides is 404 here too.
+5. **commits**: the file is moved into the store atomically (a rename into a local
+   store on the same file system, else ``Store.put_file``), and the item is written to
+   the local catalogue with the node's ``eoshare:key`` on the mirrored assets, so that
+   ``AssetGate`` -- the one path for bytes -- serves the local copy with this node's
+   decision and audit under the copied agreement. Hidden stays hidden: an item the
+   agreement hides is 404 here too.
 
 Runs are serialised per mirror by a lock file; ``state``, file and byte counts, the last
 run and its error are kept in ``federation.db`` and shown by ``eoshare mirror status``
@@ -41,6 +42,7 @@ and ``GET /admin/mirrors``. ``eoshare mirror run --loop`` and the node itself (e
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -48,7 +50,6 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,6 +82,7 @@ from eoshare.federation.identity import NodeIdentity
 from eoshare.federation.peers import Peer, PeerRegistry, now_iso
 from eoshare.federation.trust import encode_on_behalf_of
 from eoshare.ingest.checksums import hexdigest_from_multihash
+from eoshare.statedb import Migration, StateDB
 
 JSON = dict[str, Any]
 log = logging.getLogger("eoshare.federation.mirror")
@@ -92,14 +94,18 @@ _FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]{0,200}$")
 _CHUNK = 64 * 1024
 STATES = ("idle", "running", "done", "failed", "interrupted")
 
-_SCHEMA = """
+# "window" is quoted: a reserved word of PostgreSQL's (the same column on SQLite)
+_MIGRATIONS = [
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS mirrors (
     id TEXT PRIMARY KEY,
     peer TEXT NOT NULL,
     collections TEXT NOT NULL,
     bbox TEXT,
     datetime TEXT,
-    window TEXT,
+    "window" TEXT,
     as_user TEXT,
     limit_rate INTEGER,
     state TEXT NOT NULL DEFAULT 'idle',
@@ -119,7 +125,9 @@ CREATE TABLE IF NOT EXISTS mirror_files (
     done TEXT NOT NULL,
     PRIMARY KEY (mirror, store_key)
 );
-"""
+""",
+    )
+]
 
 
 # --- small values: rates, windows ------------------------------------------------------
@@ -291,7 +299,7 @@ class Mirror:
 
 
 _COLUMNS = (
-    "id, peer, collections, bbox, datetime, window, as_user, limit_rate, state, files_total, "
+    'id, peer, collections, bbox, datetime, "window", as_user, limit_rate, state, files_total, '
     "files_done, bytes_total, bytes_done, last_run, last_error, added"
 )
 
@@ -328,33 +336,16 @@ def _alive(pid: int) -> bool:
 
 
 class MirrorBook:
-    """The mirrors and their progress, in ``federation.db`` (plain SQL, one connection
-    per thread), and their partial files and locks under ``partial_root``."""
+    """The mirrors and their progress, in ``federation.db`` or the ``federation`` schema
+    (``eoshare.statedb``), and their partial files and locks under ``partial_root``."""
 
     def __init__(self, path: str | Path, partial_root: str | Path) -> None:
-        self.path = Path(path)
+        self.path = path
         self.partial_root = Path(partial_root)
-        self._local = threading.local()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn().executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the mirrors database {self.path}: {exc}") from exc
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
+        self._db = StateDB(path, area="federation", component="mirrors", migrations=_MIGRATIONS)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._db.close()
 
     # --- mirrors ----------------------------------------------------------------------
     def add(self, m: Mirror) -> Mirror:
@@ -367,7 +358,7 @@ class MirrorBook:
         if m.window is not None:
             Window.parse(m.window)
         try:
-            self._conn().execute(
+            self._db.execute(
                 f"INSERT INTO mirrors ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     m.id, m.peer, json.dumps(list(m.collections)),
@@ -376,22 +367,18 @@ class MirrorBook:
                     0, 0, 0, 0, None, None, m.added or now_iso(),
                 ),
             )  # fmt: skip
-        except sqlite3.IntegrityError as exc:
+        except ConflictError as exc:
             raise ConflictError(f"a mirror named {m.id!r} exists") from exc
         return self.get(m.id)
 
     def get(self, mirror_id: str) -> Mirror:
-        row = (
-            self._conn()
-            .execute(f"SELECT {_COLUMNS} FROM mirrors WHERE id = ?", (mirror_id,))
-            .fetchone()
-        )
+        row = self._db.one(f"SELECT {_COLUMNS} FROM mirrors WHERE id = ?", (mirror_id,))
         if row is None:
             raise NotFoundError(f"no mirror named {mirror_id!r}")
         return _mirror(row)
 
     def all(self) -> list[Mirror]:
-        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM mirrors ORDER BY id").fetchall()
+        rows = self._db.read(f"SELECT {_COLUMNS} FROM mirrors ORDER BY id")
         return [_mirror(r) for r in rows]
 
     def next_id(self, peer: str) -> str:
@@ -402,8 +389,7 @@ class MirrorBook:
         return f"{peer}-{n}"[:63]
 
     def remove(self, mirror_id: str) -> None:
-        with self.lock(mirror_id):
-            conn = self._conn()
+        with self.lock(mirror_id), self._db.tx() as conn:
             if conn.execute("DELETE FROM mirrors WHERE id = ?", (mirror_id,)).rowcount == 0:
                 raise NotFoundError(f"no mirror named {mirror_id!r}")
             conn.execute("DELETE FROM mirror_files WHERE mirror = ?", (mirror_id,))
@@ -419,19 +405,17 @@ class MirrorBook:
         if set(changes) - allowed:
             raise InvalidRequestError(f"cannot change {sorted(set(changes) - allowed)}")
         sets = ", ".join(f"{k} = ?" for k in changes)
-        self._conn().execute(
-            f"UPDATE mirrors SET {sets} WHERE id = ?", (*changes.values(), mirror_id)
-        )
+        self._db.execute(f"UPDATE mirrors SET {sets} WHERE id = ?", (*changes.values(), mirror_id))
 
     # --- files already mirrored ---------------------------------------------------------
     def done_files(self, mirror_id: str) -> dict[str, tuple[int, str | None]]:
-        rows = self._conn().execute(
+        rows = self._db.read(
             "SELECT store_key, size, checksum FROM mirror_files WHERE mirror = ?", (mirror_id,)
         )
         return {r[0]: (int(r[1]), r[2]) for r in rows}
 
     def file_done(self, mirror_id: str, key: str, size: int, checksum: str | None) -> None:
-        self._conn().execute(
+        self._db.execute(
             "INSERT INTO mirror_files (mirror, store_key, checksum, size, done) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (mirror, store_key) DO UPDATE SET "
             "checksum = excluded.checksum, size = excluded.size, done = excluded.done",
@@ -439,7 +423,7 @@ class MirrorBook:
         )
 
     def forget_file(self, mirror_id: str, key: str) -> None:
-        self._conn().execute(
+        self._db.execute(
             "DELETE FROM mirror_files WHERE mirror = ? AND store_key = ?", (mirror_id, key)
         )
 
@@ -896,12 +880,34 @@ class Mirrorer:
                 report.refetched += 1
                 continue
             raise UpstreamError(f"the origin sent {what}")
+        size = self._commit(t, part)
+        self.book.file_done(m.id, t.key, size, t.checksum)
+
+    def _commit(self, t: FileTask, part: Path) -> int:
+        """Into the store, atomically: a rename where the store is a directory on the same
+        file system (the partial is fsync'd already), else ``Store.put_file``."""
+        target = self.store.local_path(t.key)
+        if target is not None:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(part, 0o644)
+                size = part.stat().st_size
+                os.replace(part, target)
+                fd = os.open(target.parent, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                return size
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise StorageError(f"cannot move {t.key!r} into the store: {exc}") from exc
         stored = self.store.put_file(t.key, part)
         if t.sha256 is not None and stored.sha256 not in (None, f"sha256:{t.sha256}"):
             self.store.delete(t.key)
             raise UpstreamError("the stored copy does not match its file:checksum")
         part.unlink(missing_ok=True)
-        self.book.file_done(m.id, t.key, stored.size, t.checksum)
+        return int(stored.size)
 
     def _stream(
         self,
@@ -1001,4 +1007,6 @@ def _problem_detail(r: httpx.Response) -> str:
 
 def open_mirrors(settings: Any) -> MirrorBook:
     """The mirrors' book of a node (``federation.db`` and ``<data_dir>/mirror-partial``)."""
-    return MirrorBook(settings.federation_db_path, settings.data_dir / "mirror-partial")
+    return MirrorBook(
+        settings.state_db(settings.federation_db_path), settings.data_dir / "mirror-partial"
+    )

@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,10 @@ def prepare_lines(
         except orjson.JSONDecodeError as exc:
             out.append(("problem", location, f"not valid JSON: {exc}"))
             continue
-        out.append(prepare_doc(location, doc, plain))
+        try:
+            out.append(prepare_doc(location, doc, plain))
+        except Exception as exc:  # a shape no check foresaw: this line, not the load
+            out.append(("problem", location, f"cannot be loaded: {type(exc).__name__}: {exc}"))
     return out
 
 
@@ -227,7 +230,7 @@ class PreparePool:
         path: Path,
         max_line_bytes: int,
         plain: Callable[[], frozenset[str]] = frozenset,
-    ) -> Iterator[list[Outcome]]:
+    ) -> Generator[list[Outcome], None, None]:
         """The outcomes of every line of ``path``, a chunk at a time, in file order;
         ``plain()``: the collections whose items need no summary facts (asked for each
         chunk). Raises OSError when the file cannot be read."""

@@ -634,7 +634,11 @@ def load_documents(
             stream: _ItemStream | None = None
             try:
                 if fast and _kind(path) == "ndjson":
-                    written = writer.load_file(pool.prepare_file(path, limits.max_line_bytes), path)
+                    chunks = pool.prepare_file(path, limits.max_line_bytes, lambda: writer.plain)
+                    try:
+                        written = writer.load_file(chunks, path)
+                    finally:
+                        chunks.close()  # stopped early: the pool is drained for the next file
                 else:
                     docs = read_documents(path, batch_size=batch_size, limits=limits)
                     if _kind(path) == "json":

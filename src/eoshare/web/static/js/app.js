@@ -113,9 +113,20 @@ function itemHash(item) {
   return via ? `#/peer/${encodeURIComponent(via)}/${path}` : `#/item/${path}`;
 }
 
-function collectionTitle(id) {
-  const c = state.collections.find((x) => x.id === id);
+function collectionTitle(id, via = null) {
+  // a peer's collection is listed here as <peer>.<id>
+  const c =
+    (via && state.collections.find((x) => x.id === `${via}.${id}`)) ||
+    state.collections.find((x) => x.id === id);
   return c?.title || id;
+}
+
+/** Where a collection comes from, on a hub that lists its peers' collections too. */
+function collectionOrigin(collection) {
+  if (!state.collections.some((c) => c["federation:origin"])) return null;
+  const origin = collection["federation:origin"];
+  const here = state.node?.name || null;
+  return badgesOf([{ node: origin || here, local: !origin || origin === here, harvested: false }]);
 }
 
 // ---- views -------------------------------------------------------------------------
@@ -187,6 +198,8 @@ async function loadCollections() {
     status.textContent = errorText(error);
     return;
   }
+  // a hub lists its peers' collections too (<peer>.<id>, with federation:origin)
+  if (state.collections.some((c) => c["federation:origin"])) await loadFederation();
   fillCollectionSelect();
   renderCollections();
 }
@@ -206,7 +219,8 @@ const OPEN_LICENCES = /^(CC0|CC-BY|ODbL|ODC-By|PDDL|OGL|etalab|Apache|MIT|BSD|IS
 /** The agreement of a collection in plain words: the node's own summary when the
  * collection carries one (eoshare:agreement), else words derived from its licence. */
 function agreementWords(collection) {
-  const agreement = collection["eoshare:agreement"];
+  // a peer's collection carries its origin's agreement as federation:agreement
+  const agreement = collection["eoshare:agreement"] || collection["federation:agreement"];
   const lines = [];
   if (agreement && typeof agreement === "object") {
     if (agreement.access) {
@@ -266,6 +280,7 @@ function renderCollections() {
         "li",
         { class: "card collection", "aria-labelledby": headingId, "data-collection": c.id },
         el("h2", { id: headingId, text: c.title || c.id }),
+        collectionOrigin(c),
         provider ? el("p", { class: "meta", text: t("collections.provider", { name: provider }) }) : null,
         interval[0]
           ? el("p", {
@@ -454,10 +469,15 @@ function originsOf(feature) {
 
 function originBadges(feature) {
   if (!state.federated) return null;
+  return badgesOf(originsOf(feature));
+}
+
+/** Badges naming nodes (and their members): [{node, local, harvested}]. */
+function badgesOf(origins) {
   return el(
     "span",
     { class: "origins" },
-    ...originsOf(feature).map((o) => {
+    ...origins.map((o) => {
       const member = o.local ? state.node?.member : state.peerMembers[o.node];
       let title;
       if (o.local) title = t("fed.fromHere", { node: o.node || "" });
@@ -553,7 +573,7 @@ function renderResults() {
             { class: "result-text" },
             el("span", { class: "result-title", text: props.title || feature.id }),
             el("span", { class: "meta", text: formatDateTime(props.datetime || props.start_datetime) }),
-            el("span", { class: "meta", text: collectionTitle(feature.collection) }),
+            el("span", { class: "meta", text: collectionTitle(feature.collection, viaOf(feature)) }),
             cloud !== undefined && cloud !== null
               ? el("span", { class: "meta", text: t("results.cloud", { value: formatNumber(cloud) }) })
               : null,
@@ -600,7 +620,7 @@ function metadataRows(item) {
   const p = item.properties || {};
   const rows = [
     [t("meta.id"), item.id],
-    [t("meta.collection"), collectionTitle(item.collection)],
+    [t("meta.collection"), collectionTitle(item.collection, viaOf(item))],
     [t("meta.datetime"), p.datetime ? formatDateTime(p.datetime) : null],
     [t("meta.platform"), p.platform],
     [t("meta.constellation"), p.constellation],
@@ -848,6 +868,7 @@ function renderWho() {
   $("#signout").hidden = !signedIn;
   // the operators' dashboard (dashboard.html): the link is shown to operators only
   $("#nav-dashboard").hidden = !me?.roles?.includes("operator");
+  $("#nav-peers").hidden = !me?.roles?.includes("operator");
 }
 
 async function afterSignInChange() {

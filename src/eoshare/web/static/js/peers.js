@@ -90,6 +90,23 @@ function clockWords(skew, limit) {
   return t("peers.seconds", { s: seconds });
 }
 
+/** "3 hours" in the reader's language. */
+function formatInterval(seconds) {
+  const units = [[86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
+  const [size, unit] = units.find(([n]) => seconds % n === 0 && seconds >= n) || [1, "second"];
+  return new Intl.NumberFormat(language(), { style: "unit", unit, unitDisplay: "long" })
+    .format(seconds / size);
+}
+
+function scheduleWords(peer, harvest) {
+  if (!peer.harvest_every_s) return t("peers.byHand");
+  const interval = formatInterval(peer.harvest_every_s);
+  const words = peer.harvest_window
+    ? t("peers.everyInWindow", { interval, window: peer.harvest_window })
+    : t("peers.every", { interval });
+  return harvest.due ? `${words} · ${t("peers.due")}` : words;
+}
+
 function peerCard(peer) {
   const health = peer.health || {};
   const harvest = peer.harvest || {};
@@ -141,10 +158,11 @@ function peerCard(peer) {
           row(t("peers.lastHarvest"), when(harvest.finished, harvest.since_finished_s),
             { class: "peer-last-harvest" }),
           row(t("peers.items"), harvest.items !== null && harvest.items !== undefined
-            ? formatNumber(harvest.items) : null),
+            ? formatNumber(harvest.items) : null, { class: "peer-items" }),
           row(t("peers.cursorAge"), harvest.cursor_updated
             ? formatAge(harvest.cursor_age_s) : t("peers.never")),
           harvest.detail ? row(t("peers.harvestNote"), harvest.detail) : null,
+          row(t("peers.schedule"), scheduleWords(peer, harvest), { class: "peer-schedule" }),
         )),
     ),
   );
