@@ -14,7 +14,9 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -137,7 +139,7 @@ class ProcessingService:
         if self.leases is None:
             return False
         claim = self.leases.get(f"job:{job_id}")
-        if claim is None or claim.holder == self.holder:
+        if claim is None or claim.holder == self.holder or _dead_here(claim.holder):
             return False
         runner = self.leases.get(f"runner:{claim.holder}")
         return runner is not None and runner.expires_at > time.time()
@@ -679,6 +681,23 @@ def _is_process_error(exc: Exception) -> bool:
     except ImportError:  # pragma: no cover - a dependency of processing
         return False
     return isinstance(exc, OpenEOException)
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether a lease holder (``host:pid:random``, ``leases.new_holder``) was a process of
+    this machine that is gone: a node killed and started again takes its jobs over at
+    once, without waiting for the dead runner's lease to lapse."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _heartbeat(
