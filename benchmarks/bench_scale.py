@@ -789,6 +789,34 @@ def access_setup(data_dir: Path) -> tuple[str, str, Any]:
     return tokens[0], tokens[1], visible
 
 
+def inprocess_bbox(size: int, n: int, seed: int) -> tuple[float, float]:
+    """p50/p95 ms of ``SqliteCatalog.search`` for bbox+datetime, without HTTP: the
+    catalogue's own share of the request."""
+    from eoshare.catalog import open_catalog
+    from eoshare.catalog.base import SearchQuery
+
+    catalog = open_catalog(f"sqlite:///{sqlite_path(size)}")
+    rng = random.Random(f"{seed}-inprocess")
+    times = []
+    try:
+        for i in range(n + 10):
+            p = dict(bc._bbox_datetime(rng, []))
+            a, b = p["datetime"].split("/")
+            query = SearchQuery(
+                bbox=tuple(float(x) for x in p["bbox"].split(",")),
+                datetime_start=datetime.fromisoformat(a.replace("Z", "+00:00")),
+                datetime_end=datetime.fromisoformat(b.replace("Z", "+00:00")),
+                limit=int(p["limit"]),
+            )
+            t0 = time.perf_counter()
+            catalog.search(query)
+            if i >= 10:
+                times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        catalog.close()
+    return pct(times, 50), pct(times, 95)
+
+
 # --- the run ------------------------------------------------------------------------------
 class Uvicorn(bc.Server):
     def __init__(self, env: dict[str, str], app: list[str], python: str, workers: int) -> None:
@@ -889,6 +917,8 @@ def run_size(size: int, args: argparse.Namespace, pg: Postgres) -> tuple[dict[st
     else:
         print(f"{sfp_python} is missing: stac-fastapi-pgstac left out", flush=True)
     results: dict[str, Result] = {}
+    loads["inprocess"] = inprocess_bbox(size, 200, args.seed)
+    print(f"[{size}] SQLite bbox+datetime in-process: p50/p95 {loads['inprocess']}", flush=True)
     for name, server_env, app, python, target in servers:
         if args.only and not any(o in name for o in args.only.split(",")):
             continue
@@ -945,6 +975,12 @@ def render(
         else "- load: ?"
     )
     for backend, r in loads.items():
+        if backend == "inprocess":
+            lines.append(
+                f"- SQLite bbox+datetime in-process (`SqliteCatalog.search`, no HTTP), "
+                f"p50 / p95: {r[0]:.1f} / {r[1]:.1f} ms"
+            )
+            continue
         if r.get("approx"):
             lines.append(
                 f"- {backend}: loaded with eoshare's loader (`load_documents`), "

@@ -837,6 +837,14 @@ class SqliteCatalog:
                 params.append(match)
             else:
                 clauses.append("0")
+        # the visibility filter (collections, dates: columns) before the search's own
+        # filter, which may read each row's document: SQLite tests the terms in order
+        if query.visible is not None:
+            visible = fold_collections(query.visible, frozenset(query.collections))
+            if visible is not True:
+                tr = FilterTranslator()
+                clauses.append(tr.translate(visible))
+                params += tr.params
         if query.filter is not None:
             tr = FilterTranslator(self._known(query.collections))
             clauses.append(tr.translate(query.filter))
@@ -849,12 +857,6 @@ class SqliteCatalog:
             if legacy is not None:
                 tr = FilterTranslator(self._known(query.collections))
                 clauses.append(tr.translate(legacy))
-                params += tr.params
-        if query.visible is not None:
-            visible = fold_collections(query.visible, frozenset(query.collections))
-            if visible is not True:
-                tr = FilterTranslator()
-                clauses.append(tr.translate(visible))
                 params += tr.params
         return (" AND ".join(clauses) or "1"), params
 
