@@ -89,7 +89,7 @@ _NOT_APPLICABLE = object()
 
 # a search whose index candidates (R*Tree boxes, ids) are at most this many is read whole:
 # the page and an exact numberMatched from one pass, no separate count
-_ONE_PASS_ROWS = 500
+_ONE_PASS_ROWS = 5000
 
 _TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
 _TEXT_LISTS = ("keywords", "instruments")
