@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -50,7 +51,7 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
+def wait_http(url: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.TransportError):
@@ -97,9 +98,10 @@ def eoshare(data_dir: Path, storage: str = "", **extra_env: str) -> Iterator[str
     env.update(extra_env)
     log = (data_dir / "server.log").open("ab")
     proc = subprocess.Popen(
-        # two server processes, like nginx's worker_processes 2 below
-        [sys.executable, "-m", "uvicorn", "--factory", "eoshare.api.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--workers", "2"],
+        # what an operator runs: `eoshare serve` (zero-copy file bodies, see
+        # eoshare.api.zerocopy); two server processes, like nginx's worker_processes 2
+        [sys.executable, "-m", "eoshare.cli", "serve", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "2"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -173,6 +175,18 @@ def best(fn: object, runs: int) -> float:
     return max(fn() for _ in range(runs))  # type: ignore[operator]
 
 
+def side_by_side(ours: object, ref: object, runs: int, repeat: int) -> tuple[float, float, float]:
+    """``repeat`` rounds of (ours, reference), each the best of ``runs``, interleaved so
+    that both see the same moments of a shared machine; the medians of the MB/s and of
+    the per-round ratios."""
+    pairs = [(best(ours, runs), best(ref, runs)) for _ in range(repeat)]
+    return (
+        statistics.median(e for e, _ in pairs),
+        statistics.median(r for _, r in pairs),
+        statistics.median(e / r for e, r in pairs),
+    )
+
+
 def upload_bench(url: str, path: Path, chunk: int, resume: bool) -> float:
     data_size = path.stat().st_size
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -206,9 +220,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=2, help="best of this many per measurement")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; the median ratio is shown")
     ap.add_argument("--upload-mb", type=int, default=256)
     ap.add_argument("--no-s3", action="store_true")
+    ap.add_argument("--no-accel", action="store_true", help="skip eoshare behind nginx")
+    ap.add_argument("--no-upload", action="store_true")
     ap.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
     args = ap.parse_args()
     work = HERE / ".work" / "downloads"
@@ -217,27 +234,39 @@ def main() -> None:
     make_file(big, args.size_mb)
     size = big.stat().st_size
     catalogue(data_dir, size)
-    rows: list[tuple[str, float, float]] = []
+    load = [os.getloadavg()[0]]
+    rows: list[tuple[str, float, float, float]] = []
+
+    def measure(what: str, ours: str, ref: str, clients: int, ours_extra: list[str],
+                ref_extra: list[str]) -> None:  # fmt: skip
+        e, r, ratio = side_by_side(
+            lambda: curl_many(ours, clients, ours_extra),
+            lambda: curl_many(ref, clients, ref_extra),
+            args.runs,
+            args.repeat,
+        )
+        rows.append((what, e, r, ratio))
+        load.append(os.getloadavg()[0])
+        print(f"{what}: {e:.0f} vs {r:.0f} MB/s, median ratio {ratio:.2f}", flush=True)
+
     with eoshare(data_dir) as eo, nginx(big.parent, work / "nginx") as ng:
-        dl = f"{eo}/download/bench/big/data"
         for clients in (1, args.clients):
-            e = best(lambda c=clients: curl_many(dl, c), args.runs)
-            n = best(lambda c=clients: curl_many(f"{ng}/data.bin", c), args.runs)
-            rows.append((f"local store, {clients} stream(s): eoshare vs nginx", e, n))
-    # behind nginx: the node decides and audits, nginx sends (X-Accel-Redirect)
-    accel = {"EOSHARE_DOWNLOADS__ACCEL_REDIRECT": "/_eoshare_store/"}
-    with (
-        eoshare(data_dir, **accel) as eo,
-        nginx(big.parent, work / "nginx-accel", eo, (data_dir / "store").resolve()) as front,
-        nginx(big.parent, work / "nginx") as ng,
-    ):
-        dl = f"{front}/download/bench/big/data"
-        for clients in (1, args.clients):
-            e = best(lambda c=clients: curl_many(dl, c), args.runs)
-            n = best(lambda c=clients: curl_many(f"{ng}/data.bin", c), args.runs)
-            rows.append(
-                (f"local store behind nginx (X-Accel-Redirect), {clients} stream(s) vs nginx", e, n)
-            )
+            measure(f"local store, {clients} stream(s): eoshare vs nginx",
+                    f"{eo}/download/bench/big/data", f"{ng}/data.bin", clients, [], [])  # fmt: skip
+    if not args.no_accel:
+        # behind nginx: the node decides and audits, nginx sends (X-Accel-Redirect)
+        accel = {"EOSHARE_DOWNLOADS__ACCEL_REDIRECT": "/_eoshare_store/"}
+        store_dir = (data_dir / "store").resolve()
+        with (
+            eoshare(data_dir, **accel) as eo,
+            nginx(big.parent, work / "nginx-accel", eo, store_dir) as front,
+            nginx(big.parent, work / "nginx") as ng,
+        ):
+            for clients in (1, args.clients):
+                measure(
+                    f"local store behind nginx (X-Accel-Redirect), {clients} stream(s) vs nginx",
+                    f"{front}/download/bench/big/data", f"{ng}/data.bin", clients, [], [],
+                )  # fmt: skip
     if not args.no_s3:
         weed = WeedServer(work / "weed")
         shutil.rmtree(work / "weed", ignore_errors=True)
@@ -250,43 +279,46 @@ def main() -> None:
             direct = f"{weed.endpoint}/bench/eo/{KEY}"
             sig = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{ACCESS_KEY}:{SECRET_KEY}"]
             with eoshare(data_dir, s3_url) as eo:
-                dl = f"{eo}/download/bench/big/data"
                 for clients in (1, args.clients):
-                    e = best(lambda c=clients: curl_many(dl, c), args.runs)
-                    d = best(lambda c=clients: curl_many(direct, c, sig), args.runs)
-                    rows.append((f"S3 store, {clients} stream(s): eoshare vs S3 direct", e, d))
+                    measure(f"S3 store, {clients} stream(s): eoshare vs S3 direct",
+                            f"{eo}/download/bench/big/data", direct, clients, [], sig)  # fmt: skip
             with eoshare(data_dir, s3_url, EOSHARE_DOWNLOADS__REDIRECT="true") as eo:
-                dl = f"{eo}/download/bench/big/data"
                 for clients in (1, args.clients):
-                    e = best(lambda c=clients: curl_many(dl, c, ["-L"]), args.runs)
-                    d = best(lambda c=clients: curl_many(direct, c, sig), args.runs)
-                    rows.append(
-                        (
-                            f"S3 store, redirect to presigned URL, {clients} stream(s) vs direct",
-                            e,
-                            d,
-                        )
-                    )
+                    measure(
+                        f"S3 store, redirect to presigned URL, {clients} stream(s) vs direct",
+                        f"{eo}/download/bench/big/data", direct, clients, ["-L"], sig,
+                    )  # fmt: skip
         finally:
             weed.stop()
-    up_file = work / "upload.bin"
-    make_file(up_file, args.upload_mb)
-    with eoshare(data_dir) as eo:
-        straight = upload_bench(eo, up_file, 0, resume=False)
-        resumed = upload_bench(eo, up_file, 0, resume=True)
-    mb = up_file.stat().st_size / 1e6
+    upload = ""
+    if not args.no_upload:
+        up_file = work / "upload.bin"
+        make_file(up_file, args.upload_mb)
+        with eoshare(data_dir) as eo:
+            straight = upload_bench(eo, up_file, 0, resume=False)
+            resumed = upload_bench(eo, up_file, 0, resume=True)
+        mb = up_file.stat().st_size / 1e6
+        upload = (
+            f"Uploads of {mb:.0f} MB in {8} MiB chunks with per-chunk sha256 (local store): "
+            f"{mb / straight:.0f} MB/s straight; interrupted at half and resumed: "
+            f"{mb / resumed:.0f} MB/s, resume overhead {100 * (resumed / straight - 1):+.1f} %."
+        )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     lines = [
-        f"\n## Downloads and uploads ({datetime.now(UTC):%Y-%m-%d}, {platform.node()}, "
-        f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()})\n",
+        f"\n## Downloads and uploads ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, commit {commit})\n",
         f"`python benchmarks/bench_downloads.py --size-mb {args.size_mb} --clients "
-        f"{args.clients}`; curl clients on the same machine; best of {args.runs} runs.\n",
-        "| what | eoshare MB/s | reference MB/s | ratio |",
+        f"{args.clients} --runs {args.runs} --repeat {args.repeat}`; eoshare is `eoshare serve "
+        "--workers 2`, nginx has 2 worker processes; curl clients on the same machine; each "
+        f"measurement is the best of {args.runs} runs, repeated {args.repeat} times side by side; "
+        "median MB/s and median ratio; load average (1 min) during the run "
+        f"{min(load):.1f} to {max(load):.1f}.\n",
+        "| what | eoshare MB/s | reference MB/s | ratio (median) |",
         "|---|---:|---:|---:|",
-        *[f"| {w} | {e:.0f} | {r:.0f} | {e / r:.2f} |" for w, e, r in rows],
+        *[f"| {w} | {e:.0f} | {r:.0f} | {ratio:.2f} |" for w, e, r, ratio in rows],
         "",
-        f"Uploads of {mb:.0f} MB in {8} MiB chunks with per-chunk sha256 (local store): "
-        f"{mb / straight:.0f} MB/s straight; interrupted at half and resumed: "
-        f"{mb / resumed:.0f} MB/s, resume overhead {100 * (resumed / straight - 1):+.1f} %.",
+        upload,
     ]
     text = "\n".join(lines) + "\n"
     print(text)

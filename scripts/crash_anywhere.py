@@ -9,7 +9,10 @@ Scenarios (each in a data directory of its own, real files from ../shared/data):
 
 * ``ingest``  - ``eoshare ingest`` of six real rasters (Sentinel-2, Landsat 8) into COGs;
 * ``load``    - ``eoshare load`` of 2,000 STAC items (the shared real items under new ids);
-* ``migrate`` - ``eoshare storage migrate`` of the ingested store to a second local store.
+* ``migrate`` - ``eoshare storage migrate`` of the ingested store to a second local store;
+* ``upload``, ``zip``, ``job``, ``harvest`` - a serving node killed in the middle of a
+  resumable upload or its completion, an order's zip stream and an openEO batch job, and
+  ``eoshare harvest`` killed in the middle of a pull from a live peer (``crash_serving.py``).
 
 After every kill: ``eoshare verify``'s check (nothing missing, corrupt or orphaned), the
 catalogue's ``PRAGMA integrity_check``, every catalogued item equal to its source document
@@ -308,7 +311,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=100, help="kills per scenario")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--scenarios", default="ingest,load,migrate")
+    parser.add_argument(
+        "--scenarios",
+        default="ingest,load,migrate,upload,zip,job,harvest",
+        help="comma-separated: ingest, load, migrate, upload, zip, job, harvest",
+    )
     parser.add_argument("--workdir", type=Path, help="where the data folders go (default: temp)")
     parser.add_argument("--json", type=Path, help="write the summary here too")
     args = parser.parse_args()
@@ -320,13 +327,16 @@ def main() -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="crash-anywhere-"))
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
+    from crash_serving import SERVING_SCENARIOS  # the node-serving scenarios
+
+    scenarios = {**SCENARIOS, **SERVING_SCENARIOS}
     outcomes = []
     for name in args.scenarios.split(","):
-        if name not in SCENARIOS:
-            print(f"error: unknown scenario {name!r} ({', '.join(SCENARIOS)})", file=sys.stderr)
+        if name not in scenarios:
+            print(f"error: unknown scenario {name!r} ({', '.join(scenarios)})", file=sys.stderr)
             return 2
         started = time.perf_counter()
-        outcome = SCENARIOS[name](work, args.kills, rng)
+        outcome = scenarios[name](work, args.kills, rng)
         outcomes.append(outcome)
         state = "ok" if outcome.final_ok and not outcome.problems else "PROBLEMS"
         print(

@@ -68,3 +68,15 @@ def pg() -> Iterator[Any]:
 
     with pg_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_location(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Where a test's stores of node state live, on each engine (eoshare.statedb):
+    ``state_location(name)`` is the SQLite file ``tmp_path/name``, or the URL of a fresh
+    PostgreSQL database of the session cluster (one per test, shared by its stores)."""
+    if request.param == "sqlite":
+        return lambda name: tmp_path / name
+    cluster = request.getfixturevalue("pg")
+    url = cluster.url(cluster.new_state_database())
+    return lambda name: url

@@ -121,6 +121,12 @@ class PgCluster:
         self.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
         return name
 
+    def new_state_database(self) -> str:
+        """A fresh, empty database (for node state: eoshare.statedb makes its schemas)."""
+        name = f"s{os.getpid()}_{next(self._names)}"
+        self.execute(f"CREATE DATABASE {name}")
+        return name
+
     def new_catalog_url(self) -> str:
         """The ``EOSHARE_CATALOG`` URL of a fresh pgstac database."""
         return self.url(self.new_database())

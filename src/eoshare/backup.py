@@ -17,8 +17,9 @@ end: a backup that was interrupted is never mistaken for a whole one. ``restore`
 every checksum before it writes anything, writes into an empty data directory, puts the
 objects into the configured store (local or S3) and ends with ``eoshare verify``'s check.
 
-Only embedded (SQLite) state is handled here; a node on PostgreSQL backs its databases up
-with PostgreSQL's own tools (``pg_dump``), and this command says so.
+Only embedded (SQLite) state is handled here; a node on PostgreSQL (``EOSHARE_CATALOG``
+or ``EOSHARE_DATABASE``) backs its databases up with PostgreSQL's own tools (``pg_dump``,
+see docs/deployment.md), and this command says so instead of copying a partial node.
 """
 
 from __future__ import annotations
@@ -85,6 +86,15 @@ def _sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
+def _no_state_database(database: str, what: str) -> None:
+    if database:
+        raise InvalidRequestError(
+            f"{what} handles SQLite state only, and this node's state is in PostgreSQL "
+            "(EOSHARE_DATABASE): back it up with pg_dump -Fc and restore it with pg_restore "
+            "(docs/deployment.md, Backups); not supported by eoshare backup yet"
+        )
+
+
 def _databases(data_dir: Path, catalog: Path, access: Path) -> dict[str, Path]:
     """Every SQLite database of the node: the catalogue and access database wherever they
     are configured, and every ``*.db`` in the data directory."""
@@ -140,9 +150,11 @@ def backup(
     dest: Path,
     with_store: bool = True,
     on_object: Callable[[str, int], None] | None = None,
+    database: str = "",
 ) -> BackupReport:
     """Back the node up into ``dest`` (which must not exist, or be an empty folder)."""
     catalog_db = _sqlite_path(catalog_url)
+    _no_state_database(database, "backup")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise InvalidRequestError(f"{dest} exists and is not empty: choose a new folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -263,8 +275,10 @@ def restore(
     store: Store,
     catalog_url: str,
     on_object: Callable[[str, int], None] | None = None,
+    database: str = "",
 ) -> RestoreReport:
     """Bring a node back from a backup into an empty ``data_dir`` and the given store."""
+    _no_state_database(database, "restore")
     manifest = read_manifest(source)
     check_backup(source, manifest)
     if data_dir.exists() and any(p.name != "store" for p in data_dir.iterdir()):

@@ -161,12 +161,15 @@ def _run_server(
     import uvicorn
 
     from eoshare.access.demo import check_demo_exposure, users_with_demo_password
+    from eoshare.api.zerocopy import protocol as server_protocol
 
     # demo users' password is published: never on an address others can reach, unasked
     allowed = allow_demo_users or settings.security.allow_demo_users
     if not allowed:
         check_demo_exposure(
-            settings.host, users_with_demo_password(settings.access_db_path), allowed=False
+            settings.host,
+            users_with_demo_password(settings.state_db(settings.access_db_path)),
+            allowed=False,
         )
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
     # handler that was there before it: this one, so that a clean stop exits 0 (service
@@ -180,16 +183,19 @@ def _run_server(
         os.environ["EOSHARE_DATA_DIR"] = str(settings.data_dir)
         if ready:
             _announce_when_listening(settings.host, settings.port, ready)
-        uvicorn.run(
-            "eoshare.cli:_app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            reload=reload,
-            workers=None if reload else workers,
-            log_config=None,
-            timeout_graceful_shutdown=settings.api.shutdown_grace_s,
-        )
+        # /metrics adds up every worker's counts (eoshare.api.observability)
+        with _metrics_dir(workers > 1 and not reload):
+            uvicorn.run(
+                "eoshare.cli:_app_from_env",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                reload=reload,
+                workers=None if reload else workers,
+                log_config=None,
+                timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+                http=server_protocol(),
+            )
         return
     from eoshare.api.app import create_app
 
@@ -202,7 +208,31 @@ def _run_server(
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=settings.api.shutdown_grace_s,
+        http=server_protocol(),
     )
+
+
+@contextlib.contextmanager
+def _metrics_dir(on: bool) -> Iterator[None]:
+    """Prometheus multiprocess mode for the workers of this run: a fresh folder of its own
+    (``eoshare-metrics-<pid>-*``: folders of earlier runs that were killed are swept
+    first), named in ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, removed at
+    the end."""
+    if not on:
+        yield
+        return
+    from eoshare.workdirs import sweep, workdir
+
+    sweep(METRICS_PREFIX)
+    with workdir(METRICS_PREFIX) as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        try:
+            yield
+        finally:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+METRICS_PREFIX = "eoshare-metrics-"
 
 
 def _announce_when_listening(host: str, port: int, message: str) -> None:
@@ -370,6 +400,15 @@ def load(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Items per database transaction.")
     ] = 1000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Processes that parse and check NDJSON items beside the one that writes "
+            "(default: one per CPU for 8 MB of NDJSON or more; 0: none).",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Load STAC Items and Collections into the catalogue."""
@@ -386,6 +425,7 @@ def load(
                 on_conflict=on_conflict.value,
                 create_collections=create_collections,
                 batch_size=batch_size,
+                workers=workers,
                 progress=_progress_wanted(),
                 limits=DocumentLimits(
                     max_json_bytes=settings.ingest.max_json_bytes,
@@ -455,7 +495,11 @@ def demo(
 
         demo_catalog = open_catalog(settings.catalog_url)
         try:
-            apply_demo_agreements(settings.data_dir, demo_catalog)
+            apply_demo_agreements(
+                settings.data_dir,
+                demo_catalog,
+                access_db=settings.state_db(settings.access_db_path),
+            )
         finally:
             demo_catalog.close()
         typer.echo(f"demo data ready in {settings.data_dir}", err=True)
@@ -526,6 +570,7 @@ def backup_cmd(
             store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
             dest=dest,
             with_store=store,
+            database=settings.database,
         )
     for key in report.missing:
         typer.echo(f"warning: {key}: in the catalogue but not in the store", err=True)
@@ -556,6 +601,7 @@ def restore_cmd(
             data_dir=settings.data_dir,
             store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
             catalog_url=settings.catalog_url,
+            database=settings.database,
         )
     for problem in report.problems:
         typer.echo(f"error: {problem}", err=True)
@@ -568,46 +614,119 @@ def restore_cmd(
         raise typer.Exit(1)
 
 
-# --- moving a catalogue to another backend (eoshare.catalog.migrate) -----------------
+# --- moving a node to another backend (eoshare.catalog.migrate, eoshare.state_migrate) ---
 @app.command("migrate")
 def migrate_cmd(
     to: Annotated[
         str,
         typer.Option(
             "--to",
-            help="The catalogue to move to: postgresql://user@host:port/db (pgstac) or "
-            "sqlite:///path/catalog.db. Run again to resume.",
+            help="Where the node moves: postgresql://user@host:port/db (catalogue in pgstac, "
+            "state in its schemas), or back: sqlite (this data folder), "
+            "sqlite:///path/catalog.db or a folder. Run again to resume.",
         ),
     ],
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="Put the state (access, orders, jobs...) in this PostgreSQL database "
+            "instead of the --to one.",
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="Also copy the archive to this store (s3://...)."),
+    ] = None,
+    catalog_only: Annotated[
+        bool, typer.Option("--catalog-only", help="Move the catalogue only, not the state.")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Copy this node's catalogue (EOSHARE_CATALOG) into another backend, then compare
-    every item's checksum; point EOSHARE_CATALOG at the new one afterwards."""
+    """Copy this node's catalogue and all its state (and, with --storage, its archive) to
+    PostgreSQL/S3, or back to SQLite files; then compare counts and checksums of every
+    collection and table. Point EOSHARE_CATALOG/EOSHARE_DATABASE (and EOSHARE_STORAGE) at
+    the new place afterwards."""
+    problems: list[str] = []
+    lines: list[str] = []
     with _errors():
         from eoshare.catalog import open_catalog
         from eoshare.catalog.migrate import migrate_catalog
+        from eoshare.state_migrate import migrate_state, resolve_target, state_sources
 
         settings = _settings(data_dir=data_dir)
-        if to == settings.catalog_url:
-            raise InvalidRequestError("--to names the catalogue this node already uses")
+        target = resolve_target(to, data_dir=settings.data_dir, database=database)
+        sources = state_sources(settings)
+        same_state = (
+            catalog_only
+            or target.state is None
+            or str(sources("access.db")) == str(target.locate("access.db"))
+        )
+        same_catalog = target.catalog == settings.catalog_url
+        if same_catalog and same_state:
+            raise InvalidRequestError("--to names the catalogue and state this node already uses")
         source = open_catalog(settings.catalog_url)
-        target = open_catalog(to)
         try:
-            report = migrate_catalog(
-                source, target, progress=lambda cid, n: typer.echo(f"{cid}: {n} items", err=True)
-            )
+            if not same_catalog:
+                dest = open_catalog(target.catalog)
+                try:
+                    report = migrate_catalog(
+                        source,
+                        dest,
+                        progress=lambda cid, n: typer.echo(f"{cid}: {n} items", err=True),
+                    )
+                finally:
+                    dest.close()
+                problems += report.problems
+                lines.append(
+                    f"catalogue: {report.collections} collections, {report.items} items: "
+                    f"{report.copied} copied, {report.skipped} already there; checksums "
+                    f"{'match' if report.ok else 'DIFFER'}"
+                )
+            if not same_state:
+                state = migrate_state(
+                    sources,
+                    target.locate,
+                    progress=lambda table, n: typer.echo(f"{table}: {n} rows", err=True),
+                )
+                problems += state.problems
+                lines.append(
+                    f"state: {len(state.tables)} tables, {state.rows} rows ({state.copied} "
+                    f"copied); counts and checksums {'match' if state.ok else 'DIFFER'}"
+                )
+            if storage:
+                from eoshare.storage import open_store
+                from eoshare.storage.migrate import migrate as migrate_store
+
+                s3 = settings.s3.model_dump(exclude_none=True)
+                moved = migrate_store(
+                    open_store(settings.storage_url, **s3),
+                    open_store(storage, **s3),
+                    catalog=source,
+                )
+                problems += [f"{key}: {reason}" for key, reason in moved.failures]
+                lines.append(
+                    f"archive: {moved.copied} objects copied ({moved.bytes} bytes), "
+                    f"{moved.skipped} already there, {len(moved.failures)} failed"
+                )
         finally:
             source.close()
-            target.close()
-    for problem in report.problems:
+    for problem in problems:
         typer.echo(f"error: {problem}", err=True)
-    typer.echo(
-        f"{report.collections} collections, {report.items} items: {report.copied} copied, "
-        f"{report.skipped} already there; checksums {'match' if report.ok else 'DIFFER'}",
-        err=not report.ok,
-    )
-    if not report.ok:
+    for line in lines:
+        typer.echo(line, err=bool(problems))
+    if problems:
         raise typer.Exit(1)
+    hints = [f"EOSHARE_CATALOG={target.catalog}"]
+    if not same_state:
+        hints.append(
+            f"EOSHARE_DATABASE={target.state}"
+            if isinstance(target.state, str) or target.state is None
+            else f"EOSHARE_DATA_DIR={target.state} (and EOSHARE_DATABASE unset)"
+        )
+    if storage:
+        hints.append(f"EOSHARE_STORAGE={storage}")
+    typer.echo("now set " + ", ".join(hints), err=True)
 
 
 # --- operators: keys rotate|list|retire|remove, housekeeping (eoshare.cli_ops) --------

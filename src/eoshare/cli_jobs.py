@@ -34,7 +34,7 @@ def register(
 
         s = settings(data_dir=data_dir)
         db = Path(s.processing.db) if s.processing.db else Path(s.data_dir) / "processing.db"
-        return JobStore(db)
+        return JobStore(s.state_db(db))
 
     @jobs.command("list")
     def list_cmd(

@@ -100,8 +100,8 @@ def register(
             s = settings(data_dir=data_dir)
             if not s.data_dir.is_dir():
                 raise InvalidRequestError(f"no data folder at {s.data_dir}")
-            uploads = UploadBook(s.data_dir / "uploads.db", s.data_dir / "uploads")
-            orders = OrderBook(s.data_dir / "orders.db")
+            uploads = UploadBook(s.state_db(s.data_dir / "uploads.db"), s.data_dir / "uploads")
+            orders = OrderBook(s.state_db(s.data_dir / "orders.db"))
             try:
                 keeper = Housekeeper(
                     uploads,

@@ -8,9 +8,12 @@ forever.
   (``eoshare.workdirs``).
 
 Run by the node every ``interval_s`` (``run_periodically``, started in ``create_app``'s
-lifespan) and by ``eoshare housekeeping [--dry-run]``. Several processes may run it at
-once (``serve --workers N``, cron): a lock file lets one pass run at a time, and every
-step tolerates what another process already removed.
+lifespan) and by ``eoshare housekeeping [--dry-run]``. Several processes serve one node
+(``serve --workers N``, several ``eoshare serve``): only the holder of the
+``housekeeping`` lease (``eoshare.leases``) runs the periodic pass, so it runs once per
+interval for the node, and another process takes over when the holder dies. A lock file
+still keeps a pass started by hand (cron) from overlapping the node's, and every step
+tolerates what another process already removed.
 """
 
 from __future__ import annotations
@@ -21,16 +24,21 @@ import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eoshare.downloads.orders import OrderBook
 from eoshare.downloads.uploads import UploadBook
+from eoshare.leases import Leases, new_holder
 from eoshare.workdirs import stale
 
-# the work folders of ingest and storage migrate (see eoshare.workdirs)
-WORKDIR_PREFIXES = ("eoshare-ingest-", "eoshare-migrate-")
+# the lease of the periodic pass (eoshare.leases)
+LEASE = "housekeeping"
+
+# the work folders of ingest and storage migrate, the metrics folder of `serve --workers`
+# (see eoshare.workdirs)
+WORKDIR_PREFIXES = ("eoshare-ingest-", "eoshare-migrate-", "eoshare-metrics-")
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +85,19 @@ class Housekeeper:
         order_retention_s: float,
         temp_max_age_s: float,
         temp_root: Path | None = None,
+        leases: Leases | None = None,
     ) -> None:
+        self.leases = leases
+        self.holder = new_holder()
         self.uploads = uploads
         self.orders = orders
         self.lock_path = lock_path
         self.order_retention_s = order_retention_s
         self.temp_max_age_s = temp_max_age_s
         self.temp_root = temp_root
+        # other areas' periodic work, run after each pass (not in a dry run), each on its
+        # own: a failing one is logged (e.g. federation's scheduled harvests)
+        self.chores: list[Callable[[], object]] = []
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
@@ -122,20 +136,42 @@ class Housekeeper:
                 if not dry_run:
                     shutil.rmtree(folder, ignore_errors=True)
             report.folders = folders
+        if not dry_run:
+            for chore in self.chores:
+                try:
+                    chore()
+                except Exception:
+                    log.exception("housekeeping chore %r failed", chore)
         return report
 
+    def holds_lease(self, interval_s: float) -> bool:
+        """Take or renew the node's housekeeping lease (True without a lease table). The
+        lease outlives the interval by half, so that its holder keeps it from one pass
+        to the next, and lapses soon after a holder that died."""
+        if self.leases is None:
+            return True
+        return self.leases.acquire(LEASE, self.holder, ttl_s=interval_s * 1.5)
+
     async def run_periodically(self, interval_s: float) -> None:
-        """Run a pass now and every ``interval_s`` seconds until cancelled; a failing
-        pass is logged and the next one runs on time."""
-        while True:
-            try:
-                report = await asyncio.to_thread(self.run)
-                if report.removed:
-                    log.info(
-                        "housekeeping: " + report.summary(),
-                        extra={"uploads": len(report.uploads), "orders": len(report.orders),
-                               "folders": len(report.folders)},
-                    )  # fmt: skip
-            except Exception:
-                log.exception("housekeeping failed; trying again in %.0f s", interval_s)
-            await asyncio.sleep(interval_s)
+        """Every ``interval_s`` seconds until cancelled: a pass, when this process holds
+        the node's housekeeping lease. A failing pass is logged and the next one runs on
+        time."""
+        try:
+            while True:
+                try:
+                    if await asyncio.to_thread(self.holds_lease, interval_s):
+                        report = await asyncio.to_thread(self.run)
+                        log.info(
+                            "housekeeping: " + report.summary(),
+                            extra={"uploads": len(report.uploads), "orders": len(report.orders),
+                                   "folders": len(report.folders), "holder": self.holder,
+                                   "skipped": report.skipped},
+                        )  # fmt: skip
+                except Exception:
+                    log.exception("housekeeping failed; trying again in %.0f s", interval_s)
+                await asyncio.sleep(interval_s)
+        finally:
+            if self.leases is not None:
+                # a clean stop hands the lease on at once
+                with contextlib.suppress(Exception):
+                    self.leases.release(LEASE, self.holder)

@@ -107,6 +107,12 @@ class TilesSettings(BaseModel):
     mosaic_max_items: int = 30
     # the longest band-math expression accepted
     max_expression_chars: int = 512
+    # open datasets kept between requests (each used by one request at a time), keyed
+    # by the stored file and its version; 0 opens every file for every picture
+    open_datasets: int = 32
+    # PNG compression (zlib level 0-9): 1 encodes a tile several times faster than 6
+    # (rio-tiler's and titiler's default) for ~15 % more bytes
+    png_zlevel: int = Field(default=1, ge=0, le=9)
 
 
 class S3Settings(BaseModel):
@@ -145,6 +151,10 @@ class DownloadsSettings(BaseModel):
     # that nginx sends the bytes (sendfile, ranges) once the node has decided, reserved
     # and audited the grant. Empty: the node streams the bytes itself.
     accel_redirect: str = ""
+    # a local store without nginx: send files with sendfile(2) (the kernel copies from
+    # the page cache to the socket) where the server offers zero-copy (eoshare serve does,
+    # see eoshare.api.zerocopy); off: read and write them in chunks
+    zero_copy: bool = True
 
 
 class FederationSettings(BaseModel):
@@ -165,7 +175,10 @@ class FederationSettings(BaseModel):
     # how long this node's signatures live
     signature_ttl_s: int = 60
     # items per request while harvesting
-    harvest_batch: int = 200
+    harvest_batch: int = 500
+    # how often the node runs the mirrors whose time window is open (eoshare.federation.
+    # mirror); 0: never (then `eoshare mirror run --loop` or cron does)
+    mirror_interval_s: float = 600
 
 
 class HousekeepingSettings(BaseModel):
@@ -263,6 +276,10 @@ class Settings(BaseSettings):
     catalog: str = ""
     # file:///path/to/store, or empty for <data_dir>/store
     storage: str = ""
+    # every other piece of node state (access, orders, uploads, jobs, disaster, peers):
+    # postgresql://user@host:port/db (one schema per area, eoshare.statedb), or empty for
+    # the SQLite files in <data_dir>
+    database: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
@@ -288,6 +305,11 @@ class Settings(BaseSettings):
     @property
     def catalog_url(self) -> str:
         return self.catalog or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    def state_db(self, path: Path) -> str | Path:
+        """Where a store of node state lives: ``EOSHARE_DATABASE`` when set, else the
+        SQLite file ``path``."""
+        return self.database or path
 
     @property
     def access_db_path(self) -> Path:

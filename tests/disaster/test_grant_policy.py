@@ -6,7 +6,6 @@ products plug in) is called for a matching new scene only."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,8 +44,8 @@ class Clock:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> tuple[AgreementPolicy, ActivationService, Clock]:
-    access = AccessStore(":memory:")
+def world(state_location: Any) -> tuple[AgreementPolicy, ActivationService, Clock]:
+    access = AccessStore(state_location("access.db"))
     for code in ("aa", "bb", "cc"):
         access.put_member(Member(code, code, "KE"), who="t")
     for name, member in (("focal", "aa"), ("analyst", "aa"), ("named", "cc"), ("other", "cc")):
@@ -59,7 +58,7 @@ def world(tmp_path: Path) -> tuple[AgreementPolicy, ActivationService, Clock]:
     )  # fmt: skip
     policy = AgreementPolicy(access)
     clock = Clock()
-    acts = ActivationService(DisasterStore(tmp_path / "d.db"), access, clock=clock)
+    acts = ActivationService(DisasterStore(state_location("d.db")), access, clock=clock)
     policy.grant_source = acts
     policy.clock = clock
     return policy, acts, clock

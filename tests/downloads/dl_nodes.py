@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from eoshare.api.app import create_app
+from eoshare.api.zerocopy import protocol as zerocopy_protocol
 from eoshare.catalog import open_catalog
 from eoshare.ingest.raster import ingest_rasters
 from eoshare.settings import Settings
@@ -52,6 +53,8 @@ def run_node(settings: Settings) -> Iterator[str]:
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_config=None,
         access_log=False, ws="none", lifespan="on",
+        # what `eoshare serve` runs: files sent with sendfile (eoshare.api.zerocopy)
+        http=zerocopy_protocol(),
     )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

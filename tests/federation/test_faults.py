@@ -105,6 +105,20 @@ def test_hub_answers_within_its_deadline(federation: Federation, faulty_peers: l
     assert httpx.get(federation.alpha.url + "/conformance").status_code == 200
 
 
+def test_collections_within_the_deadline(federation: Federation, faulty_peers: list[str]) -> None:
+    started = time.perf_counter()
+    r = httpx.get(federation.alpha.url + "/collections", timeout=30)
+    elapsed = time.perf_counter() - started
+    assert r.status_code == 200, r.text
+    assert elapsed < DEADLINE_S + 1.5, elapsed
+    doc = r.json()
+    assert doc["federation:missing"] == sorted(faulty_peers)
+    assert set(r.headers["eoshare-federation-missing"].split(", ")) == set(faulty_peers)
+    assert "numberMatched" not in doc  # not every source answered: no count
+    ids = {c["id"] for c in doc["collections"]}
+    assert {"a-open", "beta.b-open", "gamma.g-open"} <= ids
+
+
 def _start(node: Node) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}

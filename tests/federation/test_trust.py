@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from eoshare.access.base import Principal
+from eoshare.errors import NotAuthenticatedError
 from eoshare.federation.identity import NodeIdentity, load_or_create_identity
 from eoshare.federation.signatures import ON_BEHALF_OF, sign_request
 from eoshare.federation.trust import encode_on_behalf_of
@@ -110,6 +111,36 @@ def test_replayed_signature_is_refused(federation: Federation, search_url: str) 
     assert again.status_code == 401 and "replay" in again.json()["detail"]
 
 
+def test_replay_against_another_process_of_the_node(
+    federation: Federation, search_url: str
+) -> None:
+    """The replay cache is the peers database: a signature used at one process of beta
+    is refused by another process of beta (here: this test's, on beta's database), and
+    the other way round."""
+    from eoshare.federation.peers import PeerRegistry
+    from eoshare.federation.trust import PeerTrust
+
+    parts = urlsplit(search_url)
+    request = {
+        "method": "GET", "authority": parts.netloc, "path": parts.path, "query": parts.query,
+        "body": b"",
+    }  # fmt: skip
+    registry = PeerRegistry(federation.beta.data_dir / "federation.db")
+    other = PeerTrust(registry, known_member=lambda m: True, clock_skew_s=120, max_ttl_s=300)
+    try:
+        alpha = alpha_identity(federation)
+        used_at_beta = signed_get(alpha, search_url, principal=VN)
+        assert httpx.get(search_url, headers=used_at_beta).status_code == 200
+        with pytest.raises(NotAuthenticatedError, match="replay"):
+            other.authenticate(headers=used_at_beta, **request)
+        used_here = signed_get(alpha, search_url, principal=VN)
+        assert other.authenticate(headers=used_here, **request).trusted
+        again = httpx.get(search_url, headers=used_here)
+        assert again.status_code == 401 and "replay" in again.json()["detail"]
+    finally:
+        registry.close()
+
+
 def test_forged_signatures_are_refused(federation: Federation, search_url: str) -> None:
     alpha = alpha_identity(federation)
     mallory = NodeIdentity(Ed25519PrivateKey.generate(), "mallory")
@@ -171,3 +202,25 @@ def test_agreement_change_between_two_searches(federation: Federation) -> None:
         restore = {k: v for k, v in original.items() if k != "collection"}
         assert httpx.put(path, json=restore, headers=admin).status_code == 200
     assert len(ids(httpx.get(url, params=params, headers=vn))) == 3
+
+
+def test_minimal_rendering_only_for_signed_peers(federation: Federation) -> None:
+    """A harvesting peer (signed, ``Eoshare-Render: minimal``) gets items without the UI
+    access hints and tile links it makes itself; anyone else gets the full rendering."""
+    beta = federation.beta
+    url = beta.url + "/search?collections=b-partners&limit=3"
+    minimal = {"Eoshare-Render": "minimal"}
+
+    def hinted(r: httpx.Response) -> bool:
+        assert r.status_code == 200, r.text
+        assert r.json()["features"]
+        return any(
+            "eoshare:access" in a for f in r.json()["features"] for a in f["assets"].values()
+        )
+
+    # not signed (the member's own token): the full rendering
+    assert hinted(httpx.get(url, headers={**beta.headers("vn_user"), **minimal}))
+    alpha = alpha_identity(federation)
+    assert hinted(httpx.get(url, headers=signed_get(alpha, url, principal=VN)))
+    signed = signed_get(alpha, url, principal=VN)
+    assert not hinted(httpx.get(url, headers={**signed, **minimal}))

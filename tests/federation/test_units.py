@@ -110,8 +110,8 @@ def test_signature_window_and_replay(tmp_path: Path) -> None:
         verifier.verify(headers=other, now=now, **{**req, "query": "a=2"})
 
 
-def test_registry(tmp_path: Path) -> None:
-    reg = PeerRegistry(tmp_path / "f.db")
+def test_registry(state_location: Any) -> None:
+    reg = PeerRegistry(state_location("f.db"))
     reg.add(
         Peer(
             "beta",

@@ -25,8 +25,8 @@ ITEM = "S2A_29RKH_20200219_0_L2A"
 COLLECTION = "s2-backup"
 
 
-def _eoshare(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "EOSHARE_DATA_DIR": str(data_dir)}
+def _eoshare(*args: str, data_dir: Path, **more: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "EOSHARE_DATA_DIR": str(data_dir), **more}
     return subprocess.run(
         [sys.executable, "-m", "eoshare.cli", *args],
         env=env, capture_output=True, text=True, timeout=300,
@@ -181,3 +181,17 @@ def test_backup_refuses_a_folder_in_use(source: tuple[str, Path], tmp_path: Path
     answer = _eoshare("backup", str(tmp_path / "busy"), data_dir=data_dir)
     assert answer.returncode == 1 and "not empty" in answer.stderr
     assert (tmp_path / "busy" / "something").read_text() == "mine"
+
+
+def test_backup_of_state_in_postgresql_says_it_is_not_supported(
+    source: tuple[str, Path], tmp_path: Path
+) -> None:
+    """A node whose state is in PostgreSQL: its SQLite files are not the node, so backup
+    refuses in one line (pointing at pg_dump) rather than copying a partial node."""
+    _, data_dir = source
+    url = "postgresql://eoshare@127.0.0.1:9/eoshare"
+    for args in (("backup", str(tmp_path / "b")), ("restore", str(tmp_path / "b"))):
+        answer = _eoshare(*args, data_dir=data_dir, EOSHARE_DATABASE=url)
+        assert answer.returncode == 1 and answer.stderr.count("\n") == 1, answer.stderr
+        assert "PostgreSQL (EOSHARE_DATABASE)" in answer.stderr and "pg_dump" in answer.stderr
+    assert not (tmp_path / "b").exists()

@@ -29,4 +29,7 @@ def test_sixteen_clients_for_twenty_seconds(shared_data: Path, tmp_path: Path) -
     assert all(k["n"] > 0 for k in report["latency_ms"].values())
     assert report["rss_mib"]["growth"] <= 0.25, report["rss_mib"]
     assert report["fds"]["end"] <= report["fds"]["after_warmup"] + 64, report["fds"]
+    # the catalogue's bounded pool (8 connections: database, -wal, -shm each) plus one
+    # connection per state database; one connection per thread used to reach ~100
+    assert report["sqlite_files_open"]["highest"] <= 64, report["sqlite_files_open"]
     assert done.returncode == 0, done.stdout + done.stderr

@@ -161,3 +161,16 @@ def test_sync_of_a_plain_value(node: Node) -> None:
     r = post(node, "/result", body)
     assert r.status_code == 200, r.text
     assert r.json() == 3
+
+
+def test_openeo_bearer_form_is_accepted_outside_openeo(node: Node) -> None:
+    # an openEO client's session header reaches result assets under /download: the same
+    # token, in openEO's 'basic//TOKEN' form, must count there too (and a wrong one fails)
+    private = f"{node.url}/collections/s2-private"
+    assert httpx.get(private).status_code == 404
+    alice = {"Authorization": f"Bearer basic//{node.tokens['alice']}"}
+    assert httpx.get(private, headers=alice).status_code == 200
+    wrong = httpx.get(private, headers={"Authorization": "Bearer basic//nope"})
+    assert wrong.status_code == 401 and wrong.json()["detail"]
+    empty = httpx.get(private, headers={"Authorization": "Bearer basic//"})
+    assert empty.status_code == 401

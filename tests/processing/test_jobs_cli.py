@@ -6,6 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from eoshare.processing.jobs import JobStore
 from eoshare.settings import load_settings
@@ -20,8 +23,19 @@ def eoshare(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_jobs_list_logs_cancel_results(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "processing.db")
+def _location(state_location: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The jobs database on this engine; the CLI finds it as an operator sets it."""
+    location = state_location("processing.db")
+    if isinstance(location, str):
+        monkeypatch.setenv("EOSHARE_DATABASE", location)
+    return location
+
+
+def test_jobs_list_logs_cancel_results(
+    tmp_path: Path, state_location: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = _location(state_location, monkeypatch)
+    store = JobStore(location)
     running = store.create_job("alice", "kenya", GRAPH, title="long one")
     store.set_status(running.id, "running")
     store.log(running.id, "info", "computing")
@@ -38,7 +52,7 @@ def test_jobs_list_logs_cancel_results(tmp_path: Path) -> None:
     assert "computing" in logs.stdout
     cancel = eoshare("jobs", "cancel", running.id, "--data-dir", str(tmp_path))
     assert cancel.returncode == 0 and "canceled" in cancel.stdout
-    store = JobStore(tmp_path / "processing.db")
+    store = JobStore(location)
     assert store.get_job(running.id).status == "canceled"
     store.close()
 
@@ -50,8 +64,11 @@ def test_jobs_list_logs_cancel_results(tmp_path: Path) -> None:
     assert eoshare("jobs", "cancel", "--help").returncode == 0
 
 
-def test_a_job_running_when_the_node_stopped_is_marked_failed(tmp_path: Path) -> None:
-    store = JobStore(tmp_path / "processing.db")
+def test_a_job_running_when_the_node_stopped_is_marked_failed(
+    tmp_path: Path, state_location: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = _location(state_location, monkeypatch)
+    store = JobStore(location)
     job = store.create_job("alice", "kenya", GRAPH)
     store.set_status(job.id, "running")
     queued = store.create_job("alice", "kenya", GRAPH)

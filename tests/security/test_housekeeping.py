@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -55,8 +56,12 @@ def _aged(path: Path, seconds: float) -> Path:
     return path
 
 
-def test_an_expired_upload_is_refused_and_purged(tmp_path: Path) -> None:
-    book = UploadBook(tmp_path / "uploads.db", tmp_path / "uploads")
+def _ids(book: UploadBook) -> list[str]:
+    return [r[0] for r in book.db.read("SELECT id FROM uploads")]
+
+
+def test_an_expired_upload_is_refused_and_purged(tmp_path: Path, state_location: Any) -> None:
+    book = UploadBook(state_location("uploads.db"), tmp_path / "uploads")
     try:
         live = _new_upload(book, ttl_s=3600)
         gone = _new_upload(book, ttl_s=0.2)
@@ -65,18 +70,20 @@ def test_an_expired_upload_is_refused_and_purged(tmp_path: Path) -> None:
         with pytest.raises(NotFoundError, match=r"expired at .*start a new upload"):
             book.get(gone)
         assert not (tmp_path / "uploads" / gone).exists()
-        assert _rows(tmp_path / "uploads.db", "uploads") == [live]
+        assert _ids(book) == [live]
         with pytest.raises(NotFoundError):
             book.get(gone)
     finally:
         book.close()
 
 
-def test_passes_from_several_processes_at_once_are_safe(tmp_path: Path) -> None:
+def test_passes_from_several_processes_at_once_are_safe(
+    tmp_path: Path, state_location: Any
+) -> None:
     """Four housekeepers (as ``serve --workers 4`` runs) over the same data: every
     expired upload goes once, nothing fails."""
-    books = [UploadBook(tmp_path / "uploads.db", tmp_path / "uploads") for _ in range(4)]
-    orders = [OrderBook(tmp_path / "orders.db") for _ in range(4)]
+    books = [UploadBook(state_location("uploads.db"), tmp_path / "uploads") for _ in range(4)]
+    orders = [OrderBook(state_location("orders.db")) for _ in range(4)]
     try:
         ids = {_new_upload(books[0], ttl_s=0.1) for _ in range(30)}
         keep = _new_upload(books[0], ttl_s=3600)
@@ -109,7 +116,7 @@ def test_passes_from_several_processes_at_once_are_safe(tmp_path: Path) -> None:
             t.join()
         assert not errors
         assert sorted(removed) == sorted(ids)
-        assert _rows(tmp_path / "uploads.db", "uploads") == [keep]
+        assert _ids(books[0]) == [keep]
         assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == [keep]
     finally:
         for b in books:

@@ -6,7 +6,7 @@ range within what remains is still served."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -79,17 +79,17 @@ def test_concurrent_pictures_cannot_pass_the_picture_quota(secbytes_node: BytesN
 
 
 def test_reservations_are_atomic_across_connections_and_unsent_bytes_go_back(
-    tmp_path: Path,
+    state_location: Any,
 ) -> None:
     """The counter itself: 40 reservations of 10 bytes, from threads on four separate
     connections (as worker processes have), against a limit of 100: exactly ten fit.
     A download cut short gives back what it did not send."""
-    first = AccessStore(tmp_path / "access.db")
+    first = AccessStore(state_location("access.db"))
     first.put_member(Member("ke", "Kenya", "KE"), who="t")
     first.put_member(Member("vn", "Viet Nam", "VN"), who="t")
     terms = {"collection": "c", "provider": "ke", "access": "open"}
     first.put_agreement(agreement_from_dict({**terms, "quota_user_bytes_per_day": 100}), who="t")
-    stores = [first, *(AccessStore(tmp_path / "access.db") for _ in range(3))]
+    stores = [first, *(AccessStore(state_location("access.db")) for _ in range(3))]
     quotas = [Quotas(s, AgreementPolicy(s)) for s in stores]
     caller = Principal(user="v", member="vn")
 

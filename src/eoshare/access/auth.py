@@ -55,8 +55,9 @@ class Authenticator:
         self.policy = policy
         self.admin_token = admin_token
         self.oidc = oidc
+        # (user, credential) -> (access version, when, the answer)
         self._links: dict[
-            tuple[str, str | None], tuple[float, Principal | NotAuthenticatedError]
+            tuple[str, str | None], tuple[int, float, Principal | NotAuthenticatedError]
         ] = {}
 
     def authenticate(self, creds: Credentials) -> Authenticated:
@@ -65,7 +66,9 @@ class Authenticator:
             token = token.strip()
             if scheme.lower() != "bearer" or not token:
                 raise NotAuthenticatedError("use 'Authorization: Bearer <token>'")
-            return self._bearer(token)
+            # an openEO client's header ('basic//TOKEN', 'oidc/PROVIDER/TOKEN') names the
+            # same token: its session may reach result assets outside /openeo
+            return self._bearer(plain_token(token))
         if creds.session:
             try:
                 user = self.store.user_for_session(creds.session)
@@ -76,6 +79,8 @@ class Authenticator:
         return Authenticated(ANONYMOUS, "anonymous")
 
     def _bearer(self, token: str) -> Authenticated:
+        if not token:
+            raise NotAuthenticatedError("use 'Authorization: Bearer <token>'")
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return Authenticated(
                 Principal(user=ADMIN_TOKEN_USER, roles=frozenset({OPERATOR}), credential="a"),
@@ -108,7 +113,8 @@ class Authenticator:
         exist and be enabled, and the token the link was made with must not be revoked
         or expired; roles and member come from the current record, not from the link.
         Raises AccessDeniedError (403) otherwise. Answers are cached for a few seconds
-        (``LINK_CHECK_TTL_S``), so a revocation takes effect within that time."""
+        (``LINK_CHECK_TTL_S``, for a token's expiry) and while the access version stays
+        the same: a revocation by any process takes effect at the next request."""
         if signed.user is None or signed.credential in ("o", "p"):
             # a link made for the public grants what the public may get; an OIDC caller,
             # or a caller a trusted peer hub vouched for ("p", eoshare.federation.trust),
@@ -116,9 +122,12 @@ class Authenticator:
             return signed
         key = (signed.user, signed.credential)
         now = time.monotonic()
+        # the access version changes with every revocation, removal or change of a user,
+        # in any process; the policy reads it once per request (eoshare.freshness)
+        version = self.policy.snapshot().version
         hit = self._links.get(key)
-        if hit is not None and now - hit[0] < LINK_CHECK_TTL_S:
-            return _checked(hit[1], signed)
+        if hit is not None and hit[0] == version and now - hit[1] < LINK_CHECK_TTL_S:
+            return _checked(hit[2], signed)
         current: Principal | NotAuthenticatedError
         try:
             current = self._link_subject(signed)
@@ -126,7 +135,7 @@ class Authenticator:
             current = exc
         if len(self._links) > 10_000:
             self._links.clear()
-        self._links[key] = (now, current)
+        self._links[key] = (version, now, current)
         return _checked(current, signed)
 
     def _link_subject(self, signed: Principal) -> Principal:
@@ -158,3 +167,13 @@ def _checked(current: Principal | NotAuthenticatedError, signed: Principal) -> P
             f"the signed link is no longer valid: {current.detail}; ask for a new one"
         )
     return current
+
+
+def plain_token(token: str) -> str:
+    """The token inside openEO's bearer forms (``basic//TOKEN``, ``oidc/PROVIDER/TOKEN``)."""
+    if token.startswith("basic//"):
+        return token[len("basic//") :]
+    if token.startswith("oidc/"):
+        parts = token.split("/", 2)
+        return parts[2] if len(parts) == 3 else ""
+    return token

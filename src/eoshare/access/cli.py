@@ -53,7 +53,7 @@ def register(
         one there (a token for nobody), so they refuse instead."""
         with errors():
             chosen = settings(data_dir=data_dir)
-            if not create and not chosen.access_db_path.exists():
+            if not create and not chosen.database and not chosen.access_db_path.exists():
                 catalogue = chosen.data_dir / "catalog.db"
                 where = "" if catalogue.exists() else " and no catalogue"
                 raise NotFoundError(

@@ -16,6 +16,7 @@ from eoshare.access.apply import apply_declarations
 from eoshare.access.store import AccessStore
 from eoshare.catalog.base import Catalog
 from eoshare.errors import InvalidRequestError, NotAuthenticatedError, NotFoundError
+from eoshare.statedb import is_postgres
 
 log = logging.getLogger(__name__)
 DEMO_PASSWORD = "eoshare-demo"
@@ -41,8 +42,11 @@ def _median_age_days(catalog: Catalog, collection: str) -> int | None:
     return int(statistics.median(ages)) if ages else None
 
 
-def apply_demo_agreements(data_dir: Path, catalog: Catalog) -> None:
-    """Write the demo's access state into ``data_dir/access.db``."""
+def apply_demo_agreements(
+    data_dir: Path, catalog: Catalog, *, access_db: str | Path | None = None
+) -> None:
+    """Write the demo's access state into ``data_dir/access.db`` (or ``access_db``: a
+    path or the ``EOSHARE_DATABASE`` URL)."""
     doc = demo_declarations()
     for agreement in doc.get("agreements", []):
         if "embargo_days" in agreement:
@@ -51,7 +55,7 @@ def apply_demo_agreements(data_dir: Path, catalog: Catalog) -> None:
                 agreement["embargo_days"] = max(age, 0)
     for user in doc.get("users", []):
         user["password"] = DEMO_PASSWORD
-    store = AccessStore(Path(data_dir) / "access.db")
+    store = AccessStore(access_db or Path(data_dir) / "access.db")
     try:
         # users keep their password once set: only new ones get the demo password
         existing = {u.username for u in store.list_users()}
@@ -79,9 +83,9 @@ def demo_usernames() -> list[str]:
     return [str(u["username"]) for u in demo_declarations().get("users", [])]
 
 
-def users_with_demo_password(db_path: Path) -> list[str]:
+def users_with_demo_password(db_path: str | Path) -> list[str]:
     """The demo's users whose password is still the published one (one scrypt each)."""
-    if not Path(db_path).exists():
+    if not is_postgres(db_path) and not Path(db_path).exists():
         return []
     names = demo_usernames()
     store = AccessStore(db_path)

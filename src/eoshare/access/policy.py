@@ -20,7 +20,6 @@ grant begins and ends exactly at its edges, not at the next minute.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ from eoshare.access.base import Action, Decision, Principal, log_grant
 from eoshare.access.grants import DisasterGrant, GrantSource
 from eoshare.access.store import AccessStore, iso
 from eoshare.errors import AccessDeniedError, InvalidRequestError, NotFoundError
+from eoshare.freshness import VersionCheck
 
 JSON = dict[str, Any]
 CollectionView = Literal["full", "partial", "hidden"]
@@ -89,7 +89,8 @@ class AgreementPolicy:
         self.unlisted_open = unlisted == "open"
         self._lock = threading.Lock()
         self._snap: _Snapshot | None = None
-        self._checked = 0.0
+        # when to read the version again: once per request (eoshare.freshness)
+        self._fresh = VersionCheck()
         # the disaster grants (set by create_app when the disaster service exists) and the
         # clock every time-dependent rule reads (tests inject one)
         self.grant_source: GrantSource | None = None
@@ -97,15 +98,13 @@ class AgreementPolicy:
 
     # --- the cached view of agreements ------------------------------------------------
     def snapshot(self) -> _Snapshot:
-        # The version is one indexed read; checking it at most every 50 ms keeps a burst
-        # of tile requests from all hitting the database, while a CLI change still shows
-        # up at once for a person.
-        now = time.monotonic()
+        # The version is one indexed read, done once per request (and every 50 ms
+        # outside requests): a change made by any process of the node (another worker,
+        # the CLI) decides every request that starts after it (eoshare.freshness).
         snap = self._snap
-        if snap is not None and now - self._checked < 0.05:
+        if snap is not None and not self._fresh.due():
             return snap
         version = self.store.version()
-        self._checked = now
         if snap is not None and snap.version == version:
             return snap
         with self._lock:
@@ -118,7 +117,7 @@ class AgreementPolicy:
         return snap
 
     def invalidate(self) -> None:
-        self._checked = 0.0
+        self._fresh.reset()
 
     def agreement(self, collection: str) -> Agreement | None:
         return self.snapshot().agreements.get(collection)

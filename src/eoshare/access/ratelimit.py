@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
@@ -26,15 +25,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eoshare.errors import RateLimitedError
+from eoshare.statedb import Migration, StateDB
 
-_SCHEMA = """
+_MIGRATIONS = [
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS login_failures (
     username TEXT PRIMARY KEY,
     failures INTEGER NOT NULL,
     first_at REAL NOT NULL,
     locked_until REAL NOT NULL DEFAULT 0
 );
-"""
+""",
+    )
+]
 # addresses remembered at once (the oldest are forgotten first)
 _MAX_ADDRESSES = 100_000
 
@@ -57,25 +62,22 @@ class LoginGuard:
         self.max_per_address = max_failures_per_address
         self.window_s = window_s
         self.clock = clock
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        self._db.executescript(_SCHEMA)
+        self._db = StateDB(db_path, area="access", component="login_guard", migrations=_MIGRATIONS)
         self._lock = threading.Lock()
         self._addresses: OrderedDict[str, deque[float]] = OrderedDict()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     # --- the sign-in route ----------------------------------------------------------
     def check(self, username: str, address: str | None) -> None:
         """Raise RateLimitedError when this account is locked or this address has failed
         too often. Called before the password is hashed."""
         now = self.clock()
+        row = self._db.one(
+            "SELECT locked_until FROM login_failures WHERE username = ?", (username,)
+        )
         with self._lock:
-            row = self._db.execute(
-                "SELECT locked_until FROM login_failures WHERE username = ?", (username,)
-            ).fetchone()
             if row is not None and row[0] > now:
                 raise RateLimitedError(
                     "too many failed sign-ins for this account: it is locked; try again "
@@ -99,58 +101,50 @@ class LoginGuard:
                 self._addresses.move_to_end(address)
                 while len(self._addresses) > _MAX_ADDRESSES:
                     self._addresses.popitem(last=False)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                # forget counts whose window has passed and locks that have ended
-                self._db.execute(
-                    "DELETE FROM login_failures WHERE locked_until <= ? AND first_at < ?",
-                    (now, now - self.window_s),
+        with self._db.tx() as conn:
+            # forget counts whose window has passed and locks that have ended
+            conn.execute(
+                "DELETE FROM login_failures WHERE locked_until <= ? AND first_at < ?",
+                (now, now - self.window_s),
+            )
+            row = conn.execute(
+                "SELECT failures FROM login_failures WHERE username = ?", (username,)
+            ).fetchone()
+            failures = (row[0] if row else 0) + 1
+            locked_until = now + self.lockout_s if failures >= self.max_failures > 0 else 0
+            if row is None:
+                conn.execute(
+                    "INSERT INTO login_failures VALUES (?, ?, ?, ?)",
+                    (username, failures, now, locked_until),
                 )
-                row = self._db.execute(
-                    "SELECT failures FROM login_failures WHERE username = ?", (username,)
-                ).fetchone()
-                failures = (row[0] if row else 0) + 1
-                locked_until = now + self.lockout_s if failures >= self.max_failures > 0 else 0
-                if row is None:
-                    self._db.execute(
-                        "INSERT INTO login_failures VALUES (?, ?, ?, ?)",
-                        (username, failures, now, locked_until),
-                    )
-                else:
-                    self._db.execute(
-                        "UPDATE login_failures SET failures = ?, locked_until = ? "
-                        "WHERE username = ?",
-                        (failures, locked_until, username),
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            else:
+                conn.execute(
+                    "UPDATE login_failures SET failures = ?, locked_until = ? WHERE username = ?",
+                    (failures, locked_until, username),
+                )
 
     def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM login_failures WHERE username = ?", (username,))
+        self._db.execute("DELETE FROM login_failures WHERE username = ?", (username,))
 
     # --- operators --------------------------------------------------------------------
     def unlock(self, username: str) -> bool:
         """Lift a lockout (``eoshare users unlock``, ``POST /admin/users/{name}/unlock``);
         True when there was one."""
-        with self._lock:
-            row = self._db.execute(
+        with self._db.tx() as conn:
+            row = conn.execute(
                 "SELECT locked_until FROM login_failures WHERE username = ?", (username,)
             ).fetchone()
             # the failure count goes too: the user starts again with a clean slate
-            self._db.execute("DELETE FROM login_failures WHERE username = ?", (username,))
+            conn.execute("DELETE FROM login_failures WHERE username = ?", (username,))
         return row is not None and row[0] > self.clock()
 
     def locked(self) -> list[tuple[str, float]]:
         """Locked accounts and when each lock ends (epoch seconds)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT username, locked_until FROM login_failures WHERE locked_until > ? "
-                "ORDER BY username",
-                (self.clock(),),
-            ).fetchall()
+        rows = self._db.read(
+            "SELECT username, locked_until FROM login_failures WHERE locked_until > ? "
+            "ORDER BY username",
+            (self.clock(),),
+        )
         return [(str(r[0]), float(r[1])) for r in rows]
 
     def _recent(self, address: str, now: float) -> deque[float]:

@@ -49,7 +49,7 @@ def open_access(settings: Settings, *, with_oidc: bool = True) -> AccessServices
         raise InvalidRequestError(
             "EOSHARE_ACCESS__NEW_COLLECTION_ACCESS is open, members, partners or provider"
         )
-    store = AccessStore(settings.access_db_path)
+    store = AccessStore(settings.state_db(settings.access_db_path))
     policy = AgreementPolicy(store, unlisted=settings.access.unlisted)
     oidc = None
     if with_oidc and settings.access.oidc:
@@ -61,7 +61,7 @@ def open_access(settings: Settings, *, with_oidc: bool = True) -> AccessServices
     auth = Authenticator(store, policy, admin_token=settings.api.admin_token, oidc=oidc)
     sec = settings.security
     guard = LoginGuard(
-        settings.access_db_path,
+        settings.state_db(settings.access_db_path),
         max_failures=sec.login_max_failures,
         lockout_s=sec.lockout_s,
         max_failures_per_address=sec.login_max_failures_per_address,

@@ -1,8 +1,8 @@
 """The access database: members, users, token and session hashes, agreements, partner
 lists, acceptances of terms, the change history and the audit of every grant of bytes.
 
-It is its own SQLite file (``<data_dir>/access.db``), apart from the catalogue, so that
-the catalogue can move to PostgreSQL without the access state moving with it. Secrets
+It is its own SQLite file (``<data_dir>/access.db``), apart from the catalogue, or the
+``access`` schema of ``EOSHARE_DATABASE`` on PostgreSQL (``eoshare.statedb``). Secrets
 never reach it: API tokens and session ids are stored as SHA-256 hashes (they are long
 random strings, so a fast hash is enough), passwords as scrypt hashes.
 
@@ -16,8 +16,6 @@ import contextlib
 import hashlib
 import hmac
 import secrets
-import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,11 +33,15 @@ from eoshare.access.agreements import (
     check_roles,
 )
 from eoshare.errors import ConflictError, InvalidRequestError, NotAuthenticatedError, NotFoundError
+from eoshare.statedb import Conn, Migration, StateDB
 
 JSON = dict[str, Any]
 TOKEN_PREFIX = "eos_"
 
-_SCHEMA = """
+_MIGRATIONS = [
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('version', 0);
 CREATE TABLE IF NOT EXISTS members (
@@ -68,7 +70,9 @@ CREATE INDEX IF NOT EXISTS audit_day_member ON audit (day, member);
 CREATE TABLE IF NOT EXISTS quota_use (
     day TEXT NOT NULL, subject TEXT NOT NULL, collection TEXT NOT NULL, unit TEXT NOT NULL,
     used INTEGER NOT NULL, PRIMARY KEY (day, subject, collection, unit));
-"""
+""",
+    )
+]
 
 
 @dataclass(frozen=True)
@@ -154,50 +158,35 @@ class TokenInfo:
 
 
 class AccessStore:
-    """Members, users, tokens, agreements, acceptances, history and audit in SQLite."""
+    """Members, users, tokens, agreements, acceptances, history and audit in the state
+    database (``path``: a SQLite file, ``:memory:``, or a PostgreSQL URL)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # One connection guarded by a lock: the statements are tiny, and a lock keeps
-        # FastAPI's worker threads from interleaving a read-modify-write.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.executescript(_SCHEMA)
+        # writes are transactions of the access area: one at a time, in any process, so
+        # that no read-modify-write interleaves
+        self._db = StateDB(path, area="access", component="access", migrations=_MIGRATIONS)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> Iterator[Conn]:
+        with self._db.tx() as conn:
+            yield conn
 
     def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        return self._db.read(sql, params)
 
     @staticmethod
-    def _log(conn: sqlite3.Connection, who: str, what: str, subject: str, detail: Any) -> None:
+    def _log(conn: Conn, who: str, what: str, subject: str, detail: Any) -> None:
         conn.execute(
             "INSERT INTO history (at, who, what, subject, detail) VALUES (?, ?, ?, ?, ?)",
             (iso(now_utc()), who, what, subject, orjson.dumps(detail).decode()),
         )
 
     @staticmethod
-    def _bump(conn: sqlite3.Connection) -> None:
+    def _bump(conn: Conn) -> None:
         conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
 
     def version(self) -> int:
@@ -381,6 +370,8 @@ class AccessStore:
                 (iso(now_utc()), token_id),
             )
             self._log(conn, who, "token.revoke", token_id, {})
+            # cached answers about signed links made with it are dropped (access.auth)
+            self._bump(conn)
 
     def user_for_token(self, secret: str) -> User:
         """The token's user, or NotAuthenticatedError saying why (never echoing it)."""
@@ -557,24 +548,24 @@ class AccessStore:
         at: datetime | None = None,
     ) -> None:
         when = at or now_utc()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO audit (at, day, username, member, country, collection, item, "
-                "asset, action, decision, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    iso(when),
-                    when.strftime("%Y-%m-%d"),
-                    username,
-                    member,
-                    country,
-                    collection,
-                    item,
-                    asset,
-                    action,
-                    decision,
-                    int(nbytes),
-                ),
-            )
+        self._db.execute(
+            "INSERT INTO audit (at, day, username, member, country, collection, item, "
+            "asset, action, decision, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                iso(when),
+                when.strftime("%Y-%m-%d"),
+                username,
+                member,
+                country,
+                collection,
+                item,
+                asset,
+                action,
+                decision,
+                int(nbytes),
+            ),
+            queue=False,
+        )
 
     def reserve(self, claims: list[QuotaClaim], day: str) -> tuple[QuotaClaim, int] | None:
         """Reserve every claim or none, atomically (one write transaction, each claim
@@ -610,9 +601,10 @@ class AccessStore:
             for c in claims:
                 if c.amount > 0:
                     conn.execute(
-                        "UPDATE quota_use SET used = max(0, used - ?) WHERE day = ? AND "
+                        "UPDATE quota_use SET used = CASE WHEN used > ? THEN used - ? ELSE 0 END "
+                        "WHERE day = ? AND "
                         "subject = ? AND collection = ? AND unit = ?",
-                        (c.amount, day, c.subject, c.collection, c.unit),
+                        (c.amount, c.amount, day, c.subject, c.collection, c.unit),
                     )
 
     def quota_used(self, subject: str, collection: str, unit: str) -> int:
@@ -688,7 +680,7 @@ class AccessStore:
         Denied requests are left out."""
         cond = "day >= ? AND decision != 'denied'"
         figures = (
-            "count(*), coalesce(sum(bytes), 0), "
+            "count(*), coalesce(sum(bytes), 0) AS bytes, "
             "count(DISTINCT coalesce(collection, '') || '/' || coalesce(item, '')), "
             "count(DISTINCT username)"
         )

@@ -41,11 +41,14 @@ from eoshare.api.routes import (
 )
 from eoshare.api.routes import dashboard as dashboard_routes
 from eoshare.api.routes import federation as federation_routes
+from eoshare.api.routes import peers_admin as peers_admin_routes
 from eoshare.catalog import open_catalog
 from eoshare.catalog.base import SearchQuery
 from eoshare.disaster.products import ProductService
 from eoshare.disaster.service import open_disaster
+from eoshare.freshness import FreshPerRequest
 from eoshare.housekeeping import Housekeeper
+from eoshare.leases import Leases, lease_location
 from eoshare.logs import setup_logging
 from eoshare.processing.service import open_processing
 from eoshare.settings import Settings, load_settings
@@ -139,11 +142,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         app.state.disaster.alerts.start()  # the worker that turns new items into alerts
+        # mirrors of peers' assets whose time window is open (eoshare.federation.mirror)
+        mirrors = federation_routes.start_mirrors(app, settings.federation.mirror_interval_s)
         yield
+        await federation_routes.stop_mirrors(app, mirrors)
         if chores is not None:
             chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chores
+        if app.state.housekeeper.leases is not None:
+            app.state.housekeeper.leases.close()
         app.state.products.close()
         app.state.processing.close()
         app.state.disaster.close()
@@ -185,6 +193,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
     app.state.tiles = TileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
+    # left out for a harvesting peer (federation): derived links and UI hints it makes itself
+    app.state.optional_item_decorators = (auth.decorate_item, tiles.decorate_item)
     app.state.collection_decorators = [*app.state.collection_decorators, tiles.decorate_collection]
     # proj:epsg beside proj:code, for readers of projection extension v1 (api/compat.py)
     app.state.item_decorators = [*app.state.item_decorators, compat.decorate_item]
@@ -212,11 +222,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lock_path=settings.data_dir / "housekeeping.lock",
         order_retention_s=settings.housekeeping.order_retention_s,
         temp_max_age_s=settings.housekeeping.temp_max_age_s,
+        # the periodic pass runs in one process of the node (eoshare.leases)
+        leases=Leases(lease_location(settings)),
     )
     app.include_router(tiles.router)  # /tiles/... (eoshare.tiles)
     app.include_router(activations.router)  # /activations, /planning, /alerts (eoshare.disaster)
     app.include_router(health.router)  # /health, /ready, /metrics
     app.include_router(dashboard_routes.router)  # /admin/dashboard (operators' dashboard)
+    app.include_router(peers_admin_routes.router)  # /admin/peers (operators' peers page)
 
     # Prometheus figures: request counters here, node gauges read from the services
     app.state.metrics = Metrics()
@@ -240,6 +253,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     federation_routes.install(
         app, open_federation(settings, _member_country), settings.api.max_body_bytes
     )
+    # peers' harvest schedules run with housekeeping (eoshare.federation.schedule)
+    app.state.housekeeper.chores.append(
+        app.state.federation.harvest_chore(
+            app.state.catalog,
+            settings.federation.harvest_batch,
+            app.state.housekeeper.leases or Leases(lease_location(settings)),
+        )
+    )
 
     # who is calling: sets request.state.principal (401 problems for bad credentials)
     app.add_middleware(
@@ -262,6 +283,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             burst=settings.security.rate_limit_burst,
             cookie_name=settings.access.cookie_name,
         )
+    # cached access views read their version once per request (eoshare.freshness): a
+    # change made by any process of the node decides the next request
+    app.add_middleware(FreshPerRequest)
     # outermost: a request id on every response and log line, metrics, the access log
     app.add_middleware(Observe, metrics=app.state.metrics, access_log=access_log)
     return app

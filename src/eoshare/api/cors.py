@@ -34,7 +34,9 @@ ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 # what a page may read from an answer beyond the CORS-safelisted headers
 EXPOSE_HEADERS = (
     "Accept-Ranges, Content-Disposition, Content-Encoding, Content-Length, Content-Range, "
-    "ETag, Last-Modified, Link, Location, Preference-Applied, Retry-After, WWW-Authenticate"
+    "ETag, Last-Modified, Link, Location, Preference-Applied, Retry-After, WWW-Authenticate, "
+    # a hub's list of peers that did not answer a search (api.routes.federation)
+    "Eoshare-Federation-Missing"
 )
 MAX_AGE_S = 600
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")

@@ -85,8 +85,16 @@ def render_item(request: Request, item: JSON) -> JSON:
     """An item exactly as a client should get it: server links + every decorator."""
     base = base_url(request)
     out = item_links(base, item)
+    # a peer harvesting (signed, ``Eoshare-Render: minimal``) skips the decorators that
+    # only add derived links (tiles): it re-derives them itself (eoshare.federation)
+    skip = (
+        getattr(request.app.state, "optional_item_decorators", ())
+        if getattr(request.state, "render_minimal", False)
+        else ()
+    )
     for decorate in getattr(request.app.state, "item_decorators", ()):
-        out = decorate(request, base, out)
+        if decorate not in skip:
+            out = decorate(request, base, out)
     return out
 
 

@@ -16,14 +16,19 @@ uploads and orders in progress) are read when ``/metrics`` is scraped, by a coll
 asks the services on ``app.state``: nothing is kept twice.
 
 The registry belongs to the app (several apps in one process, as tests build them, do not
-share counters). With ``serve --workers N`` each worker process has its own figures; a
-scrape reaches one worker (documented in the README).
+share counters). With ``serve --workers N`` the server sets ``PROMETHEUS_MULTIPROC_DIR``
+to a fresh folder of that run (``eoshare.cli``) before the workers start: each worker
+keeps its counters and histograms in files there (prometheus_client's multiprocess
+mode), and a scrape, whichever worker answers it, adds up every worker's, including
+those of workers that exited. The node gauges are read by the answering worker (the
+tile cache's hits and misses are that worker's own).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sys
 import time
@@ -48,33 +53,55 @@ _SAFE_ID = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 class Metrics:
-    """The node's Prometheus figures, kept in a registry of its own."""
+    """The node's Prometheus figures, kept in a registry of its own. ``registry`` is what
+    a scrape reads: in multiprocess mode, the sum of every worker's figures."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.own = CollectorRegistry(auto_describe=True)
+        self.registry = self.own
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        if self.multiprocess:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "eoshare_http_requests",
             "HTTP requests answered, by route template, method and status",
             ["route", "method", "status"],
-            registry=self.registry,
+            registry=self.own,
         )
         self.latency = Histogram(
             "eoshare_http_request_duration_seconds",
             "Time from the request's arrival to the end of its response body",
             ["route", "method"],
             buckets=_BUCKETS,
-            registry=self.registry,
+            registry=self.own,
         )
         self.bytes_served = Counter(
             "eoshare_bytes_served",
             "Asset bytes sent by /download, by member of the caller and collection",
             ["member", "collection"],
-            registry=self.registry,
+            registry=self.own,
         )
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
+
+    def totals(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """The ``<name>_total`` samples of a counter as a scrape reads them (every
+        worker's, added up, in multiprocess mode)."""
+        return [
+            (dict(sample.labels), sample.value)
+            for family in self.registry.collect()
+            if family.name == name
+            for sample in family.samples
+            if sample.name == f"{name}_total"
+        ]
 
 
 class NodeCollector(Collector):
@@ -185,6 +212,8 @@ class Observe:
             elif message["type"] == "http.response.body":
                 body_bytes += len(message.get("body", b""))
             await send(message)
+            if message["type"] == "http.response.zerocopysend":  # eoshare.api.zerocopy
+                body_bytes += int(message.get("sent", 0))
 
         try:
             await self.app(scope, receive, observed_send)

@@ -198,7 +198,14 @@ _EAST = box(180.0, -90.0, 540.0, 90.0)
 def index_geometry(geometry: dict[str, Any]) -> BaseGeometry:
     """The shapely geometry used for spatial tests, inside [-180, 180]. A ring that jumps
     the antimeridian is unwrapped and cut into its western and eastern parts."""
-    if not _jumps_antimeridian(geometry):
+    return reshaped_geometry(geometry)[0]
+
+
+def reshaped_geometry(geometry: dict[str, Any]) -> tuple[BaseGeometry, bool]:
+    """``index_geometry`` and whether it differs from the geometry as written (cut at
+    the antimeridian or made valid)."""
+    changed = _jumps_antimeridian(geometry)
+    if not changed:
         geom = shape(geometry)
     else:
         unwrapped = shape(_shift_east(geometry))
@@ -209,7 +216,8 @@ def index_geometry(geometry: dict[str, Any]) -> BaseGeometry:
         geom = west.union(east)
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
-    return geom
+        changed = True
+    return geom, changed
 
 
 def bbox_geometry(bbox: Bbox) -> BaseGeometry:

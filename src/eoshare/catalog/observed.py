@@ -100,3 +100,13 @@ class ObservedCatalog:
             if report.inserted or report.updated:
                 self._notify([self._ref(i, collection_id) for i in chunk if id(i) not in invalid])
         return total
+
+    def write_prepared(self, rows: list[Any], *, on_conflict: OnConflict = "error") -> LoadReport:
+        """``eoshare load``'s batches of prepared rows (``SqliteCatalog.write_prepared``),
+        heard by the listeners like any other write."""
+        report: LoadReport = self.inner.write_prepared(  # type: ignore[attr-defined]
+            rows, on_conflict=on_conflict
+        )
+        if report.inserted or report.updated:
+            self._notify([(str(r.collection), str(r.id)) for r in rows])
+        return report

@@ -36,19 +36,19 @@ from hydraters import dehydrate, hydrate
 from psycopg import sql
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
-from shapely.geometry import mapping, shape
+from shapely.geometry import mapping
 
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
 from eoshare.catalog.cql2filter import and_all, fold_collections, query_to_cql2
-from eoshare.catalog.geometry import _jumps_antimeridian, index_geometry, split_bbox
+from eoshare.catalog.geometry import split_bbox
+from eoshare.catalog.prepared import PreparedItem, prepare_item
 from eoshare.catalog.queryables import (
-    json_type,
     known_names,
     property_names,
     queryables_document,
 )
 from eoshare.catalog.sqlite_filter import literal_geometry
-from eoshare.catalog.validate import check_collection, check_item
+from eoshare.catalog.validate import check_collection
 from eoshare.errors import (
     ConflictError,
     InvalidFilterError,
@@ -78,7 +78,7 @@ _COUNT_COST_LIMIT = 1_000.0
 # how long the catalogue's size (PostgreSQL's estimate) is kept
 _SIZE_TTL_S = 60.0
 
-# the text free-text searches read, as on SQLite (catalog/sqlite.py: _fts_text)
+# the text free-text searches read, as on SQLite (catalog/prepared.py: fts_text)
 _FTS_TEXT = """concat_ws(' ', id,
     content->'properties'->>'title', content->'properties'->>'description',
     content->'properties'->>'platform', content->'properties'->>'constellation',
@@ -326,37 +326,53 @@ class PgstacCatalog:
         report: LoadReport,
         on_invalid: Callable[[JSON, InvalidItemError], None] | None,
     ) -> None:
-        rows: dict[tuple[str, str], JSON] = {}
-        spans: dict[tuple[str, str], tuple[str, str]] = {}
+        rows: list[PreparedItem] = []
         for item in batch:
             try:
-                facts = check_item(item)
-                cid = collection_id or facts.collection
-                if cid is None:
-                    raise InvalidItemError(f"item {facts.id!r} names no collection")
-                if facts.collection is not None and facts.collection != cid:
-                    raise InvalidItemError(
-                        f"item {facts.id!r} belongs to collection {facts.collection!r}, not {cid!r}"
-                    )
+                row, _ = prepare_item(item, collection_id)
             except InvalidItemError as exc:
                 if on_invalid is None:
                     raise
                 on_invalid(item, exc)
                 report.invalid += 1
                 continue
-            if facts.collection is None:
-                item = {**item, "collection": cid}
-            if facts.bbox is not None and "bbox" not in item:
-                item = {**item, "bbox": list(facts.bbox)}
-            item = _indexable(item)
-            key = (cid, facts.id)
-            spans[key] = (facts.datetime_start, facts.datetime_end)
-            if key in rows and on_conflict == "error":
-                raise ConflictError(f"item {facts.id!r} is twice in one batch")
-            rows[key] = item
-        if not rows:
-            return
-        collections = sorted({c for c, _ in rows})
+            rows.append(row)
+        written = self.write_prepared(rows, on_conflict=on_conflict)
+        report.inserted += written.inserted
+        report.updated += written.updated
+        report.skipped += written.skipped
+
+    def existing_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (collection, id) pairs of ``keys`` that are in the catalogue."""
+        pairs = list(keys)
+        if not pairs:
+            return set()
+        with self._conn() as conn:
+            return {
+                (c, i)
+                for c, i in conn.execute(
+                    "SELECT collection, id FROM items WHERE (collection, id) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([c for c, _ in pairs], [i for _, i in pairs]),
+                ).fetchall()
+            }
+
+    def write_prepared(
+        self, rows: list[PreparedItem], *, on_conflict: OnConflict = "error"
+    ) -> LoadReport:
+        """Write items already checked by ``prepare_item`` in one transaction: the new ones
+        through one ``COPY`` (``_copy_items``), an existing one as ``on_conflict`` says.
+        Called by ``upsert_items`` and by ``eoshare load``'s writer."""
+        report = LoadReport()
+        latest: dict[tuple[str, str], PreparedItem] = {}
+        for r in rows:
+            key = (r.collection, r.id)
+            if key in latest and on_conflict == "error":
+                raise ConflictError(f"item {r.id!r} is twice in one batch")
+            latest[key] = r
+        if not latest:
+            return report
+        collections = sorted({c for c, _ in latest})
         with self._conn("loading items") as conn, conn.transaction():
             known = {
                 r[0]
@@ -375,39 +391,37 @@ class PgstacCatalog:
                 for c, i in conn.execute(
                     "SELECT collection, id FROM items WHERE (collection, id) IN "
                     "(SELECT * FROM unnest(%s::text[], %s::text[]))",
-                    ([c for c, _ in rows], [i for _, i in rows]),
+                    ([c for c, _ in latest], [i for _, i in latest]),
                 ).fetchall()
             }
             if existing and on_conflict == "error":
                 cid, iid = sorted(existing)[0]
                 raise ConflictError(f"item {iid!r} already exists in collection {cid!r}")
-            new = [doc for key, doc in rows.items() if key not in existing]
-            old = [doc for key, doc in rows.items() if key in existing]
+            new = [r for key, r in latest.items() if key not in existing]
+            old = [r for key, r in latest.items() if key in existing]
             if old and on_conflict == "update":
                 conn.execute(
                     "DELETE FROM items WHERE (collection, id) IN "
                     "(SELECT * FROM unnest(%s::text[], %s::text[]))",
-                    ([d["collection"] for d in old], [d["id"] for d in old]),
+                    ([r.collection for r in old], [r.id for r in old]),
                 )
-                _copy_items(conn, new + old, spans)
+                _copy_items(conn, new + old)
             elif new:
-                _copy_items(conn, new, spans)
-            seen = {
-                (cid, name, json_type(value))
-                for (cid, _), doc in rows.items()
-                for name, value in (doc.get("properties") or {}).items()
-            }
+                _copy_items(conn, new)
+            seen = {(r.collection, r.properties) for r in latest.values()}  # mostly alike
+            props = {(cid, name, typ) for cid, named in seen for name, typ in named}
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO eoshare.properties VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                    sorted(seen),
+                    sorted(props),
                 )
-            self._register_queryables(conn, {name for _, name, _ in seen})
+            self._register_queryables(conn, {name for _, name, _ in props})
         report.inserted += len(new)
         if on_conflict == "update":
             report.updated += len(old)
         else:
             report.skipped += len(old)
+        return report
 
     @staticmethod
     def _register_queryables(conn: psycopg.Connection[Any], names: set[str]) -> None:
@@ -710,14 +724,15 @@ _BASE_ONCE = sql.SQL(
 )
 
 
-def _copy_items(
-    conn: psycopg.Connection[Any], docs: list[JSON], spans: dict[tuple[str, str], tuple[str, str]]
-) -> None:
+def _copy_items(conn: psycopg.Connection[Any], items: list[PreparedItem]) -> None:
     """Write items as pypgstac's Loader does, inside the caller's transaction: dehydrated
     against their collection's base item in Rust (``hydraters``), the partitions made or
     widened with ``check_partition``, then one ``COPY`` into ``items``. pgstac's own
-    ``create_items()`` dehydrates in PL/pgSQL, several times slower."""
-    collections = sorted({d["collection"] for d in docs})
+    ``create_items()`` dehydrates in PL/pgSQL, several times slower. The footprint
+    indexed is ``index_geometry``'s (prepared with the row); when it is not the one
+    written (cut at the antimeridian, made valid), the written one rides along in the
+    document (``_AS_WRITTEN``)."""
+    collections = sorted({r.collection for r in items})
     info = {
         row[0]: row[1:]
         for row in conn.execute(
@@ -728,27 +743,29 @@ def _copy_items(
     }
     ranges: dict[str, list[Any]] = {}
     rows = []
-    for doc in docs:
-        cid = doc["collection"]
+    for r in items:
+        cid = r.collection
         base, key, trunc, base_id = info[cid]
-        start, end = spans[(cid, doc["id"])]
+        start, end = r.dt_start, r.dt_end
         digits = start.replace("-", "")
         suffix = {"year": f"_{digits[:4]}", "month": f"_{digits[:6]}"}.get(trunc or "", "")
         span = ranges.setdefault(f"_items_{key}{suffix}", [cid, start, start, end, end])
         span[1], span[2] = min(span[1], start), max(span[2], start)
         span[3], span[4] = min(span[3], end), max(span[4], end)
         geometry = None
-        if doc.get("geometry") is not None:
+        if r.geom_wkb is not None:
             geometry = shapely.to_wkb(
-                shapely.set_srid(shape(doc["geometry"]), 4326), hex=True, include_srid=True
+                shapely.set_srid(shapely.from_wkb(r.geom_wkb), 4326), hex=True, include_srid=True
             )
-        # dehydrate() strips the document in place: it gets a copy of its own
-        content = dehydrate(base, orjson.loads(_dumps(doc))) if base else dict(doc)
+        doc = orjson.loads(r.content)  # a document of its own: dehydrate() strips it
+        if r.reshaped:
+            doc[_AS_WRITTEN] = doc.get("geometry")
+        content = dehydrate(base, doc) if base else doc
         for name in ("id", "collection", "geometry", "pgstac:base_item"):
             content.pop(name, None)
         if base_id is not None:
             content["pgstac:base_item"] = base_id
-        rows.append((doc["id"], cid, start, end, geometry, _dumps(content)))
+        rows.append((r.id, cid, start, end, geometry, _dumps(content)))
     for cid, dmin, dmax, emin, emax in ranges.values():
         conn.execute(
             "SELECT check_partition(%s, tstzrange(%s, %s, '[]'), tstzrange(%s, %s, '[]'))",
@@ -764,21 +781,8 @@ def _copy_items(
             copy.write_row(row)
 
 
-# the geometry as written, when pgstac indexes another (see _indexable)
+# the geometry as written, when pgstac indexes another (see _copy_items)
 _AS_WRITTEN = "eoshare:geometry"
-
-
-def _indexable(item: JSON) -> JSON:
-    """An item whose geometry pgstac can index as it means: a ring written across the
-    antimeridian (longitudes jumping by more than 180 degrees) or an invalid shape is
-    indexed as ``index_geometry`` makes it (split at 180 degrees, made valid), and the
-    geometry as written rides along in the document, to be handed back by ``_as_written``."""
-    geometry = item.get("geometry")
-    if not isinstance(geometry, dict):
-        return item
-    if not _jumps_antimeridian(geometry) and shape(geometry).is_valid:
-        return item
-    return {**item, "geometry": mapping(index_geometry(geometry)), _AS_WRITTEN: geometry}
 
 
 def _as_written(doc: JSON) -> JSON:

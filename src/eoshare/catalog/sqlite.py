@@ -27,9 +27,10 @@ from eoshare.catalog import text
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
 from eoshare.catalog.cql2filter import fold_collections, query_to_cql2
 from eoshare.catalog.geometry import split_bbox
-from eoshare.catalog.queryables import COMMON, json_type, queryables_document
+from eoshare.catalog.prepared import PreparedItem, prepare_item
+from eoshare.catalog.queryables import COMMON, queryables_document
 from eoshare.catalog.sqlite_filter import COLUMNS, FilterTranslator, json_path, literal_geometry
-from eoshare.catalog.validate import check_collection, check_item, iso, parse_datetime
+from eoshare.catalog.validate import check_collection, iso, parse_datetime
 from eoshare.errors import (
     ConflictError,
     InvalidFilterError,
@@ -81,18 +82,25 @@ CREATE TABLE IF NOT EXISTS queryables (
 );
 """
 
+# Memory of the catalogue in a server process: at most POOL_SIZE connections (threads
+# beyond that wait for one: SQLite answers in milliseconds and the machine has few cores),
+# each with a page cache of CACHE_KIB and its own mapping of the first MMAP_BYTES of the
+# file. The bound is POOL_SIZE * CACHE_KIB of heap plus file pages the OS can reclaim;
+# before the pool every thread that ever ran a query kept a connection with 64 MiB.
+POOL_SIZE = 8
+CACHE_KIB = 16 * 1024
+MMAP_BYTES = 256 * 1024 * 1024
+
 # catalogues up to this many items always get an exact numberMatched (no time budget)
 _EXACT_COUNT_ITEMS = 50_000
 
 # _count_by_collection's answer for a search it cannot count
 _NOT_APPLICABLE = object()
 
+_NO_BBOX = (None, None, None, None)
 # a search whose index candidates (R*Tree boxes, ids) are at most this many is read whole:
 # the page and an exact numberMatched from one pass, no separate count
 _ONE_PASS_ROWS = 5000
-
-_TEXT_FIELDS = ("title", "description", "platform", "constellation", "mission")
-_TEXT_LISTS = ("keywords", "instruments")
 
 
 class _Query:
@@ -136,20 +144,6 @@ def _eo_ts(value: Any) -> str | None:
         return value
 
 
-def _fts_text(item: JSON) -> str:
-    props = item.get("properties") or {}
-    parts = [str(item.get("id", ""))]
-    for key in _TEXT_FIELDS:
-        v = props.get(key)
-        if isinstance(v, str):
-            parts.append(v)
-    for key in _TEXT_LISTS:
-        v = props.get(key)
-        if isinstance(v, list):
-            parts.extend(str(x) for x in v)
-    return " ".join(parts)
-
-
 def fts_query(terms: Iterable[str]) -> str:
     """Free-text terms (OR-ed, each a phrase) as an FTS5 MATCH expression."""
     phrases = []
@@ -161,11 +155,19 @@ def fts_query(terms: Iterable[str]) -> str:
 
 
 class SqliteCatalog:
-    """The default ``Catalog`` backend. Safe to share between threads: each thread
-    gets its own connection; SQLite's WAL lets readers run beside one writer."""
+    """The default ``Catalog`` backend. Safe to share between threads: a thread borrows
+    one of at most ``pool_size`` connections for each call (``_use``); SQLite's WAL lets
+    readers run beside one writer."""
 
     def __init__(
-        self, path: str | Path, *, count_limit: int = 100_000, count_budget_s: float = 0.02
+        self,
+        path: str | Path,
+        *,
+        count_limit: int = 100_000,
+        count_budget_s: float = 0.02,
+        pool_size: int = POOL_SIZE,
+        cache_kib: int = CACHE_KIB,
+        mmap_bytes: int = MMAP_BYTES,
     ) -> None:
         self.path = str(path)
         self._uri = False
@@ -179,10 +181,19 @@ class SqliteCatalog:
         self.count_budget_s = count_budget_s
         if not self._uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # a bounded pool of connections (see _use): each has its own page cache and its
+        # own mapping of the file, so one connection per thread that ever ran a query
+        # grew the server's memory with every new thread
+        self.pool_size = max(1, pool_size)
+        self.cache_kib = cache_kib
+        self.mmap_bytes = mmap_bytes
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._migrate(self._conn())
+        self._freed = threading.Condition(self._lock)
+        with self._use() as conn:
+            self._migrate(conn)
 
     # --- schema -------------------------------------------------------------------------
     SCHEMA_VERSION = 3
@@ -223,55 +234,85 @@ class SqliteCatalog:
         conn.execute(f"PRAGMA user_version = {self.SCHEMA_VERSION}")
 
     # --- connections ------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=30.0,
-                    check_same_thread=False,
-                    isolation_level=None,
-                    uri=self._uri,
-                )
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA cache_size=-65536")
-            conn.execute("PRAGMA mmap_size=268435456")
-            # CQL2 LIKE is case-sensitive (CASEI() on both sides makes it insensitive);
-            # SQLite's LIKE would otherwise ignore ASCII case and only ASCII case
-            conn.execute("PRAGMA case_sensitive_like=ON")
-            conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
-            conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
-            # CQL2 casei/accenti: Unicode, not SQLite's ASCII-only lower() (catalog/text.py)
-            conn.create_function("eo_casei", 1, text.casei, deterministic=True)
-            conn.create_function("eo_accenti", 1, text.accenti, deterministic=True)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=30.0,
+                check_same_thread=False,
+                isolation_level=None,
+                uri=self._uri,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
+        conn.execute(f"PRAGMA mmap_size={int(self.mmap_bytes)}")
+        # CQL2 LIKE is case-sensitive (CASEI() on both sides makes it insensitive);
+        # SQLite's LIKE would otherwise ignore ASCII case and only ASCII case
+        conn.execute("PRAGMA case_sensitive_like=ON")
+        conn.create_function("eo_spatial", 3, _eo_spatial, deterministic=True)
+        conn.create_function("eo_ts", 1, _eo_ts, deterministic=True)
+        # CQL2 casei/accenti: Unicode, not SQLite's ASCII-only lower() (catalog/text.py)
+        conn.create_function("eo_casei", 1, text.casei, deterministic=True)
+        conn.create_function("eo_accenti", 1, text.accenti, deterministic=True)
         return conn
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """A connection for the duration of one call. A thread that holds one already
+        (a read inside a write transaction) gets the same one; otherwise an idle one
+        (the most recently used: its cache is warm), a new one while fewer than
+        ``pool_size`` exist, or it waits for one to come back."""
+        held: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if held is not None:
+            self._local.depth += 1
+            try:
+                yield held
+            finally:
+                self._local.depth -= 1
+            return
+        conn: sqlite3.Connection | None = None
+        with self._freed:
+            while conn is None:
+                if self._idle:
+                    conn = self._idle.pop()
+                elif len(self._all) < self.pool_size:
+                    conn = self._connect()
+                    self._all.append(conn)
+                else:
+                    self._freed.wait()
+        self._local.conn = conn
+        self._local.depth = 1
+        try:
+            yield conn
+        finally:
+            self._local.conn = None
+            with self._freed:
+                if conn in self._all:  # not closed meanwhile
+                    self._idle.append(conn)
+                    self._freed.notify()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back whole on any error."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"catalogue is not writable: {exc}") from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            # SQLite may have rolled back already (a full disk): nothing to undo then
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise database_error("cannot write the catalogue", exc) from exc
-            raise
+        with self._use() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"catalogue is not writable: {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite may have rolled back already (a full disk): nothing to undo then
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise database_error("cannot write the catalogue", exc) from exc
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -279,19 +320,20 @@ class SqliteCatalog:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()
+            self._idle.clear()
         self._local = threading.local()
 
     # --- collections ------------------------------------------------------------------
     def list_collections(self) -> list[JSON]:
-        rows = self._conn().execute("SELECT content FROM collections ORDER BY id").fetchall()
+        with self._use() as conn:
+            rows = conn.execute("SELECT content FROM collections ORDER BY id").fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
     def get_collection(self, collection_id: str) -> JSON:
-        row = (
-            self._conn()
-            .execute("SELECT content FROM collections WHERE id = ?", (collection_id,))
-            .fetchone()
-        )
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT content FROM collections WHERE id = ?", (collection_id,)
+            ).fetchone()
         if row is None:
             raise NotFoundError(f"collection {collection_id!r} does not exist")
         return dict(orjson.loads(row[0]))
@@ -342,12 +384,12 @@ class SqliteCatalog:
             conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
 
     def collection_extent(self, collection_id: str) -> JSON | None:
-        conn = self._conn()
-        row = conn.execute(
-            "SELECT count(*), min(minx), min(miny), max(maxx), max(maxy), min(dt_start), "
-            "max(dt_end), sum(minx > maxx) FROM items WHERE collection = ?",
-            (collection_id,),
-        ).fetchone()
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT count(*), min(minx), min(miny), max(maxx), max(maxy), min(dt_start), "
+                "max(dt_end), sum(minx > maxx) FROM items WHERE collection = ?",
+                (collection_id,),
+            ).fetchone()
         if not row or not row[0]:
             return None
         _, minx, miny, maxx, maxy, start, end, crossing = row
@@ -369,7 +411,8 @@ class SqliteCatalog:
                 tr = FilterTranslator()
                 sql += " AND " + tr.translate(folded)
                 params += tr.params
-        row = self._conn().execute(sql, params).fetchone()
+        with self._use() as conn:
+            row = conn.execute(sql, params).fetchone()
         if row is None:
             raise NotFoundError(f"item {item_id!r} does not exist in collection {collection_id!r}")
         return dict(orjson.loads(row[0]))
@@ -435,126 +478,152 @@ class SqliteCatalog:
         report: LoadReport,
         on_invalid: Callable[[JSON, InvalidItemError], None] | None = None,
     ) -> None:
-        rows = []
+        rows: list[PreparedItem] = []
         for item in batch:
             try:
-                facts = check_item(item)
-                cid = collection_id or facts.collection
-                if cid is None:
-                    raise InvalidItemError(f"item {facts.id!r} names no collection")
-                if facts.collection is not None and facts.collection != cid:
-                    raise InvalidItemError(
-                        f"item {facts.id!r} belongs to collection {facts.collection!r}, not {cid!r}"
-                    )
+                row, _ = prepare_item(item, collection_id)
             except InvalidItemError as exc:
                 if on_invalid is None:
                     raise
                 on_invalid(item, exc)
                 report.invalid += 1
                 continue
-            if facts.collection is None:
-                item = {**item, "collection": cid}
-            if facts.bbox is not None and "bbox" not in item:
-                # STAC requires a bbox beside a geometry; computed (antimeridian-aware)
-                item = {**item, "bbox": list(facts.bbox)}
-            geom_wkb = None
-            if item.get("geometry") is not None:
-                from eoshare.catalog.geometry import index_geometry
+            rows.append(row)
+        written = self.write_prepared(rows, on_conflict=on_conflict)
+        report.inserted += written.inserted
+        report.updated += written.updated
+        report.skipped += written.skipped
 
-                geom_wkb = shapely.to_wkb(index_geometry(item["geometry"]))
-            rows.append((cid, facts, geom_wkb, item))
-        known_collections: dict[str, bool] = {}
-        inserted = updated = skipped = 0
-        with self._write() as conn:
-            rtree_rows: list[tuple[int, float, float, float, float, str, str]] = []
-            fts_rows: list[tuple[int, str]] = []
-            qrows: set[tuple[str, str, str]] = set()
-            new_per_collection: dict[str, int] = {}
-            for cid, facts, geom_wkb, item in rows:
-                if cid not in known_collections:
-                    known_collections[cid] = (
-                        conn.execute("SELECT 1 FROM collections WHERE id = ?", (cid,)).fetchone()
-                        is not None
+    def existing_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (collection, id) pairs of ``keys`` that are in the catalogue."""
+        by_collection: dict[str, list[str]] = {}
+        for cid, iid in keys:
+            by_collection.setdefault(cid, []).append(iid)
+        found: set[tuple[str, str]] = set()
+        with self._use() as conn:
+            for cid, ids in by_collection.items():
+                for i in range(0, len(ids), 500):
+                    part = ids[i : i + 500]
+                    found.update(
+                        (cid, r[0])
+                        for r in conn.execute(
+                            "SELECT id FROM items WHERE collection = ? AND id IN "
+                            f"({', '.join('?' * len(part))})",
+                            [cid, *part],
+                        )
                     )
-                    if not known_collections[cid]:
-                        raise NotFoundError(
-                            f"collection {cid!r} does not exist (create it first, or load "
-                            "with --create-collections)"
-                        )
-                bbox = facts.bbox
-                values = (
-                    cid,
-                    facts.id,
-                    facts.datetime_start,
-                    facts.datetime_end,
-                    *(bbox if bbox else (None, None, None, None)),
-                    geom_wkb,
-                    orjson.dumps(item).decode(),
-                )
-                row = conn.execute(
-                    "INSERT INTO items (collection, id, dt_start, dt_end, minx, miny, maxx, maxy,"
-                    " geom, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (collection, id) DO NOTHING RETURNING rowid",
-                    values,
-                ).fetchone()
-                if row is None:
-                    if on_conflict == "error":
-                        raise ConflictError(
-                            f"item {facts.id!r} already exists in collection {cid!r}"
-                        )
-                    if on_conflict == "skip":
-                        skipped += 1
-                        continue
-                    row = conn.execute(
-                        "UPDATE items SET dt_start = ?, dt_end = ?, minx = ?, miny = ?, maxx = ?,"
-                        " maxy = ?, geom = ?, content = ? WHERE collection = ? AND id = ?"
-                        " RETURNING rowid",
-                        (*values[2:], cid, facts.id),
-                    ).fetchone()
-                    self._unindex(conn, row[0])
-                    updated += 1
+        return found
+
+    def write_prepared(
+        self, rows: list[PreparedItem], *, on_conflict: OnConflict = "error"
+    ) -> LoadReport:
+        """Write items already checked by ``prepare_item``, in one transaction: the new
+        ones with one ``executemany`` per table (row ids given here, under the write
+        lock), an existing one as ``on_conflict`` says (``error``: ConflictError and
+        nothing is written). An item twice in ``rows`` is written once, then treated as
+        existing. Called by ``upsert_items`` and by ``eoshare load``'s writer."""
+        report = LoadReport()
+        if not rows:
+            return report
+        with self._write() as conn:
+            for cid in sorted({r.collection for r in rows}):
+                if (
+                    conn.execute("SELECT 1 FROM collections WHERE id = ?", (cid,)).fetchone()
+                    is None
+                ):
+                    raise NotFoundError(
+                        f"collection {cid!r} does not exist (create it first, or load "
+                        "with --create-collections)"
+                    )
+            existing: dict[tuple[str, str], int] = {}
+            by_collection: dict[str, list[str]] = {}
+            for r in rows:
+                by_collection.setdefault(r.collection, []).append(r.id)
+            for cid, ids in by_collection.items():
+                for i in range(0, len(ids), 500):
+                    part = ids[i : i + 500]
+                    for iid, rowid in conn.execute(
+                        "SELECT id, rowid FROM items WHERE collection = ? AND id IN "
+                        f"({', '.join('?' * len(part))})",
+                        [cid, *part],
+                    ):
+                        existing[(cid, iid)] = rowid
+            (last,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM items").fetchone()
+            new: dict[tuple[str, str], tuple[int, PreparedItem]] = {}
+            updates: dict[int, PreparedItem] = {}  # row id -> the item's last version
+            for r in rows:
+                key = (r.collection, r.id)
+                if key not in existing and key not in new:
+                    last += 1
+                    new[key] = (last, r)
+                    continue
+                if on_conflict == "error":
+                    raise ConflictError(
+                        f"item {r.id!r} already exists in collection {r.collection!r}"
+                    )
+                if on_conflict == "skip":
+                    report.skipped += 1
+                    continue
+                report.updated += 1
+                if key in new:  # twice in this batch: the later one wins
+                    new[key] = (new[key][0], r)
                 else:
-                    inserted += 1
-                    new_per_collection[cid] = new_per_collection.get(cid, 0) + 1
-                rowid = row[0]
-                if bbox is not None:
-                    for part, (x0, y0, x1, y1) in enumerate(split_bbox(bbox)):
-                        rtree_rows.append(
-                            (
-                                rowid * 2 + part,
-                                x0,
-                                x1,
-                                y0,
-                                y1,
-                                facts.datetime_start,
-                                facts.datetime_end,
-                            )
-                        )
-                fts_rows.append((rowid, _fts_text(item)))
-                for name, value in (item.get("properties") or {}).items():
-                    qrows.add((cid, name, json_type(value)))
+                    updates[existing[key]] = r
+            report.inserted = len(new)
+            for rowid in updates:
+                self._unindex(conn, rowid)
+            conn.executemany(
+                "UPDATE items SET dt_start = ?, dt_end = ?, minx = ?, miny = ?, maxx = ?,"
+                " maxy = ?, geom = ?, content = ? WHERE rowid = ?",
+                [
+                    (r.dt_start, r.dt_end, *(r.bbox or _NO_BBOX), r.geom_wkb, r.content, rowid)
+                    for rowid, r in updates.items()
+                ],
+            )
+            written = [*new.values(), *updates.items()]
+            conn.executemany(
+                "INSERT INTO items (rowid, collection, id, dt_start, dt_end, minx, miny, maxx,"
+                " maxy, geom, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (rowid, r.collection, r.id, r.dt_start, r.dt_end, *(r.bbox or _NO_BBOX),
+                     r.geom_wkb, r.content)
+                    for rowid, r in new.values()
+                ],
+            )  # fmt: skip
+            rtree_rows: list[tuple[int, float, float, float, float, str, str]] = []
+            for rowid, r in written:
+                if r.bbox is not None:
+                    for half, (x0, y0, x1, y1) in enumerate(split_bbox(r.bbox)):
+                        rtree_rows.append((rowid * 2 + half, x0, x1, y0, y1, r.dt_start, r.dt_end))
             conn.executemany("INSERT INTO items_rtree VALUES (?, ?, ?, ?, ?, ?, ?)", rtree_rows)
-            conn.executemany("INSERT INTO items_fts (rowid, text) VALUES (?, ?)", fts_rows)
+            conn.executemany(
+                "INSERT INTO items_fts (rowid, text) VALUES (?, ?)",
+                [(rowid, r.fts) for rowid, r in written],
+            )
+            kinds = {(r.collection, r.properties) for _, r in written}  # mostly alike
+            qrows = {(cid, name, typ) for cid, props in kinds for name, typ in props}
             conn.executemany("INSERT OR IGNORE INTO queryables VALUES (?, ?, ?)", sorted(qrows))
+            new_per_collection: dict[str, int] = {}
+            for key in new:
+                new_per_collection[key[0]] = new_per_collection.get(key[0], 0) + 1
             conn.executemany(
                 "INSERT INTO collection_counts VALUES (?, ?) ON CONFLICT (collection) "
                 "DO UPDATE SET n = n + excluded.n",
                 sorted(new_per_collection.items()),
             )
-        report.inserted += inserted
-        report.updated += updated
-        report.skipped += skipped
+        return report
 
     def iter_items(self, collection_id: str | None = None) -> Iterator[JSON]:
         last = 0
-        conn = self._conn()
         while True:
             sql = "SELECT rowid, content FROM items WHERE rowid > ?"
             params: list[Any] = [last]
             if collection_id is not None:
                 sql += " AND collection = ?"
                 params.append(collection_id)
-            rows = conn.execute(sql + " ORDER BY rowid LIMIT 1000", params).fetchall()
+            # a connection per batch: the generator may be resumed in another thread
+            with self._use() as conn:
+                rows = conn.execute(sql + " ORDER BY rowid LIMIT 1000", params).fetchall()
             if not rows:
                 return
             for _, content in rows:
@@ -569,8 +638,9 @@ class SqliteCatalog:
             sql += f" WHERE collection IN ({', '.join('?' * len(collections))})"
             params = list(collections)
         types: dict[str, set[str]] = {}
-        for name, typ in self._conn().execute(sql, params):
-            types.setdefault(name, set()).add(typ)
+        with self._use() as conn:
+            for name, typ in conn.execute(sql, params):
+                types.setdefault(name, set()).add(typ)
         return types
 
     def queryables(self, collection_id: str | None = None) -> JSON:
@@ -580,9 +650,12 @@ class SqliteCatalog:
 
     # --- search -----------------------------------------------------------------------
     def search(self, query: SearchQuery) -> ItemPage:
+        with self._use() as conn:
+            return self._search(conn, query)
+
+    def _search(self, conn: sqlite3.Connection, query: SearchQuery) -> ItemPage:
         where, params = self._where(query)
         order = self._order(query.sortby, query)
-        conn = self._conn()
         # Two steps: order and cut the page on row ids, then read the page's documents.
         # A document is the last column, in overflow pages of its own, so the first step
         # reads only the small head of each matching row (ids, times, bbox, footprint)

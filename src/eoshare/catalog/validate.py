@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from eoshare.catalog.geometry import Bbox, check_bbox, check_geometry, compute_bbox
@@ -24,7 +25,14 @@ _MEDIA_TYPE = re.compile(rf"^{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKE
 def is_media_type(value: object) -> bool:
     """Whether ``value`` is a media type that may go into a Content-Type header as it
     is: RFC 9110 grammar, printable ASCII only, at most 256 characters."""
-    return isinstance(value, str) and len(value) <= 256 and bool(_MEDIA_TYPE.match(value))
+    return isinstance(value, str) and len(value) <= 256 and _media_type(value)
+
+
+# The same few media types and asset keys come in every item of a bulk load: their
+# answers are remembered (bounded) instead of matching the pattern each time.
+@lru_cache(maxsize=4096)
+def _media_type(value: str) -> bool:
+    return bool(_MEDIA_TYPE.match(value))
 
 
 def parse_datetime(value: str, *, what: str = "datetime") -> datetime:
@@ -62,7 +70,12 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.:@+=,-]+")
 
 def is_safe_id(value: object) -> bool:
     """Whether ``value`` is a valid collection, item or asset id (see ``ID_RULE``)."""
-    return isinstance(value, str) and bool(ID_PATTERN.match(value)) and ".." not in value
+    return isinstance(value, str) and len(value) <= 256 and _safe_id(value)
+
+
+@lru_cache(maxsize=4096)
+def _safe_id(value: str) -> bool:
+    return bool(ID_PATTERN.match(value)) and ".." not in value
 
 
 def safe_id(text: str, fallback: str = "data") -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +39,7 @@ from eoshare.errors import (
     NotAuthenticatedError,
     NotFoundError,
 )
+from eoshare.freshness import VersionCheck
 
 JSON = dict[str, Any]
 log = logging.getLogger("eoshare.disaster")
@@ -99,7 +99,8 @@ class ActivationService:
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self._grants: tuple[int, list[DisasterGrant]] | None = None
-        self._checked = 0.0
+        # the version is read once per request (eoshare.freshness)
+        self._fresh = VersionCheck()
         # called after approval (alerts arm a subscription) and when a post-event item
         # over a live activation's area arrives (value-added products plug in here)
         self.on_approved: list[ActivationHook] = []
@@ -363,15 +364,13 @@ class ActivationService:
 
     # --- GrantSource ------------------------------------------------------------------
     def invalidate(self) -> None:
-        self._checked = 0.0
+        self._fresh.reset()
 
     def grants(self) -> Sequence[DisasterGrant]:
-        now = time.monotonic()
         cached = self._grants
-        if cached is not None and now - self._checked < 0.05:
+        if cached is not None and not self._fresh.due():
             return cached[1]
         version = self.store.version()
-        self._checked = now
         if cached is not None and cached[0] == version:
             return cached[1]
         with self._lock:

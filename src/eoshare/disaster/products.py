@@ -51,12 +51,6 @@ from eoshare.processing.execute import Output
 JSON = dict[str, Any]
 log = logging.getLogger("eoshare.disaster.products")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS products (
-  activation TEXT NOT NULL, item TEXT NOT NULL, collection TEXT NOT NULL,
-  created TEXT NOT NULL, trigger TEXT NOT NULL, seconds REAL NOT NULL, stats TEXT NOT NULL,
-  PRIMARY KEY (activation, item));
-"""
 FLOOD_CLASSES = (
     (-1, "water receded", "#d8b365"),
     (0, "no change", "#f0f0f0"),
@@ -190,9 +184,6 @@ class ProductService:
     def __init__(self, disaster: DisasterServices, processing: Any, *, workers: int = 1) -> None:
         self.disaster = disaster
         self.processing = processing
-        db = disaster.store
-        with db._lock:
-            db._db.executescript(_SCHEMA)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="product")
         self._pending: set[str] = set()
         self._again: set[str] = set()
@@ -246,13 +237,7 @@ class ProductService:
     def products(self, aid: str) -> list[JSON]:
         import orjson
 
-        db = self.disaster.store
-        with db._lock:
-            rows = db._db.execute(
-                "SELECT item, collection, created, trigger, seconds, stats FROM products "
-                "WHERE activation = ? ORDER BY created",
-                (aid,),
-            ).fetchall()
+        rows = self.disaster.store.products(aid)
         return [
             {"collection": c, "item": i, "created": cr, "trigger": t,
              "seconds_from_approval": s, "statistics": orjson.loads(st)}
@@ -433,12 +418,9 @@ class ProductService:
         seconds = (now - a.approved_at).total_seconds() if a.approved_at else 0.0
         import orjson
 
-        db = self.disaster.store
-        with db._lock:
-            db._db.execute(
-                "INSERT OR REPLACE INTO products VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (a.id, item_id, cid, iso(now), trigger, seconds, orjson.dumps(stats).decode()),
-            )
+        self.disaster.store.record_product(
+            (a.id, item_id, cid, iso(now), trigger, seconds, orjson.dumps(stats).decode())
+        )
         return {"collection": cid, "item": item_id, "statistics": stats, "scenes": scenes,
                 "seconds_from_approval": seconds}  # fmt: skip
 

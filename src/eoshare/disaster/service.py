@@ -103,7 +103,7 @@ def open_disaster(
     settings: Settings, catalog: Catalog, access: AccessServices, *, worker: bool = True
 ) -> DisasterServices:
     """The disaster services over ``catalog`` (wrapped) and the access services."""
-    store = DisasterStore(settings.disaster_db_path)
+    store = DisasterStore(settings.state_db(settings.disaster_db_path))
     platforms = load_platforms(
         Path(settings.disaster.platforms) if settings.disaster.platforms else None
     )
@@ -147,7 +147,7 @@ def open_disaster(
 def observe_writes(settings: Settings, catalog: Catalog) -> tuple[ObservedCatalog, DisasterStore]:
     """For the CLI (``ingest``, ``load``): the catalogue wrapped so that what it writes
     reaches a running server's alert worker through the item event log."""
-    store = DisasterStore(settings.disaster_db_path)
+    store = DisasterStore(settings.state_db(settings.disaster_db_path))
     return ObservedCatalog(catalog, [ItemEventLog(store)]), store
 
 

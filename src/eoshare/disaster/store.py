@@ -2,9 +2,9 @@
 pre-approvals, the audit of bytes granted under each activation, orbital element sets,
 alert subscriptions, deliveries and dead letters.
 
-Its own SQLite file (``<data_dir>/disaster.db``). All SQL of ``eoshare.disaster`` lives
-here, plain and portable (no JSON functions, no SQLite-only syntax beyond ``INSERT ...
-ON CONFLICT``), so that a PostgreSQL port is a change of driver and placeholders.
+Its own SQLite file (``<data_dir>/disaster.db``), or the ``disaster`` schema of
+``EOSHARE_DATABASE`` on PostgreSQL (``eoshare.statedb``). All SQL of ``eoshare.disaster``
+lives here, plain and portable (no JSON functions, ``INSERT ... ON CONFLICT``).
 Documents (areas, filters, contacts) are stored as JSON text.
 
 Every change to activations or responders bumps ``version``; the activations service
@@ -14,8 +14,6 @@ rebuilds its cached grants when it changes, whichever process made the change.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +23,14 @@ from typing import Any
 import orjson
 
 from eoshare.errors import NotFoundError
+from eoshare.statedb import Conn, Migration, StateDB
 
 JSON = dict[str, Any]
 
-_SCHEMA = """
+_MIGRATIONS = [
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('version', 0);
 CREATE TABLE IF NOT EXISTS activations (
@@ -69,7 +71,18 @@ CREATE TABLE IF NOT EXISTS item_events (
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, subscription TEXT NOT NULL, at TEXT NOT NULL, url TEXT NOT NULL,
     body TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT NOT NULL);
-"""
+""",
+    ),
+    Migration(
+        2,
+        """
+CREATE TABLE IF NOT EXISTS products (
+  activation TEXT NOT NULL, item TEXT NOT NULL, collection TEXT NOT NULL,
+  created TEXT NOT NULL, trigger TEXT NOT NULL, seconds REAL NOT NULL, stats TEXT NOT NULL,
+  PRIMARY KEY (activation, item));
+""",
+    ),
+]
 
 _ACTIVATION_COLUMNS = (
     "id, state, member, requested_by, requested_at, hazard, title, description, contacts, "
@@ -163,43 +176,28 @@ class SubscriptionRow:
 
 
 class DisasterStore:
-    """The SQL of activations, orbits and alerts (one SQLite connection, one lock)."""
+    """The SQL of activations, orbits and alerts (writes one at a time: ``StateDB.tx``)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = StateDB(path, area="disaster", component="disaster", migrations=_MIGRATIONS)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> Iterator[Conn]:
+        with self._db.tx() as conn:
+            yield conn
 
     def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        return self._db.read(sql, params)
 
     def version(self) -> int:
         return int(self._read("SELECT value FROM meta WHERE key = 'version'")[0][0])
 
     @staticmethod
-    def _bump(conn: sqlite3.Connection) -> None:
+    def _bump(conn: Conn) -> None:
         conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
 
     # --- activations ------------------------------------------------------------------
@@ -220,7 +218,7 @@ class DisasterStore:
 
     @staticmethod
     def _transition(
-        conn: sqlite3.Connection,
+        conn: Conn,
         aid: str,
         at: str,
         who: str,
@@ -349,12 +347,12 @@ class DisasterStore:
         action: str,
         nbytes: int,
     ) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO grant_audit (activation, at, username, member, collection, item, "
-                "asset, action, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (aid, iso(at), username, member, collection, item, asset, action, int(nbytes)),
-            )
+        self._db.execute(
+            "INSERT INTO grant_audit (activation, at, username, member, collection, item, "
+            "asset, action, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (aid, iso(at), username, member, collection, item, asset, action, int(nbytes)),
+            queue=False,
+        )
 
     def grant_summary(self, aid: str) -> JSON:
         by_member = self._read(
@@ -485,22 +483,21 @@ class DisasterStore:
     def finish_delivery(
         self, sid: str, collection: str, item: str, channel: str, *, status: str, attempts: int
     ) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE deliveries SET status = ?, attempts = ? WHERE subscription = ? AND "
-                "collection = ? AND item = ? AND channel = ?",
-                (status, attempts, sid, collection, item, channel),
-            )
+        self._db.execute(
+            "UPDATE deliveries SET status = ?, attempts = ? WHERE subscription = ? AND "
+            "collection = ? AND item = ? AND channel = ?",
+            (status, attempts, sid, collection, item, channel),
+        )
 
     def dead_letter(
         self, sid: str, *, at: datetime, url: str, body: str, attempts: int, error: str
     ) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO dead_letters (subscription, at, url, body, attempts, error) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (sid, iso(at), url, body, attempts, error[:500]),
-            )
+        self._db.execute(
+            "INSERT INTO dead_letters (subscription, at, url, body, attempts, error) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (sid, iso(at), url, body, attempts, error[:500]),
+            queue=False,
+        )
 
     def dead_letters(self, *, owner: str | None = None) -> list[JSON]:
         sql = (
@@ -538,5 +535,22 @@ class DisasterStore:
         return int(self._read("SELECT coalesce(max(id), 0) FROM item_events")[0][0])
 
     def prune_item_events(self, before: int) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM item_events WHERE id < ?", (before,))
+        self._db.execute("DELETE FROM item_events WHERE id < ?", (before,))
+
+    # --- value-added products (eoshare.disaster.products) -----------------------------
+    def record_product(self, row: tuple[str, str, str, str, str, float, str]) -> None:
+        """(activation, item, collection, created, trigger, seconds, stats JSON)."""
+        self._db.execute(
+            "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (activation, item) "
+            "DO UPDATE SET collection = excluded.collection, created = excluded.created, "
+            "trigger = excluded.trigger, seconds = excluded.seconds, stats = excluded.stats",
+            row,
+        )
+
+    def products(self, aid: str) -> list[tuple[Any, ...]]:
+        """(item, collection, created, trigger, seconds, stats JSON) of an activation."""
+        return self._read(
+            "SELECT item, collection, created, trigger, seconds, stats FROM products "
+            "WHERE activation = ? ORDER BY created",
+            (aid,),
+        )

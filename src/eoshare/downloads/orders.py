@@ -15,10 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eoshare.downloads.db import StateDB
 from eoshare.errors import NotFoundError
+from eoshare.statedb import Migration, StateDB
 
-_SCHEMA = """
+_MIGRATIONS = [
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS orders (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -27,7 +30,9 @@ CREATE TABLE IF NOT EXISTS orders (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS orders_owner ON orders (owner, expires);
-"""
+""",
+    )
+]
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,10 @@ class Order:
 
 
 class OrderBook:
-    """Orders in SQLite."""
+    """Orders in the state database (a SQLite file or a PostgreSQL URL)."""
 
-    def __init__(self, path: Path) -> None:
-        self.db = StateDB(path, _SCHEMA)
+    def __init__(self, path: str | Path) -> None:
+        self.db = StateDB(path, area="downloads", component="orders", migrations=_MIGRATIONS)
 
     def create(
         self,
@@ -86,7 +91,7 @@ class OrderBook:
     ) -> Order:
         now = time.time()
         order = Order(secrets.token_urlsafe(16), owner, now, now + ttl_s, assets, items, skipped)
-        with self.db.write() as conn:
+        with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO orders (id, owner, created, expires, doc) VALUES (?, ?, ?, ?, ?)",
                 (order.id, owner, order.created, order.expires, json.dumps(order.to_doc())),
@@ -94,27 +99,26 @@ class OrderBook:
         return order
 
     def get(self, order_id: str) -> Order:
-        row = self.db.conn().execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
+        row = self.db.one(
+            "SELECT id, owner, created, expires, doc FROM orders WHERE id = ?", (order_id,)
+        )
         if row is None:
             raise NotFoundError(f"no order {order_id!r}")
-        doc = json.loads(row["doc"])
+        oid, owner, created, expires, text = row
+        doc = json.loads(text)
         return Order(
-            id=row["id"],
-            owner=row["owner"],
-            created=row["created"],
-            expires=row["expires"],
+            id=oid,
+            owner=owner,
+            created=created,
+            expires=expires,
             assets=[OrderAsset(**a) for a in doc["assets"]],
             items=[(c, i) for c, i in doc["items"]],
             skipped=doc.get("skipped", []),
         )
 
     def open_count(self, owner: str) -> int:
-        row = (
-            self.db.conn()
-            .execute(
-                "SELECT count(*) FROM orders WHERE owner = ? AND expires > ?", (owner, time.time())
-            )
-            .fetchone()
+        row = self.db.one(
+            "SELECT count(*) FROM orders WHERE owner = ? AND expires > ?", (owner, time.time())
         )
         return int(row[0])
 
@@ -122,13 +126,13 @@ class OrderBook:
         """Forget orders that expired more than ``older_than_s`` ago; their ids. (Orders
         stage no files: their bytes stream from the store.)"""
         cutoff = time.time() - older_than_s
-        with self.db.write() as conn:
+        with self.db.tx() as conn:
             rows = conn.execute(
                 "SELECT id FROM orders WHERE expires < ? ORDER BY expires", (cutoff,)
             ).fetchall()
             if not dry_run:
                 conn.execute("DELETE FROM orders WHERE expires < ?", (cutoff,))
-        return [str(r["id"]) for r in rows]
+        return [str(r[0]) for r in rows]
 
     def close(self) -> None:
         self.db.close()

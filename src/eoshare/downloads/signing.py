@@ -17,8 +17,9 @@ A link is the download URL plus four query parameters::
 
 Keys rotate (``eoshare keys rotate|list|retire|remove``): the newest key that is not
 retired signs, every listed key verifies, so old links keep working until they expire or
-their key is removed; the node reads the keys when it starts. A bad, expired or tampered link raises
-``AccessDeniedError`` (403). Built once in ``create_app`` from ``DownloadsSettings``.
+their key is removed; every process of the node reads the key file again when it changes.
+A bad, expired or tampered link raises ``AccessDeniedError`` (403).
+Built once in ``create_app`` from ``DownloadsSettings``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
@@ -39,6 +41,7 @@ from eoshare.access import Principal
 from eoshare.errors import AccessDeniedError, InvalidRequestError, StorageError
 
 SIGNATURE_PARAMS = ("exp", "sub", "kid", "sig")
+log = logging.getLogger(__name__)
 _VERSION = b"v1"
 
 
@@ -101,7 +104,16 @@ class Signer:
     """Signs and verifies download links with HMAC keys (``{kid: secret}``, first signs)."""
 
     def __init__(self, keys: list[tuple[str, bytes]], *, ttl_s: int = 3600,
-                 max_ttl_s: int = 7 * 24 * 3600) -> None:  # fmt: skip
+                 max_ttl_s: int = 7 * 24 * 3600, key_file: Path | None = None) -> None:  # fmt: skip
+        self._set(keys)
+        self.ttl_s = ttl_s
+        self.max_ttl_s = max_ttl_s
+        # the keys' file: when ``eoshare keys rotate|retire|remove`` (or another process)
+        # replaces it, every process signing with it reads it again at its next link
+        self.key_file = key_file
+        self._seen = self._stat()
+
+    def _set(self, keys: list[tuple[str, bytes]]) -> None:
         if not keys:
             raise InvalidRequestError("at least one signing key is needed")
         for kid, secret in keys:
@@ -109,10 +121,33 @@ class Signer:
                 raise InvalidRequestError(
                     f"signing key {kid!r} needs a plain id and a secret of 16+ bytes"
                 )
-        self.current = keys[0][0]
         self._keys = dict(keys)
-        self.ttl_s = ttl_s
-        self.max_ttl_s = max_ttl_s
+        self.current = keys[0][0]
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        if self.key_file is None:
+            return None
+        try:
+            st = os.stat(self.key_file)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        """Read the key file again when it changed (one stat per link: the file is
+        replaced whole by os.replace, so a new inode or time says it changed)."""
+        if self.key_file is None:
+            return
+        seen = self._stat()
+        if seen == self._seen or seen is None:
+            return
+        try:
+            doc = _read_key_file(self.key_file)
+            if doc and not all(d.get("retired") for d in doc):
+                self._set(_signing_order(doc))
+        except (StorageError, InvalidRequestError, KeyError, TypeError):
+            log.warning("cannot read the changed signing keys; keeping the previous ones")
+        self._seen = seen
 
     def _mac(self, kid: str, collection: str, item: str, asset: str, sub: str, exp: int) -> str:
         message = b"\n".join(
@@ -125,6 +160,7 @@ class Signer:
              *, ttl_s: int | None = None, expires: int | None = None) -> SignedLink:  # fmt: skip
         """A link for ``principal`` to one asset, valid ``ttl_s`` seconds (or until
         ``expires``), never longer than the configured maximum."""
+        self._refresh()
         now = int(time.time())
         exp = expires if expires is not None else now + (ttl_s or self.ttl_s)
         exp = min(exp, now + self.max_ttl_s)
@@ -138,6 +174,7 @@ class Signer:
         if missing:
             raise AccessDeniedError(f"the signed link is incomplete: it lacks {', '.join(missing)}")
         kid = params["kid"]
+        self._refresh()
         if kid not in self._keys:
             raise AccessDeniedError("the signed link was made with a key this node no longer has")
         try:

@@ -3,7 +3,8 @@ whole, then ingested. Nothing is visible in the catalogue or the store before
 ``complete`` has verified every byte; an interrupted upload resumes by sending the
 chunks that ``status`` lists as missing.
 
-State: ``<data_dir>/uploads.db`` (one row per upload, one per received chunk) and the
+State: ``<data_dir>/uploads.db``, or the ``downloads`` schema of ``EOSHARE_DATABASE``
+(one row per upload, one per received chunk), and the
 staged bytes in ``<data_dir>/uploads/<id>/<file name>`` (one sparse file written at each
 chunk's offset). Built once in ``create_app``; called by the /uploads routes.
 """
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eoshare.downloads.db import StateDB
 from eoshare.errors import (
     ConflictError,
     InvalidRequestError,
@@ -29,8 +29,12 @@ from eoshare.errors import (
     StorageError,
     storage_error,
 )
+from eoshare.statedb import Migration, StateDB
 
-_SCHEMA = """
+_MIGRATIONS = [
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -46,7 +50,9 @@ CREATE TABLE IF NOT EXISTS upload_chunks (
     sha256 TEXT NOT NULL,
     PRIMARY KEY (upload, idx)
 );
-"""
+""",
+    )
+]
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
 
@@ -87,10 +93,11 @@ class Upload:
 
 
 class UploadBook:
-    """Uploads in SQLite plus their staged bytes under ``root``."""
+    """Uploads in the state database (``db_path``: a SQLite file or a PostgreSQL URL)
+    plus their staged bytes under ``root``."""
 
-    def __init__(self, db_path: Path, root: Path) -> None:
-        self.db = StateDB(db_path, _SCHEMA)
+    def __init__(self, db_path: str | Path, root: Path) -> None:
+        self.db = StateDB(db_path, area="downloads", component="uploads", migrations=_MIGRATIONS)
         self.root = root
 
     def staged_path(self, upload: Upload) -> Path:
@@ -134,7 +141,7 @@ class UploadBook:
         except OSError as exc:
             shutil.rmtree(path.parent, ignore_errors=True)
             raise storage_error(f"cannot stage the upload: {exc.strerror or exc}", exc) from exc
-        with self.db.write() as conn:
+        with self.db.tx() as conn:
             conn.execute(
                 "INSERT INTO uploads (id, owner, created, expires, state, doc) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -153,19 +160,20 @@ class UploadBook:
         return upload
 
     def _load(self, upload_id: str) -> Upload:
-        conn = self.db.conn()
-        row = conn.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+        row = self.db.one(
+            "SELECT id, owner, created, expires, state, doc FROM uploads WHERE id = ?",
+            (upload_id,),
+        )
         if row is None:
             raise NotFoundError(f"no upload {upload_id!r}")
-        doc = json.loads(row["doc"])
-        chunks = conn.execute(
-            "SELECT idx, size FROM upload_chunks WHERE upload = ?", (upload_id,)
-        ).fetchall()
+        uid, owner, created, expires, state, text = row
+        doc = json.loads(text)
+        chunks = self.db.read("SELECT idx, size FROM upload_chunks WHERE upload = ?", (upload_id,))
         return Upload(
-            id=row["id"], owner=row["owner"], created=row["created"], expires=row["expires"],
-            state=row["state"], collection=doc["collection"], filename=doc["filename"],
+            id=uid, owner=owner, created=created, expires=expires,
+            state=state, collection=doc["collection"], filename=doc["filename"],
             size=doc["size"], sha256=doc["sha256"], chunk_bytes=doc["chunk_bytes"],
-            item_id=doc.get("item_id"), received={int(r["idx"]): int(r["size"]) for r in chunks},
+            item_id=doc.get("item_id"), received={int(i): int(n) for i, n in chunks},
             result=doc.get("result", {}),
         )  # fmt: skip
 
@@ -202,9 +210,11 @@ class UploadBook:
             raise storage_error(
                 f"cannot store chunk {index}: {exc.strerror or exc}; send it again later", exc
             ) from exc
-        with self.db.write() as conn:
+        with self.db.tx() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO upload_chunks (upload, idx, size, sha256) VALUES (?,?,?,?)",
+                "INSERT INTO upload_chunks (upload, idx, size, sha256) VALUES (?,?,?,?) "
+                "ON CONFLICT (upload, idx) DO UPDATE SET size = excluded.size, "
+                "sha256 = excluded.sha256",
                 (upload.id, index, len(data), digest),
             )
         upload.received[index] = len(data)
@@ -237,7 +247,7 @@ class UploadBook:
         upload.state = state
         if result is not None:
             upload.result = result
-        with self.db.write() as conn:
+        with self.db.tx() as conn:
             conn.execute(
                 "UPDATE uploads SET state = ?, doc = ? WHERE id = ?",
                 (state, json.dumps(_doc(upload)), upload.id),
@@ -245,23 +255,23 @@ class UploadBook:
 
     def discard_bytes(self, upload: Upload) -> None:
         shutil.rmtree(self.root / upload.id, ignore_errors=True)
-        with self.db.write() as conn:
+        with self.db.tx() as conn:
             conn.execute("DELETE FROM upload_chunks WHERE upload = ?", (upload.id,))
 
     def delete(self, upload: Upload) -> None:
         self.discard_bytes(upload)
-        with self.db.write() as conn:
+        with self.db.tx() as conn:
             conn.execute("DELETE FROM uploads WHERE id = ?", (upload.id,))
 
     def expired(self, now: float | None = None) -> list[Upload]:
         """Uploads past their expiry time, whatever their state (housekeeping)."""
         cutoff = now if now is not None else time.time()
         sql = "SELECT id FROM uploads WHERE expires < ? ORDER BY expires"
-        rows = self.db.conn().execute(sql, (cutoff,)).fetchall()
+        rows = self.db.read(sql, (cutoff,))
         found = []
         for row in rows:
             try:
-                found.append(self._load(row["id"]))
+                found.append(self._load(row[0]))
             except NotFoundError:  # deleted meanwhile (another worker)
                 continue
         return found
@@ -280,7 +290,6 @@ class UploadBook:
         for ``older_than_s`` seconds."""
         if not self.root.is_dir():
             return []
-        conn = self.db.conn()
         cutoff = time.time() - older_than_s
         stray = []
         for folder in self.root.iterdir():
@@ -288,7 +297,7 @@ class UploadBook:
                 old = folder.is_dir() and folder.stat().st_mtime < cutoff
             except OSError:
                 continue
-            known = conn.execute("SELECT 1 FROM uploads WHERE id = ?", (folder.name,)).fetchone()
+            known = self.db.one("SELECT 1 FROM uploads WHERE id = ?", (folder.name,))
             if old and known is None:
                 stray.append(folder)
         return stray

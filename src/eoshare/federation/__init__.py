@@ -11,9 +11,12 @@ Read in this order:
 ``fanout``      one /search page over this node and its peers: deadline, merge,
                 de-duplication, one composite paging token
 ``harvest``     incremental, resumable pull of peers' items into the local catalogue
+``mirror``      local copies of peers' assets: resumable, verified, rate-limited,
+                scheduled; served under the origin's agreement
+``schedule``    per-peer harvest schedules; a lease row so that one process runs them
 ``bundle``      ``eoshare export`` / ``import``: a static STAC catalogue with the bytes,
                 checksums and agreements, verified on the way in
-``cli``         ``eoshare peers ...``, ``harvest``, ``export``, ``import``
+``cli``         ``eoshare peers ...``, ``harvest``, ``mirror ...``, ``export``, ``import``
 
 The HTTP side (the well-known document, the signature middleware, the hook in /search)
 is ``eoshare.api.routes.federation``.
@@ -24,10 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eoshare.catalog.base import Catalog
 from eoshare.federation.fanout import FederatedSearch
 from eoshare.federation.identity import NodeIdentity, load_or_create_identity
+from eoshare.federation.mirror import MirrorBook, open_mirrors
 from eoshare.federation.peers import PeerRegistry
 from eoshare.federation.trust import PeerTrust
+from eoshare.leases import Leases
 from eoshare.settings import Settings
 
 
@@ -37,9 +43,27 @@ class FederationServices:
     registry: PeerRegistry
     trust: PeerTrust
     hub: FederatedSearch
+    mirrors: MirrorBook
 
     def close(self) -> None:
         self.registry.close()
+        self.mirrors.close()
+
+    def harvest_chore(
+        self, catalog: Catalog, batch: int, leases: Leases
+    ) -> Callable[[], list[str] | None]:
+        """The scheduled harvests, as one housekeeping chore (``schedule``)."""
+
+        def run() -> list[str] | None:
+            if not any(p.harvest_every_s for p in self.registry.cached()):
+                return []
+            from eoshare.federation.harvest import Harvester
+            from eoshare.federation.schedule import Lease, run_due_harvests
+
+            harvester = Harvester(catalog, self.registry, self.identity, batch=batch)
+            return run_due_harvests(self.registry, harvester.harvest, lease=Lease(leases))
+
+        return run
 
 
 def open_federation(
@@ -50,7 +74,7 @@ def open_federation(
     identity = load_or_create_identity(
         settings.node_key_path, name=settings.node_name, member=fed.member
     )
-    registry = PeerRegistry(settings.federation_db_path)
+    registry = PeerRegistry(settings.state_db(settings.federation_db_path))
     trust = PeerTrust(
         registry,
         known_member=known_member,
@@ -58,7 +82,7 @@ def open_federation(
         max_ttl_s=fed.max_signature_ttl_s,
     )
     hub = FederatedSearch(identity, registry, deadline_s=fed.deadline_s)
-    return FederationServices(identity, registry, trust, hub)
+    return FederationServices(identity, registry, trust, hub, open_mirrors(settings))
 
 
 __all__ = ["FederationServices", "open_federation"]

@@ -1,6 +1,6 @@
 """The command-line verbs of federation, registered on the main ``eoshare`` app by
 ``eoshare.cli``: ``peers add|list|check|trust|remove``, ``node``, ``harvest``,
-``export`` and ``import``."""
+``mirror add|list|run|status|remove``, ``export`` and ``import``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from eoshare.federation.peers import Peer, PeerRegistry
     from eoshare.settings import Settings
 
+HarvestEveryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--harvest-every",
+        help="Harvest it on a schedule: 90s, 15m, 1h, 1d (off: by hand only).",
+    ),
+]
+HarvestWindowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--harvest-window",
+        help="Only within these UTC hours, HH:MM-HH:MM (e.g. 22:00-06:00; any: always).",
+    ),
+]
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -36,41 +50,15 @@ def _identity(s: Settings) -> NodeIdentity:
 def _registry(s: Settings) -> PeerRegistry:
     from eoshare.federation.peers import PeerRegistry
 
-    return PeerRegistry(s.federation_db_path)
+    return PeerRegistry(s.state_db(s.federation_db_path))
 
 
 def check_peer(peer: Peer, identity: NodeIdentity, registry: PeerRegistry) -> Peer:
-    """Ask the peer who it is and what it holds; record the answer as its health."""
-    from eoshare.errors import UpstreamError
-    from eoshare.federation.client import fetch_collection_ids, fetch_node_document
-    from eoshare.federation.peers import now_iso
+    """Ask the peer who it is and what it holds; record the answer as its health
+    (``eoshare.federation.health``, the check the operators' peers page runs too)."""
+    from eoshare.federation.health import check_peer as check
 
-    try:
-        if peer.kind == "eoshare":
-            doc = fetch_node_document(peer.url)
-            if doc is None:
-                raise UpstreamError("it no longer answers as an eoshare node")
-            if doc.get("fingerprint") != peer.fingerprint:
-                return registry.update(
-                    peer.name,
-                    checked=now_iso(),
-                    status="key-changed",
-                    detail=f"its key is now {doc.get('fingerprint')}; remove and add it again "
-                    "once its operator confirms the change",
-                    enabled=False,
-                )
-        ids = fetch_collection_ids(peer, identity)
-    except UpstreamError as exc:
-        return registry.update(
-            peer.name, checked=now_iso(), status="unreachable", detail=exc.detail
-        )
-    return registry.update(
-        peer.name,
-        checked=now_iso(),
-        status="ok",
-        detail=f"{len(ids)} collection(s) visible to this node",
-        collections=ids,
-    )
+    return check(peer, identity, registry).peer
 
 
 def register(
@@ -102,20 +90,27 @@ def register(
         stac: Annotated[
             bool, typer.Option("--stac", help="A plain STAC API: read-only and unsigned.")
         ] = False,
+        harvest_every: HarvestEveryOption = None,
+        harvest_window: HarvestWindowOption = None,
         data_dir: DataDirOption = None,
     ) -> None:
         """Register a peer after checking its key fingerprint (like an SSH host key)."""
         from eoshare.errors import InvalidRequestError
         from eoshare.federation.client import fetch_node_document
         from eoshare.federation.peers import Peer
+        from eoshare.federation.schedule import check_window, parse_every
 
         with errors():
             s = settings(data_dir=data_dir)
+            schedule: dict[str, Any] = {
+                "harvest_every_s": parse_every(harvest_every) if harvest_every else None,
+                "harvest_window": check_window(harvest_window),
+            }
             url = url.rstrip("/")
             if not url.startswith(("http://", "https://")):
                 raise InvalidRequestError(f"{url!r} is not an http(s) URL")
             if stac:
-                peer = Peer(name=name or _name_from(url), url=url, kind="stac")
+                peer = Peer(name=name or _name_from(url), url=url, kind="stac", **schedule)
             else:
                 doc = fetch_node_document(url)
                 if doc is None:
@@ -139,6 +134,7 @@ def register(
                     public_key=str(doc["public_key"]["raw"]),
                     member=doc.get("member"),
                     trusted_members=frozenset(trust or ()),
+                    **schedule,
                 )
             registry = _registry(s)
             peer = registry.add(peer)
@@ -165,7 +161,11 @@ def register(
             for r in rows:
                 trust = ",".join(r["trusted_members"]) or "-"
                 state = r["status"] or "unchecked"
-                typer.echo(f"{r['name']}\t{r['kind']}\t{r['url']}\t{state}\ttrusts:{trust}")
+                every = r["harvest_every_s"]
+                plan = f"harvest:every {every}s" if every else "harvest:by hand"
+                if every and r["harvest_window"]:
+                    plan += f" in {r['harvest_window']} UTC"
+                typer.echo(f"{r['name']}\t{r['kind']}\t{r['url']}\t{state}\ttrusts:{trust}\t{plan}")
 
     @peers.command("check")
     def peers_check(
@@ -179,10 +179,18 @@ def register(
             identity = _identity(s)
             targets = [registry.get(name)] if name else registry.all()
             bad = 0
+            from eoshare.federation.health import check_peer as check
+
             for peer in targets:
-                peer = check_peer(peer, identity, registry)
+                result = check(peer, identity, registry)
+                peer = result.peer
                 bad += peer.status != "ok"
-                typer.echo(f"{peer.name}: {peer.status} ({peer.detail})")
+                timing = ""
+                if result.latency_ms is not None:
+                    timing = f"; {result.latency_ms:.0f} ms"
+                if result.clock_skew_s is not None:
+                    timing += f", clock {result.clock_skew_s:+.0f} s"
+                typer.echo(f"{peer.name}: {peer.status} ({peer.detail}{timing})")
             if bad:
                 raise typer.Exit(1)
 
@@ -201,6 +209,35 @@ def register(
             peer = _registry(s).update(name, trusted_members=frozenset(members or ()))
             typer.echo(f"{peer.name} trusts: {', '.join(sorted(peer.trusted_members)) or '-'}")
 
+    @peers.command("set")
+    def peers_set(
+        name: Annotated[str, typer.Argument(help="The peer.")],
+        harvest_every: HarvestEveryOption = None,
+        harvest_window: HarvestWindowOption = None,
+        enabled: Annotated[
+            bool | None,
+            typer.Option("--enable/--disable", help="Ask it in searches and harvests, or not."),
+        ] = None,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """Change a peer's harvest schedule or switch it on or off."""
+        from eoshare.federation.schedule import check_window, parse_every
+
+        with errors():
+            s = settings(data_dir=data_dir)
+            changes: dict[str, Any] = {}
+            if harvest_every is not None:
+                changes["harvest_every_s"] = parse_every(harvest_every)
+            if harvest_window is not None:
+                changes["harvest_window"] = check_window(harvest_window)
+            if enabled is not None:
+                changes["enabled"] = enabled
+            peer = _registry(s).update(name, **changes)
+            every = f"every {peer.harvest_every_s} s" if peer.harvest_every_s else "by hand"
+            window = f" in {peer.harvest_window} UTC" if peer.harvest_window else ""
+            state = "enabled" if peer.enabled else "disabled"
+            typer.echo(f"{peer.name}: {state}, harvested {every}{window}")
+
     @peers.command("remove")
     def peers_remove(
         name: Annotated[str, typer.Argument(help="The peer.")],
@@ -215,15 +252,26 @@ def register(
     @app.command("harvest")
     def harvest_cmd(
         peer: Annotated[str | None, typer.Argument(help="One peer (default: every peer).")] = None,
+        due: Annotated[
+            bool,
+            typer.Option(
+                "--due",
+                help="Only the peers whose schedule says a harvest is due (for cron); "
+                "nothing when another process is running them.",
+            ),
+        ] = False,
         data_dir: DataDirOption = None,
     ) -> None:
         """Pull peers' collections and items into this node's catalogue (resumable)."""
         from eoshare.catalog import open_catalog
-        from eoshare.federation.harvest import Harvester
+        from eoshare.errors import InvalidRequestError
+        from eoshare.federation.harvest import Harvester, HarvestReport
 
         with errors():
             s = settings(data_dir=data_dir)
             registry = _registry(s)
+            if due and peer:
+                raise InvalidRequestError("give either a peer or --due, not both")
             peers = [registry.get(peer)] if peer else [p for p in registry.all() if p.enabled]
             # wrapped so that harvested items reach a running server's alerts
             from eoshare.disaster.service import observe_writes
@@ -234,8 +282,27 @@ def register(
                     catalog, registry, _identity(s), batch=s.federation.harvest_batch
                 )
                 failed = 0
-                for p in peers:
-                    r = harvester.harvest(p)
+                reports: list[tuple[Peer, HarvestReport]] = []
+                if due:
+                    from eoshare.federation.schedule import Lease, run_due_harvests
+                    from eoshare.leases import Leases, lease_location
+
+                    leases = Leases(lease_location(s))
+                    try:
+                        ran = run_due_harvests(
+                            registry,
+                            lambda p: reports.append((p, harvester.harvest(p))),
+                            lease=Lease(leases),
+                        )
+                    finally:
+                        leases.close()
+                    if ran is None:
+                        typer.echo("another process is running the scheduled harvests")
+                    elif not ran:
+                        typer.echo("no harvest is due")
+                else:
+                    reports = [(p, harvester.harvest(p)) for p in peers]
+                for p, r in reports:
                     failed += bool(r.errors)
                     rate = r.written / r.seconds if r.seconds else 0.0
                     typer.echo(
@@ -247,6 +314,8 @@ def register(
                 catalog.close()
             if failed:
                 raise typer.Exit(1)
+
+    register_mirror(app, errors=errors, settings=settings)
 
     @app.command("export")
     def export_cmd(
@@ -265,7 +334,7 @@ def register(
         with errors():
             s = settings(data_dir=data_dir)
             catalog = open_catalog(s.catalog_url)
-            access = AccessStore(s.access_db_path)
+            access = AccessStore(s.state_db(s.access_db_path))
             try:
                 store = open_store(s.storage_url, **s.s3.model_dump(exclude_none=True))
                 r = export_bundle(catalog, store, access, collection, target)
@@ -291,7 +360,7 @@ def register(
         with errors():
             s = settings(data_dir=data_dir)
             catalog = open_catalog(s.catalog_url)
-            access = AccessStore(s.access_db_path)
+            access = AccessStore(s.state_db(s.access_db_path))
             try:
                 store = open_store(s.storage_url, **s.s3.model_dump(exclude_none=True))
                 r = import_bundle(catalog, store, access, source)
@@ -317,3 +386,326 @@ def _name_from(url: str) -> str:
 
     host = urlsplit(url).netloc.lower()
     return "".join(c if c.isalnum() else "-" for c in host).strip("-")[:60] or "peer"
+
+
+def _mirrorer(s: Settings, catalog: Any, access: Any) -> Any:
+    from eoshare.federation.mirror import Mirrorer, open_mirrors
+    from eoshare.storage import open_store
+
+    store = open_store(s.storage_url, **s.s3.model_dump(exclude_none=True))
+    return Mirrorer(open_mirrors(s), _registry(s), _identity(s), catalog, store, access)
+
+
+def _status_table(rows: list[dict[str, Any]]) -> list[str]:
+    from eoshare.federation.mirror import format_bytes
+
+    head = ("ID", "PEER", "STATE", "FILES", "BYTES", "WINDOW", "LAST RUN", "LAST ERROR")
+    table = [head]
+    for r in rows:
+        table.append(
+            (
+                r["id"],
+                r["peer"],
+                r["state"],
+                f"{r['files_done']}/{r['files_total']}",
+                f"{format_bytes(r['bytes_done'])}/{format_bytes(r['bytes_total'])}",
+                r["window"] or "any time",
+                r["last_run"] or "never",
+                (r["last_error"] or "-")[:60],
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in table]  # fmt: skip
+
+
+def register_mirror(
+    app: typer.Typer,
+    *,
+    errors: Callable[[], AbstractContextManager[None]],
+    settings: Callable[..., Any],
+) -> None:
+    """``eoshare mirror add|list|run|status|remove`` (``eoshare.federation.mirror``)."""
+    mirror = typer.Typer(
+        help="Local copies of a peer's assets: resumable, verified, rate-limited, scheduled.",
+        no_args_is_help=True,
+    )
+    app.add_typer(mirror, name="mirror")
+
+    @mirror.command("add")
+    def mirror_add(
+        peer: Annotated[str, typer.Argument(help="A registered eoshare peer.")],
+        collection: Annotated[
+            list[str],
+            typer.Option("--collection", "-c", help="A collection of the peer (repeatable)."),
+        ],
+        bbox: Annotated[
+            str | None, typer.Option(help="Only items in this area: west,south,east,north.")
+        ] = None,
+        datetime_: Annotated[
+            str | None,
+            typer.Option("--datetime", help="Only items of this period (STAC: start/end, '..')."),
+        ] = None,
+        window: Annotated[
+            str | None,
+            typer.Option(
+                help="Run only in this daily window, e.g. '22:00-06:00' (UTC) or "
+                "'22:00-06:00 Asia/Ho_Chi_Minh'."
+            ),
+        ] = None,
+        as_user: Annotated[
+            str | None,
+            typer.Option(
+                "--as",
+                help="The local user it acts for; the peer decides what that user may get "
+                "(default: this node itself, the peer's public view).",
+            ),
+        ] = None,
+        limit_rate: Annotated[
+            str | None, typer.Option(help="Bandwidth limit, e.g. 500K or 2M (bytes/s).")
+        ] = None,
+        mirror_id: Annotated[
+            str | None, typer.Option("--id", help="Its name (default: <peer>-<n>).")
+        ] = None,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """Mirror collections (optionally an area and a period) of a peer's assets."""
+        from eoshare.access.store import AccessStore
+        from eoshare.errors import InvalidRequestError
+        from eoshare.federation.mirror import (
+            Mirror,
+            Window,
+            check_bbox,
+            check_datetime_interval,
+            open_mirrors,
+            parse_rate,
+        )
+
+        with errors():
+            s = settings(data_dir=data_dir)
+            from eoshare.access.egress import check_segment
+
+            for c in collection:
+                check_segment(c, "collection id")
+            target = _registry(s).get(peer)
+            if target.kind != "eoshare":
+                raise InvalidRequestError(f"peer {peer!r} is a plain STAC API: it cannot mirror")
+            box = None
+            if bbox is not None:
+                try:
+                    numbers = [float(x) for x in bbox.split(",")]
+                except ValueError as exc:
+                    raise InvalidRequestError(f"bbox {bbox!r} is not four numbers") from exc
+                box = check_bbox(numbers)
+            if datetime_ is not None:
+                check_datetime_interval(datetime_)
+            text_window = str(Window.parse(window)) if window is not None else None
+            if as_user is not None:
+                access = AccessStore(s.state_db(s.access_db_path))
+                try:
+                    access.get_user(as_user)
+                finally:
+                    access.close()
+            book = open_mirrors(s)
+            m = book.add(
+                Mirror(
+                    id=mirror_id or book.next_id(target.name),
+                    peer=target.name,
+                    collections=tuple(dict.fromkeys(collection)),
+                    bbox=box,
+                    datetime=datetime_,
+                    window=text_window,
+                    as_user=as_user,
+                    limit_rate=parse_rate(limit_rate) or None,
+                )
+            )
+            typer.echo(
+                f"added mirror {m.id} of {m.peer}: {', '.join(m.collections)}"
+                + (f", window {m.window}" if m.window else "")
+            )
+
+    @mirror.command("list")
+    def mirror_list(
+        as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """The mirrors and what each copies."""
+        from eoshare.federation.mirror import format_bytes, open_mirrors
+
+        with errors():
+            s = settings(data_dir=data_dir)
+            mirrors = open_mirrors(s).all()
+            if as_json:
+                rows = [{**m.status(), "as": m.as_user, "limit_rate": m.limit_rate}
+                        for m in mirrors]  # fmt: skip
+                typer.echo(json.dumps(rows, indent=2))
+                return
+            if not mirrors:
+                typer.echo("no mirrors")
+            for m in mirrors:
+                scope = ",".join(m.collections)
+                if m.bbox:
+                    scope += f" bbox={','.join(f'{x:g}' for x in m.bbox)}"
+                if m.datetime:
+                    scope += f" datetime={m.datetime}"
+                rate = f"{format_bytes(m.limit_rate)}/s" if m.limit_rate else "unlimited"
+                typer.echo(
+                    f"{m.id}\t{m.peer}\t{scope}\twindow:{m.window or 'any'}\t"
+                    f"as:{m.as_user or '-'}\trate:{rate}"
+                )
+
+    @mirror.command("run")
+    def mirror_run(
+        mirror_id: Annotated[
+            str | None, typer.Argument(help="One mirror (default: every mirror).")
+        ] = None,
+        now: Annotated[
+            bool, typer.Option("--now", help="Run even outside the mirror's time window.")
+        ] = False,
+        limit_rate: Annotated[
+            str | None,
+            typer.Option(help="Bandwidth limit for this run, e.g. 2M (bytes/s); 0: none."),
+        ] = None,
+        loop: Annotated[
+            bool,
+            typer.Option("--loop", help="Keep running the mirrors whose window is open."),
+        ] = False,
+        interval: Annotated[
+            float | None,
+            typer.Option(help="Seconds between two passes of --loop (default: the setting)."),
+        ] = None,
+        progress: Annotated[
+            bool | None,
+            typer.Option("--progress/--no-progress", help="A progress bar (default: on a tty)."),
+        ] = None,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """Copy what is missing (resuming partial files), verify it, and serve it here."""
+        import signal
+        import sys
+
+        from eoshare.access.store import AccessStore
+        from eoshare.catalog import open_catalog
+        from eoshare.disaster.service import observe_writes
+        from eoshare.federation.mirror import parse_rate
+
+        with errors():
+            s = settings(data_dir=data_dir)
+            rate = parse_rate(limit_rate)
+            catalog, _ = observe_writes(s, open_catalog(s.catalog_url))
+            access = AccessStore(s.state_db(s.access_db_path))
+            try:
+                runner = _mirrorer(s, catalog, access)
+                if loop:
+                    every = interval if interval is not None else s.federation.mirror_interval_s
+                    every = every if every > 0 else 60.0
+
+                    def stop(*_: Any) -> None:
+                        runner.stop.set()
+
+                    signal.signal(signal.SIGTERM, stop)
+                    signal.signal(signal.SIGINT, stop)
+                    while not runner.stop.is_set():
+                        for r in runner.run_due():
+                            typer.echo(r.summary())
+                        runner.stop.wait(every)
+                    return
+                ids = [mirror_id] if mirror_id else [m.id for m in runner.book.all()]
+                if not ids:
+                    typer.echo("no mirrors")
+                failed: list[str] = []
+                show = progress if progress is not None else sys.stderr.isatty()
+                for mid in ids:
+                    with _bar(show, mid) as on_progress:
+                        r = runner.run(mid, now=now, limit_rate=rate, progress=on_progress)
+                    typer.echo(r.summary())
+                    failed += [f"mirror {mid}: {e}" for e in r.errors]
+            finally:
+                catalog.close()
+                access.close()
+            if failed:
+                typer.echo(f"error: {failed[0]}", err=True)
+                raise typer.Exit(1)
+
+    @mirror.command("status")
+    def mirror_status(
+        mirror_id: Annotated[str | None, typer.Argument(help="One mirror (default: all).")] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="The JSON of GET /admin/mirrors.")
+        ] = False,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """State and progress of each mirror (as GET /admin/mirrors shows operators)."""
+        from eoshare.federation.mirror import open_mirrors
+
+        with errors():
+            s = settings(data_dir=data_dir)
+            book = open_mirrors(s)
+            if mirror_id is not None:
+                rows = [book.get(mirror_id).status(book.running(mirror_id))]
+            else:
+                rows = book.statuses()
+            if as_json:
+                typer.echo(json.dumps({"mirrors": rows}, indent=2))
+                return
+            if not rows:
+                typer.echo("no mirrors")
+                return
+            for line in _status_table(rows):
+                typer.echo(line)
+
+    @mirror.command("remove")
+    def mirror_remove(
+        mirror_id: Annotated[str, typer.Argument(help="The mirror.")],
+        data_dir: DataDirOption = None,
+    ) -> None:
+        """Forget a mirror and its partial files (mirrored items and files stay)."""
+        from eoshare.federation.mirror import open_mirrors
+
+        with errors():
+            s = settings(data_dir=data_dir)
+            open_mirrors(s).remove(mirror_id)
+            typer.echo(f"removed mirror {mirror_id}")
+
+
+class _bar:
+    """A rich progress bar over a mirror run's bytes (or nothing)."""
+
+    def __init__(self, enabled: bool, name: str) -> None:
+        self.enabled = enabled
+        self.name = name
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Callable[[str, int], None] | None:
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn(f"mirror {self.name}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+            transient=True,
+        )  # fmt: skip
+        self.bar.start()
+        self.task = self.bar.add_task(self.name, total=None)
+
+        def on_progress(kind: str, n: int) -> None:
+            if kind == "plan":
+                self.bar.update(self.task, total=n or None)
+            elif kind in ("bytes", "skip"):
+                self.bar.advance(self.task, n)
+
+        return on_progress
+
+    def __exit__(self, *args: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

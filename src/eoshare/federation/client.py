@@ -10,9 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from eoshare.errors import UpstreamError
 from eoshare.federation.identity import WELL_KNOWN_PATH, NodeIdentity
@@ -20,6 +24,9 @@ from eoshare.federation.peers import Peer
 from eoshare.federation.signatures import ON_BEHALF_OF, sign_request
 
 JSON = dict[str, Any]
+# sent with a harvest's signed requests: items without the links the harvester derives
+# itself (tiles); an eoshare peer honours it for signed requests only
+RENDER_HEADER = "Eoshare-Render"
 
 
 class NodeAuth(httpx.Auth):
@@ -79,28 +86,79 @@ def json_of(response: httpx.Response, peer_name: str) -> JSON:
     if response.status_code >= 400:
         detail = response.text[:200].replace("\n", " ")
         raise UpstreamError(f"peer {peer_name!r} answered HTTP {response.status_code}: {detail}")
-    with upstream(peer_name):
-        doc = response.json()
+    try:
+        # orjson: a harvest page of 500 large items parses ~4x faster than with json
+        doc = orjson.loads(response.content)
+    except (orjson.JSONDecodeError, httpx.HTTPError) as exc:
+        raise UpstreamError(f"peer {peer_name!r} answered something that is not JSON") from exc
     if not isinstance(doc, dict):
         raise UpstreamError(f"peer {peer_name!r} answered JSON that is not an object")
     return doc
 
 
-def fetch_node_document(url: str, *, timeout_s: float = 10.0) -> JSON | None:
+@dataclass
+class Timing:
+    """What the first answer of a peer says about the link and the peer's clock (read by
+    the health check): the round trip, and the peer's clock minus this node's. The clock
+    comes from the ``time`` of an eoshare node's document (milliseconds), else from the
+    ``Date`` header (whole seconds, which a server may also cache for a second)."""
+
+    latency_ms: float | None = None
+    clock_skew_s: float | None = None
+    _middle: float | None = None  # this node's clock halfway through the first request
+
+    def get(self, client: httpx.Client, url: str) -> httpx.Response:
+        if self.latency_ms is not None:
+            return client.get(url)
+        wall, started = time.time(), time.perf_counter()
+        response = client.get(url)
+        elapsed = time.perf_counter() - started
+        self.latency_ms = round(elapsed * 1000, 1)
+        self._middle = wall + elapsed / 2
+        try:
+            date = parsedate_to_datetime(response.headers["date"]).timestamp()
+        except (KeyError, TypeError, ValueError, IndexError):
+            return response
+        # a Date header is truncated to the second: +0.5 s is its middle
+        self.clock_skew_s = round(date + 0.5 - self._middle, 1)
+        return response
+
+    def peer_time(self, value: Any) -> None:
+        """The peer's own clock reading, sent in its answer to the first request."""
+        if self._middle is None or not isinstance(value, str):
+            return
+        try:
+            then = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return
+        if then.tzinfo is not None:
+            self.clock_skew_s = round(then.timestamp() - self._middle, 3)
+
+
+def fetch_node_document(
+    url: str, *, timeout_s: float = 10.0, timing: Timing | None = None
+) -> JSON | None:
     """The peer's ``/.well-known/eoshare-node``, or None when it is not an eoshare node
     (a plain STAC API)."""
     with upstream(url), httpx.Client(timeout=timeout_s) as client:
-        r = client.get(url.rstrip("/") + WELL_KNOWN_PATH)
+        target = url.rstrip("/") + WELL_KNOWN_PATH
+        r = timing.get(client, target) if timing is not None else client.get(target)
         if r.status_code == 404:
             return None
         doc = json_of(r, url)
     if doc.get("type") != "eoshare-node":
         return None
+    if timing is not None:
+        timing.peer_time(doc.get("time"))
     return doc
 
 
 def fetch_collection_ids(
-    peer: Peer, identity: NodeIdentity | None, *, timeout_s: float = 10.0
+    peer: Peer,
+    identity: NodeIdentity | None,
+    *,
+    timeout_s: float = 10.0,
+    timing: Timing | None = None,
 ) -> list[str]:
     """The ids of the collections the peer shows this node (all pages)."""
     ids: list[str] = []
@@ -112,7 +170,8 @@ def fetch_collection_ids(
         for _ in range(100):
             if url is None:
                 break
-            doc = json_of(client.get(url), peer.name)
+            r = timing.get(client, url) if timing is not None else client.get(url)
+            doc = json_of(r, peer.name)
             ids += [
                 c["id"] for c in doc.get("collections", []) if isinstance(c, dict) and "id" in c
             ]

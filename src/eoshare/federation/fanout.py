@@ -290,13 +290,30 @@ def next_token_of(doc: JSON) -> str | None:
     return None
 
 
+def peer_collection_ids(peer: Peer, collections: Any) -> list[str]:
+    """The ids a peer knows for collections named here: ``<peer>.<id>`` is its ``<id>``."""
+    prefix = peer.name + "."
+    return [
+        c[len(prefix) :] if isinstance(c, str) and c.startswith(prefix) else c
+        for c in collections or ()
+    ]
+
+
+def mark_peer_item(item: JSON, peer: str) -> None:
+    """Where a peer's item comes from (``federation:origin``) and through which peer."""
+    props = item.setdefault("properties", {})
+    if isinstance(props, dict):
+        props.setdefault("federation:origin", peer)
+        props["federation:via"] = peer
+
+
 def _can_match(peer: Peer, query: SearchQuery, caller: Principal) -> bool:
     """Whether a peer may hold what the query asks. ``peer.collections`` is what the
     peer showed this node asking as itself (the public view): a signed-in caller may see
     more there, so only the public's searches are narrowed by it."""
     if not query.collections or peer.collections is None or not caller.anonymous:
         return True
-    return bool(set(query.collections) & set(peer.collections))
+    return bool(set(peer_collection_ids(peer, query.collections)) & set(peer.collections))
 
 
 class FederatedSearch:
@@ -346,6 +363,9 @@ class FederatedSearch:
         skip = int(cursor.get("k", 0))
         start: JSON = {"t": cursor.get("t"), "k": skip}
         request = {**body, "limit": limit + skip}
+        if "collections" in request:
+            # the hub shows a peer's collection as "<peer>.<id>"
+            request["collections"] = peer_collection_ids(peer, request["collections"])
         if start["t"]:
             request["token"] = start["t"]
         url = peer.url + "/search" + ("?sign=true" if peer.kind == "eoshare" else "")
@@ -358,10 +378,7 @@ class FederatedSearch:
             raise UpstreamError(f"peer {peer.name!r} answered a search without features")
         items = [f for f in features if isinstance(f, dict) and "id" in f][skip:]
         for item in items:
-            props = item.setdefault("properties", {})
-            if isinstance(props, dict):
-                props.setdefault("federation:origin", peer.name)
-                props["federation:via"] = peer.name
+            mark_peer_item(item, peer.name)
         matched = doc.get("numberMatched")
         next_token = next_token_of(doc)
         return SourceAnswer(
@@ -374,18 +391,20 @@ class FederatedSearch:
             next_token=next_token,
         )
 
-    async def fetch_item(
-        self, peer: Peer, collection_id: str, item_id: str, caller: Principal
+    async def fetch_json(
+        self,
+        peer: Peer,
+        path: str,
+        caller: Principal,
+        *,
+        query: str = "",
+        what: str = "it",
     ) -> JSON:
-        """One item of a peer, asked on behalf of the caller (the peer decides whether
-        they may see it). Called by GET /federation/peers/{peer}/collections/.../items/...
-        Raises NotFoundError when the peer hides or lacks it, UpstreamError on failure."""
-        from urllib.parse import quote
-
-        url = (
-            f"{peer.url}/collections/{quote(collection_id, safe='')}"
-            f"/items/{quote(item_id, safe='')}" + ("?sign=true" if peer.kind == "eoshare" else "")
-        )
+        """GET ``path`` (already quoted) at a peer, on behalf of the caller (the peer
+        decides what they may see), within the deadline. Raises NotFoundError when the
+        peer hides or lacks it, UpstreamError on any failure."""
+        params = "&".join(x for x in (query, "sign=true" if peer.kind == "eoshare" else "") if x)
+        url = peer.url + path + (f"?{params}" if params else "")
         auth = auth_for(peer, self.identity, encode_on_behalf_of(caller))
         try:
             with anyio.fail_after(self.deadline_s), upstream(peer.name):
@@ -393,13 +412,51 @@ class FederatedSearch:
         except TimeoutError as exc:
             raise UpstreamError(f"peer {peer.name!r} did not answer in time") from exc
         if r.status_code == 404:
-            raise NotFoundError(f"item {item_id!r} does not exist in {collection_id!r}")
-        doc = json_of(r, peer.name)
-        props = doc.setdefault("properties", {})
-        if isinstance(props, dict):
-            props.setdefault("federation:origin", peer.name)
-            props["federation:via"] = peer.name
+            raise NotFoundError(f"{what} does not exist")
+        return json_of(r, peer.name)
+
+    async def fetch_item(
+        self, peer: Peer, collection_id: str, item_id: str, caller: Principal
+    ) -> JSON:
+        """One item of a peer, asked on behalf of the caller. Called by the peer item
+        routes; raises NotFoundError when the peer hides or lacks it."""
+        from urllib.parse import quote
+
+        doc = await self.fetch_json(
+            peer,
+            f"/collections/{quote(collection_id, safe='')}/items/{quote(item_id, safe='')}",
+            caller,
+            what=f"item {item_id!r} in {collection_id!r}",
+        )
+        mark_peer_item(doc, peer.name)
         return doc
+
+    async def peers_collections(
+        self, query: str, caller: Principal
+    ) -> tuple[list[tuple[Peer, JSON]], dict[str, SourceAnswer]]:
+        """Every active peer's collections (one page of up to 1000, with the caller's
+        collection-search parameters), in parallel within the deadline."""
+        found: list[tuple[Peer, JSON]] = []
+        answers: dict[str, SourceAnswer] = {}
+        until = time.monotonic() + self.deadline_s - min(0.1, self.deadline_s / 10)
+
+        async def ask(peer: Peer) -> SourceAnswer:
+            doc = await self.fetch_json(peer, "/collections", caller, query=query)
+            docs = [c for c in doc.get("collections") or [] if isinstance(c, dict) and "id" in c]
+            found.extend((peer, c) for c in docs)
+            more = any(
+                isinstance(x, dict) and x.get("rel") == "next" for x in doc.get("links") or []
+            )
+            return SourceAnswer(peer.name, "ok", more=more, number_matched=len(docs))
+
+        async def run(peer: Peer) -> None:
+            answers[peer.name] = await self._timed(peer.name, functools.partial(ask, peer), until)
+
+        async with anyio.create_task_group() as tg:
+            for peer in self.active():
+                tg.start_soon(run, peer)
+        found.sort(key=lambda pc: (pc[0].name, str(pc[1]["id"])))
+        return found, answers
 
     async def _timed(
         self, name: str, call: Callable[[], Awaitable[SourceAnswer]], until: float

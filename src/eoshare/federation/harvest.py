@@ -28,14 +28,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from eoshare.catalog.assetkeys import keep_node_keys
 from eoshare.catalog.base import Catalog
 from eoshare.errors import NotFoundError, UpstreamError
-from eoshare.federation.client import auth_for, json_of, upstream
+from eoshare.federation.client import RENDER_HEADER, auth_for, json_of, upstream
 from eoshare.federation.fanout import next_token_of
 from eoshare.federation.identity import NodeIdentity
 from eoshare.federation.peers import Peer, PeerRegistry, now_iso
@@ -109,7 +111,12 @@ class Harvester:
     def harvest(self, peer: Peer) -> HarvestReport:
         report = HarvestReport(peer.name)
         started, t0 = now_iso(), time.perf_counter()
-        with httpx.Client(timeout=self.timeout_s, auth=auth_for(peer, self.identity)) as client:
+        # an eoshare peer leaves out the links this node derives itself (tiles): the
+        # peer's rendering was most of a harvest's time
+        headers = {RENDER_HEADER: "minimal"} if peer.kind == "eoshare" else {}
+        with httpx.Client(
+            timeout=self.timeout_s, auth=auth_for(peer, self.identity), headers=headers
+        ) as client:
             try:
                 collections = self._collections(client, peer)
             except UpstreamError as exc:
@@ -164,25 +171,66 @@ class Harvester:
         except NotFoundError:
             self.catalog.create_collection(coll)
         if peer.kind == "eoshare":
-            self._incremental(client, peer, cid, local, report)
+            first = self.registry.cursor(peer.name, cid) is None and self._empty(local)
+            self._incremental(client, peer, cid, local, report, first=first)
+            if first:
+                # a first pull from nothing wrote every record (those without 'updated'
+                # too) and has nothing to delete: the full comparison (which costs the
+                # peer a second reading of everything) waits for the next harvest
+                return
         self._compare(client, peer, cid, local, report)
+
+    def _empty(self, local: str) -> bool:
+        return next(iter(self.catalog.iter_items(local)), None) is None
 
     def _search(self, client: httpx.Client, peer: Peer, body: JSON) -> JSON:
         with upstream(peer.name):
             r = client.post(peer.url + "/search", json=body)
         return json_of(r, peer.name)
 
+    def _pages(self, client: httpx.Client, peer: Peer, body: JSON) -> Iterator[JSON]:
+        """The pages of a search, in order. The next page is asked while the caller
+        writes this one (the peer renders as this node writes): one request ahead, no
+        more, so a crash still loses at most the batch in flight."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest") as pool:
+            ahead: Future[JSON] | None = pool.submit(self._search, client, peer, body)
+            for _ in range(1_000_000):
+                if ahead is None:
+                    return
+                page = ahead.result()
+                token = next_token_of(page)
+                ahead = None
+                if token is not None and page.get("features"):
+                    ahead = pool.submit(self._search, client, peer, {**body, "token": token})
+                yield page
+
     def _write(self, peer: Peer, items: list[JSON], local: str) -> int:
         if not items:
             return 0
-        docs = [_harvested_item(peer, i, local) for i in items]
+        docs = [self._keep_mirrored(local, _harvested_item(peer, i, local)) for i in items]
         self.catalog.upsert_items(docs, collection_id=local, on_conflict="update")
         if self.on_batch is not None:
             self.on_batch(local, len(docs))
         return len(docs)
 
+    def _keep_mirrored(self, local: str, doc: JSON) -> JSON:
+        """A record this node holds a mirrored copy of (``eoshare.federation.mirror``)
+        keeps its store keys: a harvest must not cut the local bytes off their item."""
+        try:
+            old = self.catalog.get_item(local, str(doc["id"]))
+        except NotFoundError:
+            return doc
+        return keep_node_keys(doc, old)
+
     def _incremental(
-        self, client: httpx.Client, peer: Peer, cid: str, local: str, report: HarvestReport
+        self,
+        client: httpx.Client,
+        peer: Peer,
+        cid: str,
+        local: str,
+        report: HarvestReport,
+        *,
+        first: bool = False,
     ) -> None:
         cursor = self.registry.cursor(peer.name, cid) or {}
         since: str | None = cursor.get("t")
@@ -198,21 +246,23 @@ class Harvester:
                 "args": [{"property": "updated"}, {"timestamp": since}],
             }
             body["filter-lang"] = "cql2-json"
-        token: str | None = None
-        while True:
-            page = self._search(client, peer, {**body, **({"token": token} if token else {})})
+        for page in self._pages(client, peer, body):
             features = [f for f in page.get("features", []) if isinstance(f, dict) and "id" in f]
             fresh = []
             for item in features:
                 updated = (item.get("properties") or {}).get("updated")
                 if not isinstance(updated, str):
-                    continue  # left to the full comparison
+                    if first:  # (they sort first: written before any cursor)
+                        fresh.append(item)
+                    continue  # else left to the full comparison
                 if updated == since and item["id"] in done_at_since:
                     continue
                 fresh.append(item)
             report.written += self._write(peer, fresh, local)
             for item in fresh:
-                updated = item["properties"]["updated"]
+                updated = item["properties"].get("updated")
+                if not isinstance(updated, str):
+                    continue
                 if since is None or updated > since:
                     since, done_at_since = updated, set()
                 if updated == since:
@@ -220,9 +270,6 @@ class Harvester:
             if fresh:
                 # committed only after the batch is in the catalogue
                 self.registry.set_cursor(peer.name, cid, {"t": since, "ids": sorted(done_at_since)})
-            token = next_token_of(page)
-            if token is None or not features:
-                return
 
     def _remote_ids(self, client: httpx.Client, peer: Peer, cid: str) -> dict[str, Any]:
         seen: dict[str, Any] = {}
@@ -231,15 +278,10 @@ class Harvester:
             "limit": 1000,
             "fields": {"include": ["id", "properties.updated"], "exclude": []},
         }
-        token: str | None = None
-        for _ in range(100_000):
-            page = self._search(client, peer, {**body, **({"token": token} if token else {})})
+        for page in self._pages(client, peer, body):
             for f in page.get("features", []):
                 if isinstance(f, dict) and isinstance(f.get("id"), str):
                     seen[f["id"]] = (f.get("properties") or {}).get("updated")
-            token = next_token_of(page)
-            if token is None:
-                break
         return seen
 
     def _local_ids(self, local: str) -> Iterator[tuple[str, Any]]:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ class NodeIdentity:
             "public_key": {"alg": "ed25519", "raw": b64(self.public_raw)},
             "fingerprint": self.fingerprint,
             "signatures": "RFC 9421 HTTP Message Signatures, alg ed25519, keyid = fingerprint",
+            # this node's clock as it answers (peers' health checks compare it with theirs)
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
 
 

@@ -1,6 +1,7 @@
 """The peers registry: which nodes this node talks to, their keys, what each may say for
-whom, their health, and harvest cursors. SQLite (``<data_dir>/federation.db``), plain SQL
-in this one module so that another database is a mechanical port.
+whom, their health, and harvest cursors. SQLite (``<data_dir>/federation.db``) or the
+``federation`` schema of ``EOSHARE_DATABASE`` (``eoshare.statedb``), plain SQL in this
+one module.
 
 A peer is either ``eoshare`` (a node with an Ed25519 key, checked by its fingerprint when
 added; requests to it are signed and may carry who is asking) or ``stac`` (any STAC API:
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,12 +24,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError, StorageError
+from eoshare.errors import ConflictError, InvalidRequestError, NotFoundError
+from eoshare.freshness import VersionCheck
+from eoshare.statedb import Conn, Migration, StateDB
 
 PeerKind = Literal["eoshare", "stac"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
-_SCHEMA = """
+_MIGRATIONS = [
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS peers (
     name TEXT PRIMARY KEY,
     url TEXT NOT NULL UNIQUE,
@@ -63,7 +67,18 @@ CREATE TABLE IF NOT EXISTS harvest_runs (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('version', 0);
-"""
+""",
+    ),
+    # harvest schedules; the replay cache shared by every process of the node
+    Migration(
+        2,
+        """
+ALTER TABLE peers ADD COLUMN harvest_every_s INTEGER;
+ALTER TABLE peers ADD COLUMN harvest_window TEXT;
+CREATE TABLE IF NOT EXISTS nonces (key TEXT PRIMARY KEY, until REAL NOT NULL);
+""",
+    ),
+]
 
 
 def now_iso() -> str:
@@ -94,6 +109,10 @@ class Peer:
     checked: str | None = None
     status: str | None = None
     detail: str | None = None
+    # the harvest schedule (federation.schedule): seconds between harvests (None: by
+    # hand only) and an optional UTC window "HH:MM-HH:MM"
+    harvest_every_s: int | None = None
+    harvest_window: str | None = None
 
     def trusts(self, member: str | None) -> bool:
         """Whether this node accepts this peer's word that a caller belongs to ``member``."""
@@ -115,12 +134,14 @@ class Peer:
             "checked": self.checked,
             "status": self.status,
             "detail": self.detail,
+            "harvest_every_s": self.harvest_every_s,
+            "harvest_window": self.harvest_window,
         }
 
 
 _COLUMNS = (
     "name, url, kind, fingerprint, public_key, member, trusted_members, collections, "
-    "enabled, added, checked, status, detail"
+    "enabled, added, checked, status, detail, harvest_every_s, harvest_window"
 )
 
 
@@ -140,6 +161,8 @@ def _peer(row: tuple[Any, ...]) -> Peer:
         checked=row[10],
         status=row[11],
         detail=row[12],
+        harvest_every_s=row[13],
+        harvest_window=row[14],
     )
 
 
@@ -148,43 +171,22 @@ class PeerRegistry:
     thread, writes in short transactions."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._local = threading.local()
+        self.path = path if isinstance(path, str) and "://" in path else Path(path)
         self._cache: tuple[float, int, list[Peer]] | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn().executescript(_SCHEMA)  # idempotent; commits on its own
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the peers database {self.path}: {exc}") from exc
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
+        self._nonces_written = 0
+        self._db = StateDB(path, area="federation", component="peers", migrations=_MIGRATIONS)
+        self._fresh = VersionCheck(max_age_s=float("inf"))
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+    def _tx(self) -> Iterator[Conn]:
+        with self._db.tx() as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
-    def _bump(self, conn: sqlite3.Connection) -> None:
+    def _bump(self, conn: Conn) -> None:
         conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._db.close()
 
     # --- peers ------------------------------------------------------------------------
     def add(self, peer: Peer) -> Peer:
@@ -192,7 +194,7 @@ class PeerRegistry:
         try:
             with self._tx() as conn:
                 conn.execute(
-                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         peer.name,
                         peer.url.rstrip("/"),
@@ -207,33 +209,36 @@ class PeerRegistry:
                         peer.checked,
                         peer.status,
                         peer.detail,
+                        peer.harvest_every_s,
+                        peer.harvest_window,
                     ),
                 )
                 self._bump(conn)
-        except sqlite3.IntegrityError as exc:
+        except ConflictError as exc:
             raise ConflictError(f"a peer named {peer.name!r} or at {peer.url} exists") from exc
         return self.get(peer.name)
 
     def get(self, name: str) -> Peer:
-        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM peers WHERE name = ?", (name,))
-        row = rows.fetchone()
+        row = self._db.one(f"SELECT {_COLUMNS} FROM peers WHERE name = ?", (name,))
         if row is None:
             raise NotFoundError(f"no peer named {name!r}")
         return _peer(row)
 
     def all(self) -> list[Peer]:
-        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM peers ORDER BY name").fetchall()
+        rows = self._db.read(f"SELECT {_COLUMNS} FROM peers ORDER BY name")
         return [_peer(r) for r in rows]
 
     def version(self) -> int:
-        row = self._conn().execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        row = self._db.one("SELECT value FROM meta WHERE key = 'version'")
         return int(row[0])
 
     def cached(self, max_age_s: float = 2.0) -> list[Peer]:
         """The peers, re-read at most every ``max_age_s`` (the CLI may change them while
         the server runs). Called on every search: an empty list costs one clock read."""
         now = time.monotonic()
-        if self._cache is not None and now - self._cache[0] < max_age_s:
+        # in a request, the version is read at its first question (eoshare.freshness);
+        # a peer added or disabled by another process counts from the next request
+        if self._cache is not None and now - self._cache[0] < max_age_s and not self._fresh.due():
             return self._cache[2]
         version = self.version()
         if self._cache is not None and self._cache[1] == version:
@@ -258,7 +263,10 @@ class PeerRegistry:
             self._bump(conn)
 
     def update(self, name: str, **changes: Any) -> Peer:
-        allowed = {"trusted_members", "collections", "enabled", "checked", "status", "detail"}
+        allowed = {
+            "trusted_members", "collections", "enabled", "checked", "status", "detail",
+            "harvest_every_s", "harvest_window",
+        }  # fmt: skip
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidRequestError(f"cannot change {', '.join(sorted(unknown))} of a peer")
@@ -282,15 +290,27 @@ class PeerRegistry:
             self._bump(conn)
         return self.get(name)
 
+    # --- the replay cache ---------------------------------------------------------------
+    def first_time(self, key: str, until: float, now: float) -> bool:
+        """Record a signature's nonce until ``until``; False when it was seen and has not
+        expired (a replay). In the database, so every process of this node shares it."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO nonces (key, until) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET until = excluded.until WHERE nonces.until < ?",
+                (key, until, now),
+            )
+            fresh = cur.rowcount == 1
+            self._nonces_written += 1
+            if self._nonces_written % 500 == 0:
+                conn.execute("DELETE FROM nonces WHERE until < ?", (now,))
+        return fresh
+
     # --- harvest cursors --------------------------------------------------------------
     def cursor(self, peer: str, collection: str) -> dict[str, Any] | None:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT cursor FROM harvest_cursors WHERE peer = ? AND collection = ?",
-                (peer, collection),
-            )
-            .fetchone()
+        row = self._db.one(
+            "SELECT cursor FROM harvest_cursors WHERE peer = ? AND collection = ?",
+            (peer, collection),
         )
         return json.loads(row[0]) if row else None
 
@@ -302,6 +322,15 @@ class PeerRegistry:
                 "DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated",
                 (peer, collection, json.dumps(cursor), now_iso()),
             )
+
+    def harvest_cursors(self, peer: str) -> list[dict[str, Any]]:
+        """Each collection's harvest cursor of a peer and when it last moved."""
+        rows = self._db.read(
+            "SELECT collection, cursor, updated FROM harvest_cursors WHERE peer = ? "
+            "ORDER BY collection",
+            (peer,),
+        )
+        return [{"collection": c, "cursor": json.loads(cur), "updated": u} for c, cur, u in rows]
 
     def record_harvest(
         self, peer: str, *, started: str, items: int, deleted: int, detail: str
@@ -316,13 +345,9 @@ class PeerRegistry:
             )
 
     def last_harvest(self, peer: str) -> dict[str, Any] | None:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT started, finished, items, deleted, detail FROM harvest_runs WHERE peer = ?",
-                (peer,),
-            )
-            .fetchone()
+        row = self._db.one(
+            "SELECT started, finished, items, deleted, detail FROM harvest_runs WHERE peer = ?",
+            (peer,),
         )
         if row is None:
             return None

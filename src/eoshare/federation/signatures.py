@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from eoshare.errors import NotAuthenticatedError
 from eoshare.federation.identity import NodeIdentity, unb64, verify_ed25519
@@ -110,9 +111,16 @@ def sign_request(
     return out
 
 
+class Replay(Protocol):
+    """Where nonces are kept: ``first_time`` is False for a nonce seen and not expired."""
+
+    def first_time(self, key: str, until: float, now: float) -> bool: ...
+
+
 class ReplayCache:
-    """Nonces seen within their signature's lifetime, per process. A node served by
-    several processes would share this in its database; one process is the default."""
+    """Nonces seen within their signature's lifetime, in this process only (tests, the
+    CLI). A node uses the peers database (``PeerRegistry.first_time``), which all its
+    processes share."""
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self._seen: dict[str, float] = {}
@@ -149,7 +157,7 @@ class SignatureVerifier:
     public_key: Callable[[str], bytes | None]
     clock_skew_s: int = 120
     max_ttl_s: int = 300
-    replay: ReplayCache | None = None
+    replay: Replay | None = None
 
     def __post_init__(self) -> None:
         if self.replay is None:

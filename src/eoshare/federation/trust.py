@@ -80,8 +80,9 @@ class PeerTrust:
         here, None/False otherwise."""
         self.registry = registry
         self.known_member = known_member
+        # the replay cache is the peers database: every process of this node shares it
         self.verifier = SignatureVerifier(
-            self._public_key, clock_skew_s=clock_skew_s, max_ttl_s=max_ttl_s
+            self._public_key, clock_skew_s=clock_skew_s, max_ttl_s=max_ttl_s, replay=registry
         )
 
     def _public_key(self, keyid: str) -> bytes | None:

@@ -36,13 +36,23 @@ from eoshare.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from eoshare.ingest.collections import made_by_eoshare, minimal_collection, refresh_extent
+from eoshare.ingest.collections import (
+    Extent,
+    Summaries,
+    made_by_eoshare,
+    minimal_collection,
+    refresh_extent,
+    set_extent,
+)
+from eoshare.ingest.parallel import Outcome, PreparePool, default_workers, doc_type
 
 log = logging.getLogger(__name__)
 
 NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".geojsonl")
 JSON_SUFFIXES = (".json", ".geojson")
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
+# NDJSON files smaller than this in all are prepared in this process (no workers)
+_POOL_BYTES = 8 * 1024 * 1024
 # Problems kept with their text; past this many only the count grows (a broken 10 GB
 # file must not fill memory with error messages).
 MAX_PROBLEMS = 100
@@ -223,16 +233,7 @@ def read_documents(
     return _read_json(path, limits or DocumentLimits())
 
 
-def _doc_type(doc: Any) -> str | None:
-    """``Feature``, ``Collection``... A pre-1.0 collection had no ``type`` (STAC added it
-    in 1.0.0-rc.1); one with ``extent`` and ``license`` gets ``"type": "Collection"``
-    here, the only change ever made to a loaded document."""
-    if not isinstance(doc, dict):
-        return None
-    value = doc.get("type")
-    if value is None and "extent" in doc and "license" in doc:
-        doc["type"] = value = "Collection"
-    return value if isinstance(value, str) else None
+_doc_type = doc_type
 
 
 # --- collections ----------------------------------------------------------------------
@@ -410,6 +411,152 @@ class _ItemStream:
         self.report.problem(location, exc.detail)
 
 
+class _PreparedLoad:
+    """The writer of ``eoshare load`` for a catalogue with ``write_prepared`` (SQLite):
+    items come prepared (parsed, validated, rows derived) from ``PreparePool``, in file
+    order; here only what needs the catalogue happens, with the same outcomes and the
+    same one-line problems as ``_ItemStream`` + ``upsert_items``: collections written
+    where they stand, items of a missing collection refused (once per collection and
+    file), conflicts found per batch (``on_conflict="error"``: each reported at its own
+    line, the rest of the batch loaded), then one ``write_prepared`` transaction per
+    batch. The extent and summaries of a collection made by this load are built from
+    the rows as they are written, so nothing is read back at the end."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        on_conflict: OnConflict,
+        create_collections: bool,
+        report: DocumentLoadReport,
+        tick: Callable[[int], None],
+        batch_size: int,
+    ) -> None:
+        self.catalog = catalog
+        self.on_conflict = on_conflict
+        self.report = report
+        self.tick = tick
+        self.batch_size = batch_size
+        self.known: dict[str, bool] = {}
+        self.made: list[str] = []  # collections whose extent eoshare keeps
+        self.fresh: dict[str, tuple[Extent, Summaries]] = {}  # ...made by this load
+        self.stale: set[str] = set()  # ...of which an item was replaced: read back
+        self.seen: dict[tuple[str, str], str] = {}  # (collection, id) -> first location
+        # collections that exist and whose summaries eoshare does not keep: their items
+        # need no summary facts (read by the pool's reader thread: replaced, not changed)
+        self.plain: frozenset[str] = frozenset()
+        self.stream = _ItemStream(
+            iter(()), catalog=catalog, on_conflict=on_conflict,
+            create_collections=create_collections, known=self.known, report=report,
+            tick=lambda: None, made=self.made, batch_size=batch_size,
+        )  # fmt: skip
+        self.last_location = ""
+
+    def load_file(self, chunks: Iterator[list[Outcome]], path: Path) -> LoadReport:
+        written = LoadReport()
+        self.stream.missing = {}
+        self.last_location = ""
+        pending: list[Outcome] = []
+        for chunk in chunks:
+            for outcome in chunk:
+                kind, location = outcome[0], outcome[1]
+                if kind == "problem":
+                    self.report.problem(location, outcome[2])
+                    continue
+                self.last_location = location
+                if kind == "collection":
+                    self._flush(pending, written)
+                    pending = []
+                    try:
+                        _write_collection(self.catalog, outcome[2], self.on_conflict, self.report)
+                    except (InvalidRequestError, ConflictError) as exc:
+                        self.report.problem(location, exc.detail)
+                    continue
+                cid = outcome[2].collection if kind == "item" else outcome[2]
+                before = len(self.made)
+                if not self.stream._collection_exists(cid, location):
+                    continue
+                if len(self.made) > before and cid in self.report.collections_created:
+                    self.fresh[cid] = (Extent(), Summaries())
+                elif cid not in self.plain and cid not in self.made:
+                    self.plain = self.plain | {cid}
+                pending.append(outcome)
+                if len(pending) >= self.batch_size:
+                    self._flush(pending, written)
+                    pending = []
+        self._flush(pending, written)
+        self.stream.finish(path)
+        return written
+
+    def _flush(self, pending: list[Outcome], written: LoadReport) -> None:
+        if not pending:
+            return
+        existing: set[tuple[str, str]] = set()
+        if self.on_conflict == "error":
+            keys = [
+                (o[2].collection, o[2].id) if o[0] == "item" else (o[2], o[3])
+                for o in pending
+                if o[0] == "item" or o[3] is not None
+            ]
+            existing = self.catalog.existing_keys(keys)  # type: ignore[attr-defined]
+        rows: list[Any] = []
+        facts: list[Any] = []
+        for outcome in pending:
+            kind, location = outcome[0], outcome[1]
+            if self.on_conflict == "error":
+                key = (outcome[2].collection, outcome[2].id) if kind == "item" else (
+                    (outcome[2], outcome[3]) if outcome[3] is not None else None
+                )  # fmt: skip
+                if key is not None:
+                    if key in existing or key in self.seen:
+                        where = "" if key in existing else f" (also at {self.seen[key]})"
+                        self.report.problem(
+                            location,
+                            f"item {key[1]!r} already exists in collection {key[0]!r}{where} "
+                            "(use --on-conflict skip or update)",
+                        )
+                        continue
+                    self.seen[key] = location
+            if kind == "invalid":
+                self.report.problem(location, outcome[4])
+                continue
+            rows.append(outcome[2])
+            facts.append(outcome[3])
+        if rows:
+            done = self.catalog.write_prepared(rows, on_conflict=self.on_conflict)  # type: ignore[attr-defined]
+            written.inserted += done.inserted
+            written.updated += done.updated
+            written.skipped += done.skipped
+            if self.fresh:
+                changed = bool(done.updated or done.skipped)
+                for row, item_facts in zip(rows, facts, strict=True):
+                    built = self.fresh.get(row.collection)
+                    if built is None:
+                        continue
+                    if changed or item_facts is None:  # an item replaced or kept...
+                        self.stale.add(row.collection)
+                        continue
+                    built[0].add(row.bbox, row.dt_start, row.dt_end)
+                    built[1].add(item_facts)
+        self.tick(len(pending))
+
+    def finish(self) -> None:
+        """The extent and summaries of every collection made from its items."""
+        for cid in self.made:
+            built = self.fresh.get(cid)
+            if built is None or cid in self.stale:
+                refresh_extent(self.catalog, cid)
+            else:
+                set_extent(self.catalog, cid, built[0].result(), built[1].result())
+
+
+def _writes_prepared(catalog: Catalog) -> bool:
+    inner: Any = catalog
+    while hasattr(inner, "inner"):  # ObservedCatalog and the like
+        inner = inner.inner
+    return hasattr(inner, "write_prepared") and hasattr(inner, "existing_keys")
+
+
 def load_documents(
     paths: Sequence[str | Path],
     *,
@@ -419,6 +566,7 @@ def load_documents(
     batch_size: int = 1000,
     progress: bool = False,
     limits: DocumentLimits | None = None,
+    workers: int | None = None,
 ) -> DocumentLoadReport:
     """Load STAC files into the catalogue; called by ``eoshare load``.
 
@@ -428,7 +576,12 @@ def load_documents(
     or a batch the catalogue refuses (e.g. a duplicate with ``on_conflict="error"``) is
     reported and the next file is loaded; batches already written stay written. With
     ``create_collections``, a collection that items name but nobody defined is made,
-    and afterwards its extent is set from its items."""
+    and afterwards its extent is set from its items.
+
+    Into a catalogue that takes prepared rows (SQLite), NDJSON files are parsed and
+    checked by ``workers`` processes (default: one per CPU for 8 MB of NDJSON or more,
+    else none; 0: in this process) beside
+    this one, which writes (``_PreparedLoad``); the outcome is the same."""
     if batch_size < 1:
         raise InvalidRequestError("--batch-size must be at least 1")
     files = [Path(p) for p in paths]
@@ -452,56 +605,75 @@ def load_documents(
             failed.add(path)
 
     # Pass 2: items, streamed.
-    known: dict[str, bool] = {}
-    made: list[str] = []  # collections made from their items, to get their extent
     bar = _progress(progress)
-    with bar if bar is not None else contextlib.nullcontext():
-        task = bar.add_task("loading", total=None) if bar is not None else None
+    task = bar.add_task("loading", total=None) if bar is not None else None
 
-        def tick() -> None:
-            if bar is not None and task is not None:
-                bar.advance(task)
+    def tick(n: int = 1) -> None:
+        if bar is not None and task is not None:
+            bar.advance(task, n)
 
+    writer = _PreparedLoad(
+        catalog=catalog, on_conflict=on_conflict, create_collections=create_collections,
+        report=report, tick=tick, batch_size=batch_size,
+    )  # fmt: skip
+    # NDJSON files into a catalogue that takes prepared rows: parsed and checked by
+    # worker processes (big files only: starting them costs more than a small file)
+    fast = _writes_prepared(catalog)
+    big = sum(p.stat().st_size for p in files if p.is_file() and _is_ndjson(p))
+    if workers is None:
+        workers = default_workers() if big >= _POOL_BYTES else 0
+    limits = limits or DocumentLimits()
+    with (
+        PreparePool(workers if fast else 0) as pool,
+        bar if bar is not None else contextlib.nullcontext(),
+    ):
         for path in files:
             if path in failed:
                 continue
             before = report.problem_count
             stream: _ItemStream | None = None
             try:
-                docs = read_documents(path, batch_size=batch_size, limits=limits)
-                if _kind(path) == "json":
-                    # Collections were written in pass 1; skip them now.
-                    docs = (
-                        e
-                        for e in docs
-                        if isinstance(e, DocumentError) or _doc_type(e.doc) != "Collection"
+                if fast and _kind(path) == "ndjson":
+                    chunks = pool.prepare_file(path, limits.max_line_bytes, lambda: writer.plain)
+                    try:
+                        written = writer.load_file(chunks, path)
+                    finally:
+                        chunks.close()  # stopped early: the pool is drained for the next file
+                else:
+                    docs = read_documents(path, batch_size=batch_size, limits=limits)
+                    if _kind(path) == "json":
+                        # Collections were written in pass 1; skip them now.
+                        docs = (
+                            e
+                            for e in docs
+                            if isinstance(e, DocumentError) or _doc_type(e.doc) != "Collection"
+                        )
+                    stream = _ItemStream(
+                        docs,
+                        catalog=catalog,
+                        on_conflict=on_conflict,
+                        create_collections=create_collections,
+                        known=writer.known,
+                        report=report,
+                        tick=tick,
+                        made=writer.made,
+                        batch_size=batch_size,
                     )
-                stream = _ItemStream(
-                    docs,
-                    catalog=catalog,
-                    on_conflict=on_conflict,
-                    create_collections=create_collections,
-                    known=known,
-                    report=report,
-                    tick=tick,
-                    made=made,
-                    batch_size=batch_size,
-                )
-                written = catalog.upsert_items(
-                    stream,
-                    on_conflict=on_conflict,
-                    batch_size=batch_size,
-                    on_invalid=stream.invalid,
-                )
+                    written = catalog.upsert_items(
+                        stream,
+                        on_conflict=on_conflict,
+                        batch_size=batch_size,
+                        on_invalid=stream.invalid,
+                    )
+                    stream.finish(path)
             except (EoshareError, OSError) as exc:
-                where = stream.last_location if stream and stream.last_location else str(path)
+                last = stream.last_location if stream is not None else writer.last_location
                 reason = _reason(exc)
                 if isinstance(exc, ConflictError):
                     reason += " (use --on-conflict skip or update)"
-                report.problem(where, reason)
+                report.problem(last or str(path), reason)
                 failed.add(path)
                 continue
-            stream.finish(path)
             report.inserted += written.inserted
             report.updated += written.updated
             report.skipped += written.skipped
@@ -519,10 +691,12 @@ def load_documents(
                 },
             )
     report.files_failed = len(failed)
-
-    for cid in made:
-        refresh_extent(catalog, cid)
+    writer.finish()
     return report
+
+
+def _is_ndjson(path: Path) -> bool:
+    return path.name.lower().endswith(NDJSON_SUFFIXES)
 
 
 def _reason(exc: BaseException) -> str:

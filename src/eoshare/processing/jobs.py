@@ -1,8 +1,8 @@
-"""The job table and the stored user-defined processes, in SQLite.
+"""The job table and the stored user-defined processes, in the state database.
 
-Plain SQL with ``?`` parameters and ISO text times, nothing SQLite-only beyond the
-connection set-up, so that a PostgreSQL port is a change of driver and placeholders.
-The database lives beside ``access.db`` (``<data_dir>/processing.db``).
+Plain SQL with ``?`` parameters and ISO text times (``eoshare.statedb`` runs it on
+SQLite, ``<data_dir>/processing.db`` beside ``access.db``, or on PostgreSQL, the
+``processing`` schema of ``EOSHARE_DATABASE``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from eoshare.processing.errors import JobNotFound, ProcessGraphNotFound
+from eoshare.statedb import Conn, Migration, StateDB
 
 JSON = dict[str, Any]
 
-_SCHEMA = """
+_MIGRATIONS = [
+    Migration(
+        1,
+        """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -55,7 +57,9 @@ CREATE TABLE IF NOT EXISTS process_graphs (
     updated TEXT NOT NULL,
     PRIMARY KEY (owner, id)
 );
-"""
+""",
+    )
+]
 
 STATUSES = ("created", "queued", "running", "canceled", "finished", "error")
 
@@ -101,37 +105,22 @@ class Job:
 
 
 class JobStore:
-    """Jobs, their logs and stored process graphs. One connection behind a lock."""
+    """Jobs, their logs and stored process graphs. Writes one at a time (``StateDB.tx``)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = StateDB(path, area="processing", component="jobs", migrations=_MIGRATIONS)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> Iterator[Conn]:
+        with self._db.tx() as conn:
+            yield conn
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        return self._db.read(sql, params)
 
     # --- jobs -------------------------------------------------------------------------
     _COLUMNS = (

@@ -31,6 +31,7 @@ from eoshare.access.egress import AssetGate
 from eoshare.catalog.base import Catalog
 from eoshare.errors import ConflictError, EoshareError, NotFoundError
 from eoshare.ingest.checksums import multihash_sha256, sha256_file
+from eoshare.leases import Leases, lease_location, new_holder
 from eoshare.processing import graph as graphs
 from eoshare.processing import publish
 from eoshare.processing.errors import (
@@ -76,13 +77,26 @@ class ProcessingService:
         store: Store,
         gate: AssetGate,
         *,
-        db_path: Path,
+        db_path: str | Path,
         work_dir: Path,
         dask_address: str | None = None,
         workers: int = 2,
         per_member: int = 1,
         sync_max_pixels: int = 400_000_000,
+        leases: Leases | None = None,
+        runner_ttl_s: float = 30.0,
     ) -> None:
+        # Several processes serve one node and share the jobs table: a job is claimed
+        # by the process that runs it (lease ``job:<id>``), and each process keeps a
+        # ``runner:<holder>`` lease alive while it lives, so that a process starting up
+        # fails only the jobs whose runner is gone, never those another process runs.
+        self.leases = leases
+        self.holder = new_holder()
+        self.runner_ttl_s = runner_ttl_s
+        self._beat = threading.Event()
+        if leases is not None:
+            leases.acquire(self._runner_lease, self.holder, runner_ttl_s)
+            threading.Thread(target=self._heartbeat, name="job-runner", daemon=True).start()
         self.catalog = catalog
         self.policy = policy
         self.store = store
@@ -102,6 +116,7 @@ class ProcessingService:
 
     def close(self) -> None:
         self._closed = True
+        self._beat.set()
         with self._lock:
             procs = list(self._procs.items())
         for job_id, proc in procs:
@@ -109,14 +124,54 @@ class ProcessingService:
             self.jobs.log(job_id, "error", "the node stopped while the job ran")
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.jobs.close()
+        if self.leases is not None:
+            with contextlib.suppress(Exception):
+                self.leases.release(self._runner_lease, self.holder)
+            self.leases.close()
+
+    @property
+    def _runner_lease(self) -> str:
+        return f"runner:{self.holder}"
+
+    def _heartbeat(self) -> None:
+        """Renew this process's runner lease three times per its lifetime."""
+        assert self.leases is not None
+        while not self._beat.wait(self.runner_ttl_s / 3):
+            try:
+                self.leases.acquire(self._runner_lease, self.holder, self.runner_ttl_s)
+            except Exception:
+                log.exception("cannot renew the job runner's lease")
+
+    def _running_elsewhere(self, job_id: str) -> bool:
+        """Whether a live process (not this one) has claimed the job."""
+        if self.leases is None:
+            return False
+        claim = self.leases.get(f"job:{job_id}")
+        if claim is None or claim.holder == self.holder:
+            return False
+        runner = self.leases.get(f"runner:{claim.holder}")
+        return runner is not None and runner.expires_at > time.time()
 
     def _recover(self) -> None:
-        """A job left queued or running by a node that stopped is marked failed."""
+        """A job left queued or running by a process that stopped is marked failed (a
+        job another live process runs is left alone)."""
         for job_id in self.jobs.interrupted():
+            if self._running_elsewhere(job_id):
+                continue
             self.jobs.update_job(
                 job_id, status="error", error="the node stopped while the job was running"
             )
             self.jobs.log(job_id, "error", "the node stopped while the job ran; start it again")
+
+    def _claim(self, job_id: str) -> None:
+        if self.leases is not None:
+            # held until the job ends; a dead holder is told by its runner lease
+            self.leases.acquire(f"job:{job_id}", self.holder, ttl_s=10 * 365 * 86400.0)
+
+    def _unclaim(self, job_id: str) -> None:
+        if self.leases is not None:
+            with contextlib.suppress(Exception):
+                self.leases.release(f"job:{job_id}", self.holder)
 
     # --- metadata ---------------------------------------------------------------------
     def process_list(self) -> list[JSON]:
@@ -285,6 +340,7 @@ class ProcessingService:
             raise ConflictError("the job changed while it was being started; try again")
         self.jobs.update_job(job_id, progress=0.0, error=None)
         self.jobs.log(job_id, "info", "queued")
+        self._claim(job_id)
         self._pool.submit(self._run_job, principal, job_id)
 
     def cancel_job(self, principal: Principal, job_id: str) -> None:
@@ -359,6 +415,7 @@ class ProcessingService:
             self.jobs.log(job_id, "error", f"{type(exc).__name__}: {exc}"[:2000])
         finally:
             slot.release()
+            self._unclaim(job_id)
 
     def _run_job_slot(self, principal: Principal, job_id: str) -> None:
         job = self.jobs.get_job(job_id)
@@ -630,10 +687,11 @@ def open_processing(settings: Any, state: Any) -> ProcessingService:
         state.access,
         state.store,
         state.gate,
-        db_path=Path(p.db) if p.db else data_dir / "processing.db",
+        db_path=settings.state_db(Path(p.db) if p.db else data_dir / "processing.db"),
         work_dir=Path(p.work_dir) if p.work_dir else data_dir / "processing",
         dask_address=settings.dask or None,
         workers=p.workers,
         per_member=p.per_member,
         sync_max_pixels=p.sync_max_pixels,
+        leases=Leases(lease_location(settings)),
     )

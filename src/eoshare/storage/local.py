@@ -187,7 +187,7 @@ class LocalStore:
         """Bytes ``[start, end)`` of one object, read with ``pread`` in chunks; the file is
         opened before the first chunk is asked for, so a missing key fails early."""
         f = self.open(key)
-        return _read_range(f, key, start, end, chunk_size)
+        return read_file_range(f, key, start, end, chunk_size)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -237,10 +237,11 @@ class LocalStore:
         return str(self._path(key)), {}
 
 
-def _read_range(
-    f: BinaryIO, key: str, start: int, end: int | None, chunk_size: int
+def read_file_range(
+    f: BinaryIO, key: str, start: int, end: int | None, chunk_size: int = _CHUNK
 ) -> Iterator[bytes]:
-    # A generator of its own so that closing it (a client that went away) closes the file.
+    """Bytes ``[start, end)`` of an open file, read with ``pread`` in chunks; closes the
+    file when done (or when the generator is closed: a client that went away)."""
     fd = f.fileno()
     try:
         pos = start

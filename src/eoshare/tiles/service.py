@@ -46,6 +46,8 @@ from eoshare.storage.base import Store
 from eoshare.storage.gdal import rasterio_env
 from eoshare.tiles.access import extent_metres, parallel_metres
 from eoshare.tiles.cache import RenderCache, Rendered
+from eoshare.tiles.encode import encode_png
+from eoshare.tiles.readers import ReaderPool
 from eoshare.tiles.render import ImageFormat, Plan, RenderSpec, plan_for, raster_assets
 
 log = logging.getLogger(__name__)
@@ -178,21 +180,41 @@ class TileService:
         self.cache = RenderCache(self.settings.cache_bytes)
         self._ranges = _Lru(4096)
         self._info = _Lru(4096)
+        self.readers = ReaderPool(self.settings.open_datasets)
 
     # --- plans and readers ----------------------------------------------------------
     def plan(self, item: JSON, spec: RenderSpec) -> Plan:
         """Resolve a request against an item; InvalidRequestError for unknown names."""
         return plan_for(item, spec, max_expression_chars=self.settings.max_expression_chars)
 
+    def _version(self, key: str, asset: JSON) -> Hashable:
+        """What changes when the stored file does: its checksum, and for a local file
+        its modification time and size."""
+        local = self.store.local_path(key)
+        if local is None:
+            return asset.get("file:checksum")
+        try:
+            st = local.stat()
+        except OSError:
+            return None  # opening it will say what is wrong
+        return (asset.get("file:checksum"), st.st_mtime_ns, st.st_size)
+
     @contextlib.contextmanager
     def _open(
         self, item: JSON, asset: str, tms: morecantile.TileMatrixSet | None = None
     ) -> Iterator[Reader]:
-        key = raster_assets(item)[asset]["eoshare:key"]
+        found = raster_assets(item)[asset]
+        key = found["eoshare:key"]
         path, options = self.store.gdal_path(key)
         env = rasterio_env(options) if options else contextlib.nullcontext()
+        grid = tms or _WEB_MERCATOR
+        pool_key = (path, self._version(key, found), grid.id)
         try:
-            with _quiet(), env, Reader(path, tms=tms or _WEB_MERCATOR) as reader:
+            with (
+                _quiet(),
+                env,
+                self.readers.borrow(pool_key, lambda: Reader(path, tms=grid)) as reader,
+            ):
                 yield reader
         except rasterio.errors.RasterioIOError as exc:
             log.error("cannot open stored raster", extra={"key": key, "error": str(exc)})
@@ -377,8 +399,16 @@ class TileService:
             img.rescale(in_range=ranges())
         colormap = cmap.get(spec.colormap_name) if spec.colormap_name else None
         add_mask = spec.return_mask and fmt.driver != "JPEG"
+        zlevel = self.settings.png_zlevel
+        if fmt.driver == "PNG" and colormap is None:
+            fast = encode_png(img.array, add_mask=add_mask, level=zlevel)
+            if fast is not None:
+                return fast
+        options = {"ZLEVEL": zlevel} if fmt.driver == "PNG" else {}
         with _quiet():
-            content: bytes = img.render(img_format=fmt.driver, colormap=colormap, add_mask=add_mask)
+            content: bytes = img.render(
+                img_format=fmt.driver, colormap=colormap, add_mask=add_mask, **options
+            )
         return content
 
     # --- what the routes call ---------------------------------------------------------

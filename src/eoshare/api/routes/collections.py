@@ -24,6 +24,12 @@ from eoshare.api.params import (
     split_csv,
 )
 from eoshare.api.responses import JSONResponse, SchemaJSONResponse
+from eoshare.api.routes.federation import (
+    federated_collections,
+    hub_of,
+    peer_collection_response,
+    peer_collection_target,
+)
 from eoshare.catalog.collection_search import CollectionQuery, search_collections
 
 router = APIRouter(tags=["Collections"])
@@ -48,6 +54,12 @@ def list_collections(
     terms = split_csv(q_)
     lim = check_limit(limit, 100, settings.api.max_limit)
     offset = decode_token(token)
+    if (hub := hub_of(request)) is not None:  # a hub lists its peers' too (eoshare.federation)
+        params = {"bbox": bbox, "datetime": datetime, "q": q_, "limit": limit, "token": token}
+        return federated_collections(
+            request, hub, bbox=bbox, datetime=datetime, q_=q_, limit=lim, offset=offset,
+            params=params,
+        )  # fmt: skip
     # shaped for the caller first (hidden ones dropped, item-derived extents of partly
     # visible ones removed), so that matching and counting never see what they hide
     shown = [r for c in catalog.list_collections() if (r := render_collection(request, c))]
@@ -78,6 +90,8 @@ def list_collections(
 @router.get("/collections/{collection_id}", response_class=JSONResponse, summary="One collection")
 def get_collection(request: Request, collection_id: str, catalog: Catalog) -> JSONResponse:
     """One collection with its links."""
+    if (peer := peer_collection_target(request, collection_id)) is not None:
+        return peer_collection_response(request, *peer)  # <peer>.<id> on a hub
     return JSONResponse(visible_collection(request, catalog.get_collection(collection_id)))
 
 

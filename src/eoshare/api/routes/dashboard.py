@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 
 from eoshare.access.policy import is_operator
@@ -27,20 +26,10 @@ JSON = dict[str, Any]
 router = APIRouter(prefix="/admin", tags=["Administration"])
 
 
-def _samples(counter: Counter) -> list[tuple[dict[str, str], float]]:
-    """The ``_total`` samples of a labelled counter."""
-    return [
-        (sample.labels, sample.value)
-        for family in counter.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    ]
-
-
 def headline(state: Any) -> JSON:
     """Requests, server errors, bytes served and the tile cache's hit ratio."""
     metrics = state.metrics
-    requests = _samples(metrics.requests)
+    requests = metrics.totals("eoshare_http_requests")
     cache = state.tiles.cache
     lookups = cache.hits + cache.misses
     return {
@@ -48,7 +37,7 @@ def headline(state: Any) -> JSON:
         "server_errors": int(
             sum(value for labels, value in requests if labels.get("status", "").startswith("5"))
         ),
-        "bytes_served": int(sum(value for _, value in _samples(metrics.bytes_served))),
+        "bytes_served": int(sum(value for _, value in metrics.totals("eoshare_bytes_served"))),
         "tile_cache_hits": int(cache.hits),
         "tile_cache_misses": int(cache.misses),
         "tile_cache_hit_ratio": round(cache.hits / lookups, 4) if lookups else None,

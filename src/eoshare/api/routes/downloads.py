@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from email.utils import formatdate
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -40,12 +40,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eoshare.access import Principal
 from eoshare.access.egress import download_headers
+from eoshare.api import zerocopy
 from eoshare.api.deps import Caller, Gate, Settings, Store
 from eoshare.api.errors import problem
 from eoshare.api.links import JSON, q
 from eoshare.catalog.assetkeys import held_assets
 from eoshare.downloads.ranges import plan
 from eoshare.downloads.signing import Signer
+from eoshare.storage.local import read_file_range
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["Downloads"])
@@ -86,11 +88,14 @@ class StoreResponse(Response):
 
     def __init__(
         self,
-        chunks: Iterator[bytes] | None,
+        chunks: Iterator[bytes] | AsyncIterator[bytes | memoryview] | None,
         *,
         status: int,
         headers: dict[str, str],
         on_done: Callable[[int], None] | None = None,
+        file: BinaryIO | None = None,
+        span: tuple[int, int] = (0, 0),
+        chunk_size: int = 4 * 1024 * 1024,
     ) -> None:
         # Response.__init__ would render a body; set what Starlette and FastAPI read.
         self.chunks = chunks
@@ -98,11 +103,35 @@ class StoreResponse(Response):
         self.background = None
         self.raw_headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
         self.on_done = on_done
+        # an open local file and the bytes [start, end) of it to send: zero-copy where the
+        # server offers it (eoshare.api.zerocopy), else read in chunks
+        self.file = file
+        self.span = span
+        self.chunk_size = chunk_size
+
+    async def _zero_copy(self, send: Send) -> int:
+        assert self.file is not None
+        start, end = self.span
+        message: dict[str, Any] = {"type": zerocopy.EXTENSION, "file": self.file,
+                                   "offset": start, "count": end - start,
+                                   "more_body": False}  # fmt: skip
+        await send(message)
+        sent: int = message.get("sent", end - start)
+        return sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sent = 0
         gone = False
         try:
+            if self.file is not None:
+                if zerocopy.EXTENSION in (scope.get("extensions") or {}):
+                    await send({"type": "http.response.start", "status": self.status,
+                                "headers": self.raw_headers})  # fmt: skip
+                    sent = await self._zero_copy(send)
+                    gone = sent < self.span[1] - self.span[0]
+                    return
+                self.chunks = read_file_range(self.file, "", *self.span, self.chunk_size)
+                self.file = None  # the generator closes it
             await send({"type": "http.response.start", "status": self.status,
                         "headers": self.raw_headers})  # fmt: skip
             if self.chunks is None:
@@ -122,7 +151,10 @@ class StoreResponse(Response):
                 tg.start_soon(watch, tg.cancel_scope)
                 iterator = self.chunks
                 while True:
-                    chunk = await anyio.to_thread.run_sync(next, iterator, None)
+                    if isinstance(iterator, AsyncIterator):
+                        chunk = await anext(iterator, None)
+                    else:
+                        chunk = await anyio.to_thread.run_sync(next, iterator, None)
                     if chunk is None:
                         break
                     try:
@@ -140,7 +172,12 @@ class StoreResponse(Response):
             # resumes with a range. Logged without a traceback (the cause is the store).
             log.error("download stopped", extra={"error": str(exc), "bytes": sent})
         finally:
-            if self.chunks is not None:
+            if self.file is not None:
+                self.file.close()
+            if isinstance(self.chunks, AsyncGenerator):
+                with anyio.CancelScope(shield=True):
+                    await self.chunks.aclose()
+            elif self.chunks is not None:
                 close = getattr(self.chunks, "close", None)
                 if close is not None:
                     await anyio.to_thread.run_sync(close)
@@ -299,10 +336,22 @@ def download(
                 status_code=307,
                 headers={"Location": target, "Cache-Control": "private, no-store"},
             )
+    chunks: Iterator[bytes] | AsyncIterator[bytes | memoryview] | None = None
+    file: BinaryIO | None = None
     try:
-        chunks = store.iter_bytes(
-            grant.store_key, answer.start, answer.end, settings.downloads.chunk_bytes
-        )
+        if settings.downloads.zero_copy and store.local_path(grant.store_key) is not None:
+            # a local file: opened here (a missing one fails before any byte is promised)
+            # and sent by the kernel where the server can (StoreResponse)
+            file = store.open(grant.store_key)
+        elif callable(streaming := getattr(store, "stream_bytes", None)):
+            # a remote store with an asynchronous body (S3): no thread per chunk
+            chunks = streaming(
+                grant.store_key, answer.start, answer.end, settings.downloads.chunk_bytes
+            )
+        else:
+            chunks = store.iter_bytes(
+                grant.store_key, answer.start, answer.end, settings.downloads.chunk_bytes
+            )
     except BaseException:
         record(0)
         raise
@@ -323,7 +372,10 @@ def download(
             },
         )
 
-    return StoreResponse(chunks, status=answer.status, headers=headers, on_done=done)
+    return StoreResponse(
+        chunks, status=answer.status, headers=headers, on_done=done, file=file,
+        span=(answer.start, answer.end), chunk_size=settings.downloads.chunk_bytes,
+    )  # fmt: skip
 
 
 def install(app: Any, settings: Any) -> None:
@@ -336,14 +388,13 @@ def install(app: Any, settings: Any) -> None:
 
     d = settings.downloads
     data_dir = settings.data_dir
-    keys = (
-        parse_keys(d.signing_keys)
-        if d.signing_keys
-        else load_or_create_keys(data_dir / "signing-keys.json")
+    key_file = None if d.signing_keys else data_dir / "signing-keys.json"
+    keys = parse_keys(d.signing_keys) if key_file is None else load_or_create_keys(key_file)
+    app.state.signer = Signer(
+        keys, ttl_s=d.link_ttl_s, max_ttl_s=d.max_link_ttl_s, key_file=key_file
     )
-    app.state.signer = Signer(keys, ttl_s=d.link_ttl_s, max_ttl_s=d.max_link_ttl_s)
-    app.state.orders = OrderBook(data_dir / "orders.db")
-    app.state.uploads = UploadBook(data_dir / "uploads.db", data_dir / "uploads")
+    app.state.orders = OrderBook(settings.state_db(data_dir / "orders.db"))
+    app.state.uploads = UploadBook(settings.state_db(data_dir / "uploads.db"), data_dir / "uploads")
     app.state.item_decorators = [*getattr(app.state, "item_decorators", []), asset_hrefs]
     for module in (sys.modules[__name__], orders, uploads):
         app.include_router(module.router)

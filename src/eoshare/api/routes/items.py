@@ -11,6 +11,11 @@ from eoshare.api.deps import Access, Caller, Catalog, Settings
 from eoshare.api.links import link, q, render_item, visible_collection
 from eoshare.api.params import build_query, parse_bbox_text, parse_fields
 from eoshare.api.responses import GeoJSONResponse
+from eoshare.api.routes.federation import (
+    peer_collection_target,
+    peer_item_response,
+    peer_items_response,
+)
 from eoshare.api.routes.search import page_response
 from eoshare.catalog.bounds import InputBounds
 
@@ -42,6 +47,8 @@ def collection_items(
     q_: Annotated[str | None, Query(alias="q", description="free-text terms")] = None,
 ) -> GeoJSONResponse:
     """A page of the collection's items."""
+    if (peer := peer_collection_target(request, collection_id)) is not None:
+        return peer_items_response(request, *peer)  # <peer>.<id> on a hub
     # 404 for an unknown collection, or one hidden from the caller
     visible_collection(request, catalog.get_collection(collection_id))
     sq = build_query(
@@ -79,6 +86,8 @@ def get_item(
     caller: Caller,
 ) -> GeoJSONResponse:
     """One item with its links."""
+    if (peer := peer_collection_target(request, collection_id)) is not None:
+        return peer_item_response(request, *peer, item_id)  # <peer>.<id> on a hub
     item = catalog.get_item(collection_id, item_id, visible=access.visible_filter(caller))
     return GeoJSONResponse(render_item(request, item))
 

@@ -24,6 +24,7 @@ from starlette.responses import FileResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import eoshare
+from eoshare.access.auth import plain_token
 from eoshare.access.base import Principal
 from eoshare.api.deps import Caller
 from eoshare.api.links import base_url, render_item
@@ -125,12 +126,7 @@ class OpenEOMiddleware:
 
 
 def _plain_token(token: str) -> str:
-    if token.startswith("basic//"):
-        return token[len("basic//") :]
-    if token.startswith("oidc/"):
-        parts = token.split("/", 2)
-        return parts[2] if len(parts) == 3 else ""
-    return token
+    return plain_token(token)
 
 
 def install(app: FastAPI) -> None:

@@ -84,7 +84,7 @@ export function whenTokenRefused(callback) {
   onTokenRefused = callback;
 }
 
-export async function request(target, { method = "GET", body, headers = {} } = {}) {
+export async function request(target, { method = "GET", body, headers = {}, onHeaders } = {}) {
   const send = () => {
     const init = {
       method,
@@ -110,6 +110,7 @@ export async function request(target, { method = "GET", body, headers = {} } = {
     response = await send();
   }
   if (!response.ok) throw await problemOf(response);
+  if (onHeaders) onHeaders(response.headers);
   return response.status === 204 ? null : response.json();
 }
 
@@ -136,16 +137,34 @@ function signed(target) {
   return out.href;
 }
 
+// A hub names the peers that did not answer a search in its body (federation:missing)
+// and in this header; the header stands in where the body lacks the list.
+export const MISSING_HEADER = "Eoshare-Federation-Missing";
+
+async function searchPage(target, init) {
+  let missing = null;
+  const page = await request(target, {
+    ...init,
+    onHeaders: (headers) => {
+      missing = headers.get(MISSING_HEADER);
+    },
+  });
+  if (page && missing && !Array.isArray(page["federation:missing"])) {
+    page["federation:missing"] = missing.split(",").map((name) => name.trim()).filter(Boolean);
+  }
+  return page;
+}
+
 export function search(body) {
-  return request(signed(url("search")), { method: "POST", body });
+  return searchPage(signed(url("search")), { method: "POST", body });
 }
 
 /** Follow a "next" link: GET, or POST with the body it carries (STAC API paging). */
 export function follow(link) {
   if ((link.method || "GET").toUpperCase() === "POST") {
-    return request(link.href, { method: "POST", body: link.body || {} });
+    return searchPage(link.href, { method: "POST", body: link.body || {} });
   }
-  return request(link.href);
+  return searchPage(link.href, {});
 }
 
 export async function collections() {
@@ -164,6 +183,12 @@ export function item(collectionId, itemId) {
   return getJSON(
     signed(url(`collections/${encodeURIComponent(collectionId)}/items/${encodeURIComponent(itemId)}`)),
   );
+}
+
+/** One item of a peer node, asked through this node on the caller's behalf. */
+export function peerItem(peer, collectionId, itemId) {
+  const path = [peer, "collections", collectionId, "items", itemId].map(encodeURIComponent);
+  return getJSON(signed(url(`federation/peers/${path.join("/")}`)));
 }
 
 /** Sign in with an account; resolves to "ok", or rejects with an ApiError

@@ -3,11 +3,16 @@
 // Views (the URL's hash, so that Back works and links can be shared):
 //   #/search                   the search form, the results and their footprints
 //   #/item/<collection>/<id>   one scene: metadata, preview tiles, assets to download
+//   #/peer/<peer>/<collection>/<id>  one scene of a peer node, asked through this node
 //   #/collections              every collection and its sharing agreement in plain words
 //   #/process                  run a ready-made algorithm as an openEO job (process.js)
 //
 // Everything comes from the public STAC API and the links and assets of its documents.
 // Text from documents is only ever set with textContent, never parsed as HTML.
+//
+// On a hub (a node that searches its peers too) each result carries a badge naming the
+// node it comes from (federation:origin, or this node), and a notice names the peers
+// that did not answer a search in time (federation:missing, or its response header).
 
 import * as api from "./api.js";
 import {
@@ -35,6 +40,13 @@ const state = {
   itemError: null,
   me: null,
   view: "search",
+  // federation: this node's identity, peers' members, what the last search missed
+  node: null,
+  peerMembers: {},
+  federationLoaded: false,
+  federated: false,
+  missing: [],
+  peerReport: {},
 };
 
 let mapView;
@@ -89,13 +101,32 @@ function thumbnailOf(item) {
   return webUrl(asset?.href) || webUrl(link?.href);
 }
 
-function itemHash(item) {
-  return `#/item/${encodeURIComponent(item.collection)}/${encodeURIComponent(item.id)}`;
+/** The peer a result came through (fan-out search), or null for this node's own. */
+function viaOf(item) {
+  const via = item?.properties?.["federation:via"];
+  return typeof via === "string" && via ? via : null;
 }
 
-function collectionTitle(id) {
-  const c = state.collections.find((x) => x.id === id);
+function itemHash(item) {
+  const path = `${encodeURIComponent(item.collection)}/${encodeURIComponent(item.id)}`;
+  const via = viaOf(item);
+  return via ? `#/peer/${encodeURIComponent(via)}/${path}` : `#/item/${path}`;
+}
+
+function collectionTitle(id, via = null) {
+  // a peer's collection is listed here as <peer>.<id>
+  const c =
+    (via && state.collections.find((x) => x.id === `${via}.${id}`)) ||
+    state.collections.find((x) => x.id === id);
   return c?.title || id;
+}
+
+/** Where a collection comes from, on a hub that lists its peers' collections too. */
+function collectionOrigin(collection) {
+  if (!state.collections.some((c) => c["federation:origin"])) return null;
+  const origin = collection["federation:origin"];
+  const here = state.node?.name || null;
+  return badgesOf([{ node: origin || here, local: !origin || origin === here, harvested: false }]);
 }
 
 // ---- views -------------------------------------------------------------------------
@@ -127,6 +158,9 @@ async function route() {
   if (parts[0] === "item" && parts.length >= 3) {
     showView("item");
     await openItem(parts[1], parts.slice(2).join("/"));
+  } else if (parts[0] === "peer" && parts.length >= 4) {
+    showView("item");
+    await openItem(parts[2], parts.slice(3).join("/"), parts[1]);
   } else if (parts[0] === "process") {
     showView("process");
     mapView.clearItem();
@@ -164,6 +198,8 @@ async function loadCollections() {
     status.textContent = errorText(error);
     return;
   }
+  // a hub lists its peers' collections too (<peer>.<id>, with federation:origin)
+  if (state.collections.some((c) => c["federation:origin"])) await loadFederation();
   fillCollectionSelect();
   renderCollections();
 }
@@ -183,7 +219,8 @@ const OPEN_LICENCES = /^(CC0|CC-BY|ODbL|ODC-By|PDDL|OGL|etalab|Apache|MIT|BSD|IS
 /** The agreement of a collection in plain words: the node's own summary when the
  * collection carries one (eoshare:agreement), else words derived from its licence. */
 function agreementWords(collection) {
-  const agreement = collection["eoshare:agreement"];
+  // a peer's collection carries its origin's agreement as federation:agreement
+  const agreement = collection["eoshare:agreement"] || collection["federation:agreement"];
   const lines = [];
   if (agreement && typeof agreement === "object") {
     if (agreement.access) {
@@ -243,6 +280,7 @@ function renderCollections() {
         "li",
         { class: "card collection", "aria-labelledby": headingId, "data-collection": c.id },
         el("h2", { id: headingId, text: c.title || c.id }),
+        collectionOrigin(c),
         provider ? el("p", { class: "meta", text: t("collections.provider", { name: provider }) }) : null,
         interval[0]
           ? el("p", {
@@ -347,6 +385,7 @@ async function runSearch() {
     state.matched = page.numberMatched ?? null;
     state.next = (page.links || []).find((l) => l.rel === "next") || null;
     state.searched = true;
+    await noteFederation(page);
     mapView.showFootprints(state.results, { onSelect: selectFeature });
     renderResults();
     mapView.fitFootprints();
@@ -368,6 +407,7 @@ async function loadMore() {
     const firstNew = state.results.length;
     state.results.push(...features);
     state.next = (page.links || []).find((l) => l.rel === "next") || null;
+    await noteFederation(page);
     mapView.showFootprints(features, { onSelect: selectFeature, replace: false });
     renderResults();
     $(`#results li:nth-child(${firstNew + 1}) a`)?.focus();
@@ -376,6 +416,109 @@ async function loadMore() {
   } finally {
     button.removeAttribute("aria-busy");
   }
+}
+
+// ---- federation: where each result comes from, which peers did not answer -----------
+
+/** This node's name and member, and each peer's member (both public), read once. */
+async function loadFederation() {
+  if (state.federationLoaded) return;
+  state.federationLoaded = true;
+  try {
+    state.node = await api.getJSON(api.url(".well-known/eoshare-node"));
+  } catch {
+    state.node = null;
+  }
+  try {
+    const doc = await api.getJSON(api.url("federation/peers"));
+    for (const peer of doc.peers || []) state.peerMembers[peer.name] = peer.member || null;
+  } catch {
+    // an older node without the route: badges name the node without its member
+  }
+}
+
+/** What a search page says about federation: which sources answered, which are missing. */
+async function noteFederation(page) {
+  const report = page["federation:peers"];
+  const harvested = (page.features || []).some((f) => f.properties?.["federation:origin"]);
+  state.federated = Boolean(report) || harvested;
+  state.missing = Array.isArray(page["federation:missing"]) ? page["federation:missing"] : [];
+  state.peerReport = report && typeof report === "object" ? report : {};
+  if (state.federated) await loadFederation();
+}
+
+function originsOf(feature) {
+  const props = feature.properties || {};
+  const here = state.node?.name || null;
+  const sources = Array.isArray(props["federation:sources"]) ? props["federation:sources"] : [];
+  const one = (origin, via) => ({
+    node: origin || here,
+    local: !origin || origin === here,
+    harvested: Boolean(origin) && origin !== here && !via,
+  });
+  if (sources.length) {
+    const seen = new Map();
+    for (const s of sources) {
+      const key = s.origin || s.node;
+      if (!seen.has(key)) seen.set(key, one(key, s.node !== here ? s.node : null));
+    }
+    return [...seen.values()];
+  }
+  return [one(props["federation:origin"], props["federation:via"])];
+}
+
+function originBadges(feature) {
+  if (!state.federated) return null;
+  return badgesOf(originsOf(feature));
+}
+
+/** Badges naming nodes (and their members): [{node, local, harvested}]. */
+function badgesOf(origins) {
+  return el(
+    "span",
+    { class: "origins" },
+    ...origins.map((o) => {
+      const member = o.local ? state.node?.member : state.peerMembers[o.node];
+      let title;
+      if (o.local) title = t("fed.fromHere", { node: o.node || "" });
+      else if (o.harvested) title = t("fed.harvested", { node: o.node });
+      else if (member) title = t("fed.fromPeer", { node: o.node, member });
+      else title = t("fed.fromPeerNoMember", { node: o.node });
+      return el(
+        "span",
+        {
+          class: `origin-badge${o.local ? " local" : ""}${o.harvested ? " harvested" : ""}`,
+          "data-origin": o.node || "",
+          title,
+        },
+        el("span", { class: "origin-node" }, o.node || "—"),
+        member ? el("span", { class: "origin-member" }, member) : null,
+        el("span", { class: "visually-hidden" }, title),
+      );
+    }),
+  );
+}
+
+function renderMissing() {
+  const notice = $("#federation-notice");
+  notice.replaceChildren();
+  notice.hidden = !state.missing.length;
+  if (!state.missing.length) return;
+  notice.append(
+    el("p", { text: t("fed.missingTitle") }),
+    el(
+      "ul",
+      {},
+      ...state.missing.map((peer) => {
+        const status = state.peerReport[peer]?.status;
+        const text =
+          status === "timeout"
+            ? t("fed.missingSlow", { node: peer })
+            : t("fed.missingUnreachable", { node: peer });
+        return el("li", { "data-peer": peer, "data-status": status || "error", text });
+      }),
+    ),
+  );
 }
 
 function selectFeature(feature) {
@@ -387,6 +530,7 @@ function renderResults() {
   const status = $("#results-status");
   list.replaceChildren();
   $("#more").hidden = !state.next;
+  renderMissing();
   if (!state.searched) {
     status.textContent = t("results.none");
     return;
@@ -429,10 +573,11 @@ function renderResults() {
             { class: "result-text" },
             el("span", { class: "result-title", text: props.title || feature.id }),
             el("span", { class: "meta", text: formatDateTime(props.datetime || props.start_datetime) }),
-            el("span", { class: "meta", text: collectionTitle(feature.collection) }),
+            el("span", { class: "meta", text: collectionTitle(feature.collection, viaOf(feature)) }),
             cloud !== undefined && cloud !== null
               ? el("span", { class: "meta", text: t("results.cloud", { value: formatNumber(cloud) }) })
               : null,
+            originBadges(feature),
           ),
         ),
       ),
@@ -442,14 +587,21 @@ function renderResults() {
 
 // ---- item page ---------------------------------------------------------------------
 
-async function openItem(collectionId, itemId) {
+async function openItem(collectionId, itemId, via = null) {
   const article = $("#item");
-  if (state.item?.id !== itemId || state.item?.collection !== collectionId) {
+  if (
+    state.item?.id !== itemId ||
+    state.item?.collection !== collectionId ||
+    viaOf(state.item) !== via
+  ) {
     article.replaceChildren(el("p", { class: "status", text: t("item.loading") }));
     state.item = null;
     state.itemError = null;
     try {
-      state.item = await api.item(collectionId, itemId);
+      state.item = via
+        ? await api.peerItem(via, collectionId, itemId)
+        : await api.item(collectionId, itemId);
+      if (via) await loadFederation();
     } catch (error) {
       state.itemError = error;
     }
@@ -468,7 +620,7 @@ function metadataRows(item) {
   const p = item.properties || {};
   const rows = [
     [t("meta.id"), item.id],
-    [t("meta.collection"), collectionTitle(item.collection)],
+    [t("meta.collection"), collectionTitle(item.collection, viaOf(item))],
     [t("meta.datetime"), p.datetime ? formatDateTime(p.datetime) : null],
     [t("meta.platform"), p.platform],
     [t("meta.constellation"), p.constellation],
@@ -527,6 +679,10 @@ function renderItem() {
     return;
   }
   const item = state.item;
+  const federated = state.federated;
+  if (item.properties?.["federation:origin"]) state.federated = true;
+  const origins = originBadges(item);
+  state.federated = federated;
   const props = item.properties || {};
   const preview = item.assets?.rendered_preview?.href ? webUrl(item.assets.rendered_preview.href) : null;
   const image = preview || thumbnailOf(item);
@@ -540,6 +696,7 @@ function renderItem() {
   }
   article.append(
     el("h1", { tabindex: "-1", text: props.title || item.id }),
+    origins,
     props["eoshare:synthetic"] ? el("p", { class: "badge", text: t("item.synthetic") }) : null,
     image ? el("img", { class: "preview-image", src: image, alt: t("item.previewAlt", { title: props.title || item.id }) }) : null,
     el(
@@ -711,6 +868,7 @@ function renderWho() {
   $("#signout").hidden = !signedIn;
   // the operators' dashboard (dashboard.html): the link is shown to operators only
   $("#nav-dashboard").hidden = !me?.roles?.includes("operator");
+  $("#nav-peers").hidden = !me?.roles?.includes("operator");
 }
 
 async function afterSignInChange() {
@@ -719,8 +877,9 @@ async function afterSignInChange() {
   if (state.searched) runSearch();
   if (state.view === "item" && state.item) {
     const { collection, id } = state.item;
+    const via = viaOf(state.item);
     state.item = null;
-    openItem(collection, id);
+    openItem(collection, id, via);
   }
 }
 

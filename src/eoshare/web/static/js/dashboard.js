@@ -305,6 +305,8 @@ function eventsList() {
 function translateStatic() {
   $("#dash-brand").textContent = t("app.name");
   $("#dash-title").textContent = t("dash.title");
+  $("#dash-peers").textContent = t("dash.peersLink");
+  $("#dash-nav").setAttribute("aria-label", t("nav.label"));
   $("#dash-days-label").textContent = t("dash.days");
   $("#dash-measure-label").textContent = t("dash.measure");
   $("#dash-refresh").textContent = t("dash.refresh");

@@ -1,0 +1,335 @@
+"""Zero-copy file bodies for uvicorn: the ASGI *Zero Copy Send* extension.
+
+uvicorn (0.54) copies every body chunk through Python: a download read with ``pread``
+into a ``bytes`` and written to the socket costs two copies and a thread hop per chunk,
+where nginx hands the file to the kernel with ``sendfile(2)``. This module gives uvicorn's
+httptools protocol the ASGI extension ``http.response.zerocopysend``
+(https://asgi.readthedocs.io/en/latest/extensions.html#zero-copy-send): an application that
+finds it in ``scope["extensions"]`` may send::
+
+    {"type": "http.response.zerocopysend", "file": f, "offset": 0, "count": n,
+     "more_body": False}
+
+and the bytes go from the page cache to the socket with ``os.sendfile``, called in
+worker threads of a pool of their own (a cold file blocks a thread, never the event
+loop); a thread sends while the client takes bytes, for a short turn, and a client that
+stalls is waited for in the event loop (a slow client holds no thread). The
+number of bytes the kernel took is written back into the message as ``"sent"`` (the
+audit records what was actually sent; a client that goes away mid-file is seen there).
+
+Only plain TCP connections get the extension (TLS needs the bytes in user space). The
+access decision, quota and audit stay in the application (``AssetGate``): the server only
+moves the bytes of a file the application already opened.
+
+``protocol()`` is what ``eoshare serve`` passes to ``uvicorn.run(http=...)``; it falls back
+to uvicorn's own choice when httptools is missing or uvicorn's internals differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "http.response.zerocopysend"
+# at most this much per sendfile call: the kernel takes what fits in the socket buffer
+_MAX_CALL = 16 * 1024 * 1024
+# a client that takes nothing for this long is treated as gone
+IDLE_TIMEOUT_S = 60.0
+
+Message = dict[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _fileno(file: Any) -> int:
+    if isinstance(file, int):
+        return file
+    fd: int = file.fileno()
+    return fd
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> bool:
+    """Wait until ``fd`` (a dup of the connection's socket) can take more bytes."""
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    loop.add_writer(fd, ready)
+    try:
+        await asyncio.wait_for(waiter, timeout)
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_writer(fd)
+    return True
+
+
+def _limiter() -> anyio.CapacityLimiter:
+    """The threads that run sendfile: a pool of their own, so that downloads never take
+    the threads that synchronous routes run in (one per event loop)."""
+    loop = asyncio.get_running_loop()
+    limiter = _LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _LIMITERS[loop] = anyio.CapacityLimiter(SENDFILE_THREADS)
+    return limiter
+
+
+_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+SENDFILE_THREADS = 32
+# one turn of a worker thread: it sends while the socket takes bytes (waiting up to
+# _STALL_MS for room), then gives the thread back after _TURN_S at most
+_TURN_S = 0.25
+_STALL_MS = 20
+
+
+def _send_some(sock_fd: int, in_fd: int, offset: int, count: int) -> tuple[int, str]:
+    """In a worker thread: sendfile until done, the client stalls or the turn is over.
+    Returns (bytes sent, "done" | "blocked" | "gone" | "eof")."""
+    sent = 0
+    started = time.monotonic()
+    poller: select.poll | None = None
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, in_fd, offset + sent, min(count - sent, _MAX_CALL))
+        except BlockingIOError:
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock_fd, select.POLLOUT)
+            if time.monotonic() - started > _TURN_S or not poller.poll(_STALL_MS):
+                return sent, "blocked"
+            continue
+        except OSError:  # the client went away (EPIPE, ECONNRESET), or I/O failed
+            return sent, "gone"
+        if n == 0:  # the file ended before count
+            return sent, "eof"
+        sent += n
+    return sent, "done"
+
+
+def _cached(fd: int, offset: int, count: int) -> bool:
+    """Whether the first and last bytes of ``[offset, offset+count)`` are in the page
+    cache (a read with RWF_NOWAIT, which never waits for the disk): then sendfile will
+    not block the event loop on the disk (readahead fills what lies between)."""
+    buf = bytearray(1)
+    try:
+        for pos in (offset, offset + count - 1):
+            if os.preadv(fd, [buf], pos, os.RWF_NOWAIT) != 1:
+                return False
+    except (OSError, AttributeError, ValueError):  # not cached, or not supported here
+        return False
+    return True
+
+
+# what one sendfile call from the event loop may send (a socket takes less anyway)
+_LOOP_CALL = 4 * 1024 * 1024
+
+
+async def _send_from_loop(
+    loop: asyncio.AbstractEventLoop, sock_fd: int, watch_fd: int, in_fd: int, offset: int,
+    count: int,
+) -> tuple[int, str]:  # fmt: skip
+    """Send from writable callbacks of the event loop, as nginx does: one sendfile per
+    wake-up, no task switch and no thread, while the bytes are in the page cache.
+    Returns (bytes sent, "done" | "uncached" | "gone" | "eof" | "idle")."""
+    done: asyncio.Future[str] = loop.create_future()
+    sent = 0
+    last = time.monotonic()
+
+    def finish(state: str) -> None:
+        if not done.done():
+            done.set_result(state)
+
+    def step() -> None:
+        nonlocal sent, last
+        while not done.done():
+            want = min(count - sent, _LOOP_CALL)
+            if want <= 0:
+                return finish("done")
+            if not _cached(in_fd, offset + sent, want):
+                return finish("uncached")
+            try:
+                n = os.sendfile(sock_fd, in_fd, offset + sent, want)
+            except BlockingIOError:
+                return None  # full: the next wake-up goes on
+            except OSError:  # the client went away (EPIPE, ECONNRESET)
+                return finish("gone")
+            if n == 0:  # the file ended before count
+                return finish("eof")
+            sent += n
+            last = time.monotonic()
+            if n < want:
+                return None
+        return None
+
+    def idle() -> None:
+        if not done.done():
+            if time.monotonic() - last > IDLE_TIMEOUT_S:
+                finish("idle")
+            else:
+                timer[0] = loop.call_later(1.0, idle)
+
+    timer = [loop.call_later(1.0, idle)]
+    loop.add_writer(watch_fd, step)
+    try:
+        state = await done
+    finally:
+        loop.remove_writer(watch_fd)
+        timer[0].cancel()
+    return sent, state
+
+
+async def sendfile(sock_fd: int, in_fd: int, offset: int, count: int) -> int:
+    """Send ``count`` bytes of ``in_fd`` from ``offset`` to the non-blocking socket
+    ``sock_fd``; returns how many the kernel took (fewer when the client went away, took
+    nothing for IDLE_TIMEOUT_S, or the file is shorter than asked).
+
+    Bytes already in the page cache are sent from the event loop, as nginx does (no
+    thread hop: one wake-up per socket buffer); others in a worker thread's turn, so
+    that the event loop never waits for the disk."""
+    loop = asyncio.get_running_loop()
+    sent = 0
+    # the transport owns sock_fd in the event loop; a duplicate is ours to watch
+    watch_fd = os.dup(sock_fd)
+    try:
+        while sent < count:
+            if _cached(in_fd, offset + sent, min(count - sent, _LOOP_CALL)):
+                n, state = await _send_from_loop(
+                    loop, sock_fd, watch_fd, in_fd, offset + sent, count - sent
+                )
+            else:
+                n, state = await anyio.to_thread.run_sync(
+                    _send_some, sock_fd, in_fd, offset + sent, count - sent, limiter=_limiter()
+                )
+            sent += n
+            if state in ("gone", "eof", "idle"):
+                break
+            if state == "blocked" and not await _writable(loop, watch_fd, IDLE_TIMEOUT_S):
+                break  # a slow client, waited for in the event loop (no thread held)
+    finally:
+        os.close(watch_fd)
+    return sent
+
+
+async def _drained(transport: asyncio.WriteTransport) -> None:
+    """Wait until the transport has written everything it buffered (the headers), so
+    that sendfile's bytes follow them on the wire."""
+    waited = 0.0
+    while transport.get_write_buffer_size() and not transport.is_closing():
+        await asyncio.sleep(0.001)
+        waited += 0.001
+        if waited > IDLE_TIMEOUT_S:
+            raise OSError("the client takes no bytes")
+
+
+def _wrap(cycle: Any) -> None:
+    """Give one request/response cycle the extension (scope and send)."""
+    transport = cycle.transport
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.get_extra_info("sslcontext") is not None:
+        return
+    try:
+        sock_fd = sock.fileno()
+    except (AttributeError, OSError):
+        return
+    if sock_fd < 0:
+        return
+    plain: Send = cycle.send
+
+    async def send(message: Message) -> None:
+        if message.get("type") != EXTENSION:
+            await plain(message)
+            return
+        if not cycle.response_started or cycle.response_complete:
+            raise RuntimeError(f"'{EXTENSION}' is only valid inside a response body")
+        more_body = bool(message.get("more_body", False))
+        in_fd = _fileno(message["file"])
+        offset = int(message.get("offset") or 0)
+        count = message.get("count")
+        if count is None:
+            count = os.fstat(in_fd).st_size - offset
+        count = int(count)
+        message["sent"] = 0
+        if cycle.flow.write_paused and not cycle.disconnected:
+            await cycle.flow.drain()
+        if cycle.disconnected:
+            return
+        if cycle.chunked_encoding or cycle.scope.get("method") == "HEAD":
+            # no length to send raw bytes under: copy through the ordinary path
+            await _copy(plain, in_fd, offset, count, more_body, message)
+            return
+        if count > cycle.expected_content_length:
+            raise RuntimeError("Response content longer than Content-Length")
+        try:
+            await _drained(transport)
+        except OSError:
+            sent = 0
+        else:
+            sent = await sendfile(sock_fd, in_fd, offset, count) if count else 0
+        message["sent"] = sent
+        cycle.expected_content_length -= sent
+        if sent < count:
+            # the client went away or stalled (or the file shrank): this response cannot
+            # be finished; close the connection, as uvicorn does for a failed body
+            cycle.disconnected = True
+            cycle.keep_alive = False
+            cycle.message_event.set()
+            transport.close()
+            return
+        if not more_body:
+            await plain({"type": "http.response.body", "body": b"", "more_body": False})
+
+    cycle.send = send
+    extensions = cycle.scope.setdefault("extensions", {})
+    extensions[EXTENSION] = {}
+
+
+async def _copy(
+    plain: Send, in_fd: int, offset: int, count: int, more_body: bool, message: Message
+) -> None:
+    sent = 0
+    while sent < count:
+        chunk = await anyio.to_thread.run_sync(
+            os.pread, in_fd, min(4 * 1024 * 1024, count - sent), offset + sent
+        )
+        if not chunk:
+            break
+        await plain({"type": "http.response.body", "body": chunk, "more_body": True})
+        sent += len(chunk)
+    message["sent"] = sent
+    if not more_body:
+        await plain({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def protocol() -> Any:
+    """uvicorn's ``http=`` argument: its httptools protocol with zero-copy file bodies,
+    or ``"auto"`` where that cannot be built (no httptools, other uvicorn internals)."""
+    if not hasattr(HttpToolsProtocol, "_start_asgi_task"):
+        log.warning("this uvicorn has no _start_asgi_task: zero-copy downloads are off")
+        return "auto"
+    return ZeroCopyHttpToolsProtocol
+
+
+class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with ``http.response.zerocopysend``."""
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        try:
+            _wrap(cycle)
+        except Exception:  # never let the extension break a request
+            log.exception("zero-copy setup failed; the response is sent normally")
+        super()._start_asgi_task(cycle, app)
