@@ -482,6 +482,11 @@ def test_visibility_filter_pages_in_order(filled: Catalog) -> None:
     want = [i for i in seen if i["collection"] == "b"]
     page = filled.search(SearchQuery(visible=only_b, limit=3, offset=1))
     assert ids(page.items) == ids(want[1:4])
+    oldest = sorted(seen, key=lambda i: (when(i), i["collection"], i["id"]))
+    ascending = (SortField("datetime", ascending=True),)
+    for offset in (0, 7, 40):
+        page = filled.search(SearchQuery(visible=EMBARGO, sortby=ascending, limit=4, offset=offset))
+        assert ids(page.items) == ids(oldest[offset : offset + 4]), offset
     # a property that only one collection's items have is no error for the others
     filled.upsert_items([item("a", 99, only_a=1)])
     own = {"op": "=", "args": [{"property": "only_a"}, 1]}
