@@ -198,12 +198,78 @@ def inprocess_fetcher(path: str) -> Callable[[], Callable[..., None]]:
     return make
 
 
+def paired(rounds: int, requests: int) -> None:
+    """Side by side on a busy machine: each measurement of eoshare is followed at once by
+    the same measurement of the reference, ``rounds`` times; the medians of the ratios."""
+    data_dir, path = prepare()
+    tiles = tiles_over(path)
+    item = f"/tiles/collections/s2/items/{SCENE}/tiles/WebMercatorQuad"
+    env = {"EOSHARE_DATA_DIR": str(data_dir), "EOSHARE_LOG_LEVEL": "warning",
+           "EOSHARE_TILES__CACHE_BYTES": "0"}  # fmt: skip
+    load = [os.getloadavg()[0]]
+    with (
+        server(["--factory", "eoshare.api.app:create_app"], env, "/") as cold,
+        server(["titiler.application.main:app"], {}, "/healthz") as titiler,
+    ):
+        ours = http_fetcher(
+            lambda t: f"{cold}{item}/{t.z}/{t.x}/{t.y}.png?assets=B04&rescale={RESCALE}"
+        )
+        ref = http_fetcher(
+            lambda t: (
+                f"{titiler}/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png"
+                f"?url={path}&rescale={RESCALE}"
+            )
+        )
+        inproc = inprocess_fetcher(path)()
+        one = ours()
+        for t in tiles:  # warm up both servers and the page cache
+            one(t)
+            ref()(t)
+            inproc(t)
+        ratios: dict[str, list[float]] = {f"c{c}": [] for c in (1, 4, 16)}
+        per_tile: list[float] = []
+        for r in range(rounds):
+            mine, theirs = [], []
+            for t in tiles:  # per tile: in-process, then through eoshare, alternately
+                start = time.perf_counter()
+                inproc(t)
+                theirs.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                one(t)
+                mine.append(time.perf_counter() - start)
+            per_tile.append(statistics.median(mine) / statistics.median(theirs))
+            for c in (1, 4, 16):
+                e = throughput(ours, tiles, c, requests)
+                ti = throughput(ref, tiles, c, requests)
+                ratios[f"c{c}"].append(e / ti)
+            load.append(os.getloadavg()[0])
+            done = ", ".join(f"{k} {v[-1]:.2f}" for k, v in ratios.items())
+            print(f"round {r + 1}: per tile {per_tile[-1]:.2f}, throughput {done}", flush=True)
+    print(
+        f"median of {rounds} rounds: eoshare uncached / rio-tiler in-process per tile (HTTP "
+        f"p50 / in-process p50) {statistics.median(per_tile):.2f}; throughput eoshare "
+        "uncached / titiler.application: "
+        + ", ".join(f"{k[1:]} clients {statistics.median(v):.2f}" for k, v in ratios.items())
+        + f"; load average {min(load):.1f} to {max(load):.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="latency passes over the tiles")
     parser.add_argument("--requests", type=int, default=240, help="requests per throughput run")
     parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="instead: N interleaved rounds of eoshare (uncached) vs titiler and per-tile "
+        "eoshare vs rio-tiler in-process; prints median ratios (for a shared machine)",
+    )
     args = parser.parse_args()
+    if args.pairs:
+        paired(args.pairs, args.requests)
+        return
 
     data_dir, path = prepare()
     tiles = tiles_over(path)

@@ -124,7 +124,7 @@ def process_tree(pid: int) -> list[int]:
 
 
 def sample(pid: int) -> dict[str, int]:
-    rss = fds = sqlite_files = 0
+    rss = fds = sqlite_files = catalog_files = 0
     for p in process_tree(pid):
         try:
             status = Path(f"/proc/{p}/status").read_text()
@@ -132,13 +132,17 @@ def sample(pid: int) -> dict[str, int]:
             for fd in Path(f"/proc/{p}/fd").iterdir():
                 fds += 1
                 try:
-                    if os.readlink(fd).endswith(".db"):
+                    target = os.readlink(fd)
+                    if target.endswith(".db"):
                         sqlite_files += 1
+                        catalog_files += target.endswith("catalog.db")
                 except OSError:
                     pass
         except (OSError, StopIteration):
             continue
-    return {"rss_kib": rss, "fds": fds, "sqlite_files": sqlite_files}
+    return {
+        "rss_kib": rss, "fds": fds, "sqlite_files": sqlite_files, "catalog_files": catalog_files
+    }  # fmt: skip
 
 
 def client_loop(
@@ -281,6 +285,11 @@ def main() -> int:
             "end": last["sqlite_files"],
             "highest": max(s["sqlite_files"] for _, s in samples),
         },
+        # connections to the catalogue (its pool: at most 8 per server process)
+        "catalog_files_open": {
+            "end": last["catalog_files"],
+            "highest": max(s["catalog_files"] for _, s in samples),
+        },
         "first_errors": tally.errors[:10],
     }
     print(f"{args.clients} clients, {elapsed:.0f} s, {total} requests, {len(tally.errors)} errors, "
@@ -290,6 +299,7 @@ def main() -> int:
               f"p95 {figures['p95']:7.1f} ms  p99 {figures['p99']:7.1f} ms")  # fmt: skip
     print(
         f"  memory  {report['rss_mib']}  fds {report['fds']}  sqlite {report['sqlite_files_open']}"
+        f"  catalogue {report['catalog_files_open']}"
     )
     for error in tally.errors[:10]:
         print(f"  error: {error}")

@@ -83,20 +83,32 @@ class Leases:
         self.postgres = self.location.startswith(("postgresql://", "postgres://"))
         self._lock = threading.Lock()
         self._db: Any = None
-        self._pool: Any = None
+        self._pg: Any = None
+        self._ready = False
+        if self.postgres:
+            self._table, self._p = "eoshare_node.leases", "%s"
+        else:
+            self._table, self._p = "leases", "?"
+
+    def _open(self) -> None:
+        """Connect and create the table, at the first use (an app that is built but
+        never started opens nothing)."""
         try:
             if self.postgres:
-                import psycopg
-                from psycopg_pool import ConnectionPool
-
-                with psycopg.connect(self.location, autocommit=True, connect_timeout=30) as c:
-                    for statement in _PG_SCHEMA:
-                        c.execute(statement)
-                self._pool = ConnectionPool(
-                    self.location, min_size=0, max_size=2, kwargs={"autocommit": True},
-                    open=True, name="eoshare-leases",
-                )  # fmt: skip
-                self._table, self._p = "eoshare_node.leases", "%s"
+                # one connection (no pool: a pool's threads would outlive an unclosed
+                # app), opened again when it breaks
+                self._pg = self._pg_connect()
+                for attempt in (1, 2):
+                    try:
+                        for statement in _PG_SCHEMA:
+                            self._pg.execute(statement)
+                        break
+                    except Exception:
+                        # "IF NOT EXISTS" is not atomic in PostgreSQL: two processes
+                        # creating the table at once, one fails; it exists then
+                        if attempt == 2:
+                            raise
+                        time.sleep(0.2)
             else:
                 Path(self.location).parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(
@@ -104,19 +116,27 @@ class Leases:
                 )
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.executescript(_SQLITE_SCHEMA)
-                self._table, self._p = "leases", "?"
         except Exception as exc:  # sqlite3/psycopg errors, an unwritable folder
-            self.close()
+            self._close()
             raise StorageError(f"cannot open the lease table: {exc}") from exc
+        self._ready = True
+
+    def _pg_connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.location, autocommit=True, connect_timeout=30)
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         sql = sql.format(table=self._table, p=self._p)
         try:
-            if self._pool is not None:
-                with self._pool.connection(timeout=30) as conn:
-                    return list(conn.execute(sql, params).fetchall())
             with self._lock:
-                return list(self._db.execute(sql, params).fetchall())
+                if not self._ready:
+                    self._open()
+                if self._pg is None:
+                    return list(self._db.execute(sql, params).fetchall())
+                if self._pg.closed or self._pg.broken:
+                    self._pg = self._pg_connect()
+                return list(self._pg.execute(sql, params).fetchall())
         except Exception as exc:
             raise StorageError(f"cannot use the lease table: {exc}") from exc
 
@@ -141,11 +161,18 @@ class Leases:
         return Lease(*rows[0]) if rows else None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._pg is not None:
+            with contextlib.suppress(Exception):
+                self._pg.close()
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
+        self._pg = self._db = None
+        self._ready = False
 
 
 def lease_location(settings: Any) -> str:

@@ -173,11 +173,11 @@ def test_ids_with_collections_use_the_id_index(tmp_path: Path) -> None:
     """5 ids with collections: SQLite must look the ids up, not scan the collection along
     its (collection, datetime) index (484 ms against 4 ms at 100k items)."""
     catalog = _catalog(tmp_path, 40, count_limit=100)
-    query = SearchQuery(ids=("i001", "i002"), collections=("c",), limit=10)
-    where, params = catalog._where(query)
-    order, order_params = catalog._order(query.sortby, query)
     with catalog._use() as conn:
         conn.execute("ANALYZE")
+        query = SearchQuery(ids=("i001", "i002"), collections=("c",), limit=10)
+        where, params = catalog._where(query)
+        order, order_params = catalog._order(query.sortby, query)
         plan = " ".join(
             str(row[3])
             for row in conn.execute(

@@ -140,3 +140,37 @@ def test_schedule_units_and_lease(tmp_path: Path) -> None:
     clock[0] = now + 63
     assert a.acquire(60)
     leases.close()
+
+
+def test_a_second_runner_waits_while_the_first_harvests(tmp_path: Path) -> None:
+    """Two runners of the scheduled harvests at once (two processes): while the first is
+    harvesting, the second finds the lease taken and harvests nothing."""
+    import threading
+
+    from eoshare.federation.peers import PeerRegistry
+    from eoshare.federation.schedule import Lease, run_due_harvests
+    from eoshare.leases import Leases
+
+    registry = PeerRegistry(tmp_path / "f.db")
+    registry.add(Peer("p", "http://p.invalid", "stac", harvest_every_s=3600))
+    leases = Leases(tmp_path / "node.db")
+    started, finish = threading.Event(), threading.Event()
+    harvested: list[str] = []
+
+    def slow(peer: Peer) -> None:
+        harvested.append(peer.name)
+        started.set()
+        assert finish.wait(30)
+
+    first = threading.Thread(
+        target=run_due_harvests, args=(registry, slow), kwargs={"lease": Lease(leases)}
+    )
+    first.start()
+    try:
+        assert started.wait(30)
+        assert run_due_harvests(registry, slow, lease=Lease(leases)) is None
+    finally:
+        finish.set()
+        first.join(30)
+    assert harvested == ["p"]
+    leases.close()

@@ -134,3 +134,31 @@ def test_registry(state_location: Any) -> None:
     assert reg.cursor("beta", "c1") == {"t": "2024", "ids": ["a"]}
     reg.remove("beta")
     assert reg.cursor("beta", "c1") is None and reg.all() == []
+
+
+def test_peers_whose_collections_or_extents_cannot_match_are_skipped(tmp_path: Path) -> None:
+    from eoshare.access.base import ANONYMOUS, Principal
+    from eoshare.federation.fanout import _can_match
+
+    reg = PeerRegistry(tmp_path / "f.db")
+    reg.add(Peer("asia", "http://asia", "stac", collections=("s2",), extents=((60, 0, 150, 50),)))
+    peer = reg.get("asia")  # as stored and read back
+    assert peer.extents == ((60.0, 0.0, 150.0, 50.0),)
+    user = Principal(user="u", member="m", roles=frozenset({"analyst"}))
+
+    def asks(caller: Principal = ANONYMOUS, **kw: Any) -> bool:
+        return _can_match(peer, SearchQuery(**kw), caller)
+
+    assert asks()
+    assert asks(bbox=(100, 10, 101, 11)) and asks(collections=("s2", "other"))
+    assert asks(collections=("asia.s2",))  # the hub's name of its collection
+    assert not asks(collections=("other",))
+    assert not asks(bbox=(-10, 40, 0, 50))  # Europe: outside every extent
+    point = {"type": "Point", "coordinates": [-70.0, -30.0]}
+    assert not asks(intersects=point)
+    assert asks(intersects={"type": "Point", "coordinates": [120.0, 30.0]})
+    assert asks(bbox=(170, -10, -170, 10))  # across the antimeridian: asked
+    assert asks(user, bbox=(-10, 40, 0, 50))  # a signed-in caller may see more there
+    reg.update("asia", extents=None)
+    peer = reg.get("asia")
+    assert peer.extents is None and asks(bbox=(-10, 40, 0, 50))  # unknown: asked

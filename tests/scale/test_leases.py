@@ -59,7 +59,9 @@ def _race(location: str, holder: str, start: Any, results: Any) -> None:
 
 
 def test_processes_racing_for_a_free_lease_one_wins(location: str) -> None:
-    Leases(location).close()  # the table exists before the race
+    first = Leases(location)
+    assert first.get("race") is None  # the table exists before the race
+    first.close()
     ctx = multiprocessing.get_context("fork")
     start = ctx.Event()
     results = ctx.Queue()

@@ -153,14 +153,28 @@ def fetch_node_document(
     return doc
 
 
+def collection_box(collection: JSON) -> tuple[float, float, float, float] | None:
+    """A collection's overall 2D bounding box, or None when it cannot be read."""
+    try:
+        box = collection["extent"]["spatial"]["bbox"][0]
+        if len(box) == 6:
+            box = [box[0], box[1], box[3], box[4]]
+        w, s, e, n = (float(v) for v in box)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return (w, s, e, n)
+
+
 def fetch_collection_ids(
     peer: Peer,
     identity: NodeIdentity | None,
     *,
     timeout_s: float = 10.0,
     timing: Timing | None = None,
+    extents: list[tuple[float, float, float, float] | None] | None = None,
 ) -> list[str]:
-    """The ids of the collections the peer shows this node (all pages)."""
+    """The ids of the collections the peer shows this node (all pages); their overall
+    bounding boxes are appended to ``extents`` when given (None where unreadable)."""
     ids: list[str] = []
     url: str | None = peer.url + "/collections"
     with (
@@ -172,9 +186,10 @@ def fetch_collection_ids(
                 break
             r = timing.get(client, url) if timing is not None else client.get(url)
             doc = json_of(r, peer.name)
-            ids += [
-                c["id"] for c in doc.get("collections", []) if isinstance(c, dict) and "id" in c
-            ]
+            shown = [c for c in doc.get("collections", []) if isinstance(c, dict) and "id" in c]
+            ids += [c["id"] for c in shown]
+            if extents is not None:
+                extents += [collection_box(c) for c in shown]
             url = next(
                 (
                     link.get("href")

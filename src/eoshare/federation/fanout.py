@@ -308,12 +308,42 @@ def mark_peer_item(item: JSON, peer: str) -> None:
 
 
 def _can_match(peer: Peer, query: SearchQuery, caller: Principal) -> bool:
-    """Whether a peer may hold what the query asks. ``peer.collections`` is what the
-    peer showed this node asking as itself (the public view): a signed-in caller may see
-    more there, so only the public's searches are narrowed by it."""
-    if not query.collections or peer.collections is None or not caller.anonymous:
+    """Whether a peer may hold what the query asks: its collections and their extents.
+    ``peer.collections`` and ``peer.extents`` are what the peer showed this node asking
+    as itself (the public view): a signed-in caller may see more there, so only the
+    public's searches are narrowed by them."""
+    if not caller.anonymous:
         return True
-    return bool(set(peer_collection_ids(peer, query.collections)) & set(peer.collections))
+    wanted = set(peer_collection_ids(peer, query.collections or ()))
+    if wanted and peer.collections is not None and not wanted & set(peer.collections):
+        return False
+    box = _query_box(query)
+    if box is not None and peer.extents is not None:
+        return any(_boxes_meet(box, extent) for extent in peer.extents)
+    return True
+
+
+def _query_box(query: SearchQuery) -> tuple[float, float, float, float] | None:
+    if query.bbox is not None:
+        b = list(query.bbox)
+        return (b[0], b[1], b[3], b[4]) if len(b) == 6 else (b[0], b[1], b[2], b[3])
+    if query.intersects is not None:
+        try:
+            from shapely.geometry import shape
+
+            w, s, e, n = shape(query.intersects).bounds
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        return (w, s, e, n)
+    return None
+
+
+def _boxes_meet(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Whether two boxes overlap; a box crossing the antimeridian (west > east) is taken
+    to meet everything (never skipped wrongly)."""
+    if a[0] > a[2] or b[0] > b[2]:
+        return True
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
 class FederatedSearch:

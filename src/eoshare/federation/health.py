@@ -71,7 +71,10 @@ def check_peer(
                     enabled=False,
                 )
                 return PeerCheck(changed, timing.latency_ms, timing.clock_skew_s)
-        ids = fetch_collection_ids(peer, identity, timeout_s=timeout_s, timing=timing)
+        boxes: list[tuple[float, float, float, float] | None] = []
+        ids = fetch_collection_ids(
+            peer, identity, timeout_s=timeout_s, timing=timing, extents=boxes
+        )
     except UpstreamError as exc:
         failed = registry.update(
             peer.name, checked=now_iso(), status="unreachable", detail=exc.detail
@@ -83,6 +86,8 @@ def check_peer(
         status="ok",
         detail=f"{len(ids)} collection(s) visible to this node",
         collections=ids,
+        # one unreadable extent makes them all unknown: the peer is then always asked
+        extents=None if any(b is None for b in boxes) else boxes,
     )
     return PeerCheck(ok, timing.latency_ms, timing.clock_skew_s)
 

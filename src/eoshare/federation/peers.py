@@ -78,6 +78,8 @@ ALTER TABLE peers ADD COLUMN harvest_window TEXT;
 CREATE TABLE IF NOT EXISTS nonces (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """,
     ),
+    # the spatial extents of the collections a peer shows (a search elsewhere skips it)
+    Migration(3, "ALTER TABLE peers ADD COLUMN extents TEXT;"),
 ]
 
 
@@ -113,6 +115,8 @@ class Peer:
     # hand only) and an optional UTC window "HH:MM-HH:MM"
     harvest_every_s: int | None = None
     harvest_window: str | None = None
+    # the bounding boxes of those collections, as last seen (None: unknown, always asked)
+    extents: tuple[tuple[float, float, float, float], ...] | None = None
 
     def trusts(self, member: str | None) -> bool:
         """Whether this node accepts this peer's word that a caller belongs to ``member``."""
@@ -136,12 +140,13 @@ class Peer:
             "detail": self.detail,
             "harvest_every_s": self.harvest_every_s,
             "harvest_window": self.harvest_window,
+            "extents": [list(b) for b in self.extents] if self.extents is not None else None,
         }
 
 
 _COLUMNS = (
     "name, url, kind, fingerprint, public_key, member, trusted_members, collections, "
-    "enabled, added, checked, status, detail, harvest_every_s, harvest_window"
+    "enabled, added, checked, status, detail, harvest_every_s, harvest_window, extents"
 )
 
 
@@ -163,7 +168,17 @@ def _peer(row: tuple[Any, ...]) -> Peer:
         detail=row[12],
         harvest_every_s=row[13],
         harvest_window=row[14],
+        extents=_boxes(row[15]),
     )
+
+
+def _boxes(text: str | None) -> tuple[tuple[float, float, float, float], ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in json.loads(text))
+    except (ValueError, TypeError, IndexError):
+        return None  # unreadable: unknown, the peer is always asked
 
 
 class PeerRegistry:
@@ -194,7 +209,7 @@ class PeerRegistry:
         try:
             with self._tx() as conn:
                 conn.execute(
-                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO peers ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         peer.name,
                         peer.url.rstrip("/"),
@@ -211,6 +226,9 @@ class PeerRegistry:
                         peer.detail,
                         peer.harvest_every_s,
                         peer.harvest_window,
+                        None
+                        if peer.extents is None
+                        else json.dumps([list(b) for b in peer.extents]),
                     ),
                 )
                 self._bump(conn)
@@ -265,7 +283,7 @@ class PeerRegistry:
     def update(self, name: str, **changes: Any) -> Peer:
         allowed = {
             "trusted_members", "collections", "enabled", "checked", "status", "detail",
-            "harvest_every_s", "harvest_window",
+            "harvest_every_s", "harvest_window", "extents",
         }  # fmt: skip
         unknown = set(changes) - allowed
         if unknown:
@@ -274,8 +292,12 @@ class PeerRegistry:
         for key, value in changes.items():
             if key == "trusted_members":
                 value = json.dumps(sorted(value))
-            elif key == "collections":
-                value = json.dumps(list(value)) if value is not None else None
+            elif key in ("collections", "extents"):
+                value = (
+                    json.dumps([list(v) if isinstance(v, tuple) else v for v in value])
+                    if value is not None
+                    else None
+                )
             elif key == "enabled":
                 value = int(value)
             sets.append(f"{key} = ?")

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,9 +95,7 @@ class ProcessingService:
         self.holder = new_holder()
         self.runner_ttl_s = runner_ttl_s
         self._beat = threading.Event()
-        if leases is not None:
-            leases.acquire(self._runner_lease, self.holder, runner_ttl_s)
-            threading.Thread(target=self._heartbeat, name="job-runner", daemon=True).start()
+        self._beating = False
         self.catalog = catalog
         self.policy = policy
         self.store = store
@@ -133,15 +132,6 @@ class ProcessingService:
     def _runner_lease(self) -> str:
         return f"runner:{self.holder}"
 
-    def _heartbeat(self) -> None:
-        """Renew this process's runner lease three times per its lifetime."""
-        assert self.leases is not None
-        while not self._beat.wait(self.runner_ttl_s / 3):
-            try:
-                self.leases.acquire(self._runner_lease, self.holder, self.runner_ttl_s)
-            except Exception:
-                log.exception("cannot renew the job runner's lease")
-
     def _running_elsewhere(self, job_id: str) -> bool:
         """Whether a live process (not this one) has claimed the job."""
         if self.leases is None:
@@ -164,9 +154,22 @@ class ProcessingService:
             self.jobs.log(job_id, "error", "the node stopped while the job ran; start it again")
 
     def _claim(self, job_id: str) -> None:
-        if self.leases is not None:
-            # held until the job ends; a dead holder is told by its runner lease
-            self.leases.acquire(f"job:{job_id}", self.holder, ttl_s=10 * 365 * 86400.0)
+        if self.leases is None:
+            return
+        with self._lock:
+            if not self._beating:
+                # this process runs jobs from now on: it says so while it lives; the
+                # thread holds the service weakly, so a dropped app does not live on
+                self.leases.acquire(self._runner_lease, self.holder, self.runner_ttl_s)
+                threading.Thread(
+                    target=_heartbeat,
+                    args=(weakref.ref(self), self._beat, self.leases, self.runner_ttl_s),
+                    name="job-runner",
+                    daemon=True,
+                ).start()
+                self._beating = True
+        # held until the job ends; a dead holder is told by its runner lease
+        self.leases.acquire(f"job:{job_id}", self.holder, ttl_s=10 * 365 * 86400.0)
 
     def _unclaim(self, job_id: str) -> None:
         if self.leases is not None:
@@ -676,6 +679,22 @@ def _is_process_error(exc: Exception) -> bool:
     except ImportError:  # pragma: no cover - a dependency of processing
         return False
     return isinstance(exc, OpenEOException)
+
+
+def _heartbeat(
+    service: weakref.ref[ProcessingService], stop: threading.Event, leases: Leases, ttl_s: float
+) -> None:
+    """Renew a service's runner lease three times per its lifetime, while it lives."""
+    while not stop.wait(ttl_s / 3):
+        alive = service()
+        if alive is None:
+            return
+        name, holder = alive._runner_lease, alive.holder
+        del alive
+        try:
+            leases.acquire(name, holder, ttl_s)
+        except Exception:
+            log.exception("cannot renew the job runner's lease")
 
 
 def open_processing(settings: Any, state: Any) -> ProcessingService:

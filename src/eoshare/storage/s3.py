@@ -125,6 +125,7 @@ class S3Store:
         timeout_s: float = 30.0,
         connect_timeout_s: float = 3.0,
         max_retries: int = 2,
+        stream_timeout_s: float = 24 * 3600.0,
     ) -> None:
         if not bucket:
             raise InvalidRequestError("an s3:// storage URL needs a bucket: s3://bucket/prefix")
@@ -160,12 +161,23 @@ class S3Store:
                 "base": 2.0,
             },
         }
+        # obstore's timeout bounds a whole request, body included: bodies streamed to a
+        # client (a large file at 15 MB/s takes minutes) get a client of their own whose
+        # bound is long; the object's stat, made just before, still fails in seconds
+        streaming: ClientConfig = {**client, "timeout": timedelta(seconds=stream_timeout_s)}
         with _translate("configure the client"):
             self._s3 = _ObS3Store(
                 bucket,
                 prefix=self.prefix or None,
                 config=config,
                 client_options=client,
+                retry_config=retry,
+            )
+            self._s3_bodies = _ObS3Store(
+                bucket,
+                prefix=self.prefix or None,
+                config=config,
+                client_options=streaming,
                 retry_config=retry,
             )
         query = f"?endpoint={quote(self.endpoint, safe=':/')}" if self.endpoint else ""
@@ -283,7 +295,7 @@ class S3Store:
         elif start:
             options["range"] = {"offset": start}
         with _translate(f"read {key!r}", key):
-            result = obstore.get(self._s3, key, options=options)
+            result = obstore.get(self._s3_bodies, key, options=options)
             stream = result.stream(min_chunk_size=chunk_size)
         return self._chunks(stream, key, chunk_size)
 
@@ -303,7 +315,7 @@ class S3Store:
         elif start:
             options["range"] = {"offset": start}
         with _translate(f"read {key!r}", key):
-            result = obstore.get(self._s3, key, options=options)
+            result = obstore.get(self._s3_bodies, key, options=options)
             stream = result.stream(min_chunk_size=chunk_size)
         return self._achunks(stream, key)
 

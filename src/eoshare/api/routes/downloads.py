@@ -32,7 +32,9 @@ from typing import Annotated, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 import anyio
+import anyio.abc
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream
 from fastapi import APIRouter, Path, Request
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
@@ -122,6 +124,7 @@ class StoreResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sent = 0
         gone = False
+        parts: MemoryObjectReceiveStream[bytes | memoryview] | None = None
         try:
             if self.file is not None:
                 if zerocopy.EXTENSION in (scope.get("extensions") or {}):
@@ -150,10 +153,20 @@ class StoreResponse(Response):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch, tg.cancel_scope)
                 iterator = self.chunks
+                failed: list[Exception] = []
+                if isinstance(iterator, AsyncIterator):
+                    # read ahead: the next part arrives from the store while this one
+                    # goes to the client (one part waits at most)
+                    ahead, parts = anyio.create_memory_object_stream[bytes | memoryview](1)
+                    tg.start_soon(_read_ahead, iterator, ahead, failed)
                 while True:
-                    if isinstance(iterator, AsyncIterator):
-                        chunk = await anext(iterator, None)
+                    if parts is not None:
+                        try:
+                            chunk: bytes | memoryview | None = await parts.receive()
+                        except anyio.EndOfStream:
+                            chunk = None
                     else:
+                        assert not isinstance(iterator, AsyncIterator)
                         chunk = await anyio.to_thread.run_sync(next, iterator, None)
                     if chunk is None:
                         break
@@ -164,14 +177,18 @@ class StoreResponse(Response):
                         gone = True
                         break
                     sent += len(chunk)
-                if not gone:
+                if not gone and not failed:
                     await send({"type": "http.response.body", "body": b""})
                 tg.cancel_scope.cancel()
+            if failed:
+                raise failed[0]
         except Exception as exc:
             # Headers are out: all we can do is stop; the client sees a short body and
             # resumes with a range. Logged without a traceback (the cause is the store).
             log.error("download stopped", extra={"error": str(exc), "bytes": sent})
         finally:
+            if parts is not None:
+                parts.close()
             if self.file is not None:
                 self.file.close()
             if isinstance(self.chunks, AsyncGenerator):
@@ -185,6 +202,19 @@ class StoreResponse(Response):
                 self.on_done(sent)
             if gone:
                 log.info("client went away", extra={"bytes": sent})
+
+
+async def _read_ahead(
+    source: AsyncIterator[bytes | memoryview],
+    sink: anyio.abc.ObjectSendStream[bytes | memoryview],
+    failed: list[Exception],
+) -> None:
+    async with sink:
+        try:
+            async for chunk in source:
+                await sink.send(chunk)
+        except Exception as exc:  # the store failed: the sender stops and says so
+            failed.append(exc)
 
 
 class GZipExceptBytes:
