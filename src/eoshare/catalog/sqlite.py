@@ -100,7 +100,7 @@ _NOT_APPLICABLE = object()
 _NO_BBOX = (None, None, None, None)
 # a search whose index candidates (R*Tree boxes, ids) are at most this many is read whole:
 # the page and an exact numberMatched from one pass, no separate count
-_ONE_PASS_ROWS = 500
+_ONE_PASS_ROWS = 5000
 
 
 class _Query:
@@ -910,6 +910,14 @@ class SqliteCatalog:
                 params.append(match)
             else:
                 clauses.append("0")
+        # the visibility filter (collections, dates: columns) before the search's own
+        # filter, which may read each row's document: SQLite tests the terms in order
+        if query.visible is not None:
+            visible = fold_collections(query.visible, frozenset(query.collections))
+            if visible is not True:
+                tr = FilterTranslator()
+                clauses.append(tr.translate(visible))
+                params += tr.params
         if query.filter is not None:
             tr = FilterTranslator(self._known(query.collections))
             clauses.append(tr.translate(query.filter))
@@ -922,12 +930,6 @@ class SqliteCatalog:
             if legacy is not None:
                 tr = FilterTranslator(self._known(query.collections))
                 clauses.append(tr.translate(legacy))
-                params += tr.params
-        if query.visible is not None:
-            visible = fold_collections(query.visible, frozenset(query.collections))
-            if visible is not True:
-                tr = FilterTranslator()
-                clauses.append(tr.translate(visible))
                 params += tr.params
         return (" AND ".join(clauses) or "1"), params
 
