@@ -89,7 +89,15 @@ def catalogue(data_dir: Path, size: int) -> None:
 
 
 @contextlib.contextmanager
-def eoshare(data_dir: Path, storage: str = "", **extra_env: str) -> Iterator[str]:
+def eoshare(
+    data_dir: Path,
+    storage: str = "",
+    *,
+    workers: int = 2,
+    procs: list[subprocess.Popen[bytes]] | None = None,
+    **extra_env: str,
+) -> Iterator[str]:
+    """``eoshare serve --workers N`` on a free port; its process is appended to ``procs``."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOSHARE_")}
     env.update({"EOSHARE_DATA_DIR": str(data_dir), "EOSHARE_LOG_LEVEL": "warning",
@@ -101,9 +109,11 @@ def eoshare(data_dir: Path, storage: str = "", **extra_env: str) -> Iterator[str
         # what an operator runs: `eoshare serve` (zero-copy file bodies, see
         # eoshare.api.zerocopy); two server processes, like nginx's worker_processes 2
         [sys.executable, "-m", "eoshare.cli", "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2"],
+         "--port", str(port), "--workers", str(workers)],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    if procs is not None:
+        procs.append(proc)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/api")

@@ -17,6 +17,12 @@ stalls is waited for in the event loop (a slow client holds no thread). The
 number of bytes the kernel took is written back into the message as ``"sent"`` (the
 audit records what was actually sent; a client that goes away mid-file is seen there).
 
+The ``"file"`` may also be a connected socket (the body of a response from an S3 server,
+``eoshare.storage.s3raw``): then ``count`` bytes are moved from it to the client's
+socket with ``os.splice`` through a pipe, the kernel passing pages from one socket to the
+other without copying them through Python (``offset`` must be 0); ``"sent"`` is again
+what the client's socket took.
+
 Only plain TCP connections get the extension (TLS needs the bytes in user space). The
 access decision, quota and audit stay in the application (``AssetGate``): the server only
 moves the bytes of a file the application already opened.
@@ -28,9 +34,13 @@ to uvicorn's own choice when httptools is missing or uvicorn's internals differ.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import select
+import socket
+import stat
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -203,17 +213,19 @@ async def sendfile(sock_fd: int, in_fd: int, offset: int, count: int) -> int:
     that the event loop never waits for the disk."""
     loop = asyncio.get_running_loop()
     sent = 0
-    # the transport owns sock_fd in the event loop; a duplicate is ours to watch
+    # the transport owns sock_fd in the event loop and closes it when the client goes
+    # away, and the number may then name another file at once (a database): sendfile
+    # writes to a duplicate of our own, which keeps the socket open until we are done
     watch_fd = os.dup(sock_fd)
     try:
         while sent < count:
             if _cached(in_fd, offset + sent, min(count - sent, _LOOP_CALL)):
                 n, state = await _send_from_loop(
-                    loop, sock_fd, watch_fd, in_fd, offset + sent, count - sent
+                    loop, watch_fd, watch_fd, in_fd, offset + sent, count - sent
                 )
             else:
                 n, state = await anyio.to_thread.run_sync(
-                    _send_some, sock_fd, in_fd, offset + sent, count - sent, limiter=_limiter()
+                    _send_some, watch_fd, in_fd, offset + sent, count - sent, limiter=_limiter()
                 )
             sent += n
             if state in ("gone", "eof", "idle"):
@@ -222,6 +234,115 @@ async def sendfile(sock_fd: int, in_fd: int, offset: int, count: int) -> int:
                 break  # a slow client, waited for in the event loop (no thread held)
     finally:
         os.close(watch_fd)
+    return sent
+
+
+# the pipe between the two sockets of a splice: 1 MiB (Linux's default maximum for an
+# unprivileged process; 64 KiB when the kernel refuses more)
+PIPE_BYTES = 1024 * 1024
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+
+
+def _is_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+async def splice(sock_fd: int, in_fd: int, count: int) -> int:
+    """Move ``count`` bytes from the non-blocking socket ``in_fd`` to the non-blocking
+    socket ``sock_fd`` through a pipe (``splice(2)``: pages pass from one socket to the
+    other, no copy in user space), from callbacks of the event loop; returns how many the
+    client's socket took (fewer when the client went away, the source ended early or
+    failed, or either side was idle for IDLE_TIMEOUT_S)."""
+    loop = asyncio.get_running_loop()
+    pipe_r, pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    capacity = fcntl.fcntl(pipe_w, fcntl.F_GETPIPE_SZ)
+    # the transport owns sock_fd in the event loop and closes it when the client goes
+    # away, and the number may then name another file at once (a database): every call
+    # goes to duplicates of our own, which keep the sockets open until we are done
+    watch_out = os.dup(sock_fd)
+    watch_in = os.dup(in_fd)
+    done: asyncio.Future[str] = loop.create_future()
+    taken = 0  # bytes read from the source into the pipe
+    sent = 0  # bytes the client's socket took out of the pipe
+    last = time.monotonic()
+    reading = writing = False
+
+    def finish(state: str) -> None:
+        if not done.done():
+            done.set_result(state)
+
+    def pump() -> None:
+        nonlocal taken, sent, last, reading, writing
+        progress = True
+        while progress and not done.done():
+            progress = False
+            held = taken - sent
+            if taken < count and held < capacity:
+                try:
+                    n = os.splice(watch_in, pipe_w, min(count - taken, capacity - held),
+                                  flags=_SPLICE_FLAGS)  # fmt: skip
+                except BlockingIOError:  # nothing to read yet (or the pipe is full)
+                    pass
+                except OSError:  # the source failed (reset)
+                    return finish("source")
+                else:
+                    if n == 0 and held == 0:  # the source ended before count
+                        return finish("eof")
+                    taken += n
+                    progress = progress or n > 0
+            held = taken - sent
+            if held:
+                try:
+                    n = os.splice(pipe_r, watch_out, held, flags=_SPLICE_FLAGS)
+                except BlockingIOError:  # the client's socket is full
+                    pass
+                except OSError:  # the client went away (EPIPE, ECONNRESET)
+                    return finish("gone")
+                else:
+                    sent += n
+                    progress = progress or n > 0
+            if progress:
+                last = time.monotonic()
+            if sent == count:
+                return finish("done")
+        # wait for the source only when the pipe is empty (a full pipe also answers
+        # EAGAIN), for the client only when the pipe holds bytes
+        want_in = taken == sent and taken < count
+        want_out = taken > sent
+        if want_in != reading:
+            (loop.add_reader(watch_in, pump) if want_in else loop.remove_reader(watch_in))
+            reading = want_in
+        if want_out != writing:
+            (loop.add_writer(watch_out, pump) if want_out else loop.remove_writer(watch_out))
+            writing = want_out
+        return None
+
+    def idle() -> None:
+        if not done.done():
+            if time.monotonic() - last > IDLE_TIMEOUT_S:
+                finish("idle")
+            else:
+                timer[0] = loop.call_later(1.0, idle)
+
+    timer = [loop.call_later(1.0, idle)]
+    try:
+        pump()
+        state = await done
+    finally:
+        timer[0].cancel()
+        if reading:
+            loop.remove_reader(watch_in)
+        if writing:
+            loop.remove_writer(watch_out)
+        for fd in (watch_in, watch_out, pipe_r, pipe_w):
+            os.close(fd)
+    if state not in ("done", "eof"):
+        log.info("splice stopped", extra={"state": state, "bytes": sent})
     return sent
 
 
@@ -243,10 +364,9 @@ def _wrap(cycle: Any) -> None:
     if sock is None or transport.get_extra_info("sslcontext") is not None:
         return
     try:
-        sock_fd = sock.fileno()
+        if sock.fileno() < 0:
+            return
     except (AttributeError, OSError):
-        return
-    if sock_fd < 0:
         return
     plain: Send = cycle.send
 
@@ -259,10 +379,15 @@ def _wrap(cycle: Any) -> None:
         more_body = bool(message.get("more_body", False))
         in_fd = _fileno(message["file"])
         offset = int(message.get("offset") or 0)
+        from_socket = _is_socket(in_fd)
         count = message.get("count")
         if count is None:
+            if from_socket:
+                raise RuntimeError(f"'{EXTENSION}' from a socket needs a count")
             count = os.fstat(in_fd).st_size - offset
         count = int(count)
+        if from_socket and offset:
+            raise RuntimeError(f"'{EXTENSION}' from a socket cannot start at an offset")
         message["sent"] = 0
         if cycle.flow.write_paused and not cycle.disconnected:
             await cycle.flow.drain()
@@ -270,16 +395,35 @@ def _wrap(cycle: Any) -> None:
             return
         if cycle.chunked_encoding or cycle.scope.get("method") == "HEAD":
             # no length to send raw bytes under: copy through the ordinary path
-            await _copy(plain, in_fd, offset, count, more_body, message)
+            if from_socket:
+                await _copy_socket(plain, in_fd, count, more_body, message)
+            else:
+                await _copy(plain, in_fd, offset, count, more_body, message)
             return
         if count > cycle.expected_content_length:
             raise RuntimeError("Response content longer than Content-Length")
+        # the socket's number now, while the transport still holds it open (checked just
+        # above, with no wait since), kept open by a duplicate of our own until we are
+        # done: the transport closes its own when the client goes away
+        sock_fd = -1
         try:
-            await _drained(transport)
+            if not transport.is_closing() and sock.fileno() >= 0:
+                sock_fd = os.dup(sock.fileno())
+            if sock_fd < 0:
+                sent = 0
+            else:
+                await _drained(transport)
+                if not count:
+                    sent = 0
+                elif from_socket:
+                    sent = await splice(sock_fd, in_fd, count)
+                else:
+                    sent = await sendfile(sock_fd, in_fd, offset, count)
         except OSError:
             sent = 0
-        else:
-            sent = await sendfile(sock_fd, in_fd, offset, count) if count else 0
+        finally:
+            if sock_fd >= 0:
+                os.close(sock_fd)
         message["sent"] = sent
         cycle.expected_content_length -= sent
         if sent < count:
@@ -310,6 +454,24 @@ async def _copy(
             break
         await plain({"type": "http.response.body", "body": chunk, "more_body": True})
         sent += len(chunk)
+    message["sent"] = sent
+    if not more_body:
+        await plain({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _copy_socket(
+    plain: Send, in_fd: int, count: int, more_body: bool, message: Message
+) -> None:
+    loop = asyncio.get_running_loop()
+    sent = 0
+    with socket.socket(fileno=os.dup(in_fd)) as source:
+        source.setblocking(False)
+        while sent < count:
+            chunk = await loop.sock_recv(source, min(4 * 1024 * 1024, count - sent))
+            if not chunk:
+                break
+            await plain({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += len(chunk)
     message["sent"] = sent
     if not more_body:
         await plain({"type": "http.response.body", "body": b"", "more_body": False})

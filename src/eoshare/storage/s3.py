@@ -34,6 +34,7 @@ from obstore.store import S3Store as _ObS3Store
 from eoshare.errors import EoshareError, InvalidRequestError, NotFoundError, StorageError
 from eoshare.storage.base import StoredObject
 from eoshare.storage.local import check_key
+from eoshare.storage.s3raw import RawBody, get_body
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
@@ -136,6 +137,8 @@ class S3Store:
         self._access_key_id = access_key_id or os.environ.get("AWS_ACCESS_KEY_ID")
         self._secret_access_key = secret_access_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
         self._session_token = session_token or os.environ.get("AWS_SESSION_TOKEN")
+        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
         config: S3Config = {"region": self.region}
         if self.endpoint:
             config["endpoint"] = self.endpoint
@@ -318,6 +321,31 @@ class S3Store:
             result = obstore.get(self._s3_bodies, key, options=options)
             stream = result.stream(min_chunk_size=chunk_size)
         return self._achunks(stream, key)
+
+    def raw_body(self, key: str, start: int, end: int, *, whole: bool) -> RawBody | None:
+        """The bytes ``[start, end)`` (``whole``: the object, ``end`` its size) on a socket
+        of their own, for the server to splice to a client (``eoshare.storage.s3raw``);
+        None over TLS (an ``https://`` endpoint) or when the server's answer is not one
+        to pass on unchanged: then read with ``stream_bytes``. Called by downloads."""
+        check_key(key)
+        if not (self.endpoint and self.endpoint.startswith("http://")) or end <= start:
+            return None
+        if self._access_key_id and self._secret_access_key:
+            url = self.presigned_url(key, 300)
+            if url is None:
+                return None
+        else:
+            full = f"{self.prefix}/{key}" if self.prefix else key
+            url = f"{self.endpoint}/{quote(self.bucket)}/{quote(full)}"
+        return get_body(
+            url,
+            start=start,
+            end=end,
+            whole=whole,
+            key=key,
+            connect_timeout_s=self._connect_timeout_s,
+            timeout_s=self._timeout_s,
+        )
 
     @staticmethod
     async def _achunks(stream: Any, key: str) -> AsyncIterator[memoryview]:

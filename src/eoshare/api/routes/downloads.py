@@ -50,11 +50,16 @@ from eoshare.catalog.assetkeys import held_assets
 from eoshare.downloads.ranges import plan
 from eoshare.downloads.signing import Signer
 from eoshare.storage.local import read_file_range
+from eoshare.storage.s3raw import RawBody
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["Downloads"])
 
 SIGN_PARAM = "sign"
+# S3 bodies at least this long are spliced from a socket of their own to the client
+# (eoshare.storage.s3raw); shorter ones (a GDAL client's ranged reads) take obstore's
+# pooled connections
+SPLICE_MIN_BYTES = 1024 * 1024
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -98,6 +103,7 @@ class StoreResponse(Response):
         file: BinaryIO | None = None,
         span: tuple[int, int] = (0, 0),
         chunk_size: int = 4 * 1024 * 1024,
+        source: RawBody | None = None,
     ) -> None:
         # Response.__init__ would render a body; set what Starlette and FastAPI read.
         self.chunks = chunks
@@ -110,6 +116,9 @@ class StoreResponse(Response):
         self.file = file
         self.span = span
         self.chunk_size = chunk_size
+        # an S3 object's body on a socket: spliced to the client by the server
+        # (eoshare.api.zerocopy), the route only opens it where the server offers that
+        self.source = source
 
     async def _zero_copy(self, send: Send) -> int:
         assert self.file is not None
@@ -121,11 +130,32 @@ class StoreResponse(Response):
         sent: int = message.get("sent", end - start)
         return sent
 
+    async def _splice(self, send: Send) -> int:
+        assert self.source is not None
+        source, sent = self.source, 0
+        if source.head:  # the body's first bytes, read with the S3 server's headers
+            await send({"type": "http.response.body", "body": source.head, "more_body": True})
+            sent = len(source.head)
+        rest = source.length - sent
+        if not rest:
+            await send({"type": "http.response.body", "body": b""})
+            return sent
+        message: dict[str, Any] = {"type": zerocopy.EXTENSION, "file": source.sock,
+                                   "offset": 0, "count": rest, "more_body": False}  # fmt: skip
+        await send(message)
+        return sent + int(message.get("sent", rest))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sent = 0
         gone = False
         parts: MemoryObjectReceiveStream[bytes | memoryview] | None = None
         try:
+            if self.source is not None:
+                await send({"type": "http.response.start", "status": self.status,
+                            "headers": self.raw_headers})  # fmt: skip
+                sent = await self._splice(send)
+                gone = sent < self.source.length
+                return
             if self.file is not None:
                 if zerocopy.EXTENSION in (scope.get("extensions") or {}):
                     await send({"type": "http.response.start", "status": self.status,
@@ -189,6 +219,8 @@ class StoreResponse(Response):
         finally:
             if parts is not None:
                 parts.close()
+            if self.source is not None:
+                self.source.close()
             if self.file is not None:
                 self.file.close()
             if isinstance(self.chunks, AsyncGenerator):
@@ -368,11 +400,16 @@ def download(
             )
     chunks: Iterator[bytes] | AsyncIterator[bytes | memoryview] | None = None
     file: BinaryIO | None = None
+    source: RawBody | None = None
     try:
         if settings.downloads.zero_copy and store.local_path(grant.store_key) is not None:
             # a local file: opened here (a missing one fails before any byte is promised)
             # and sent by the kernel where the server can (StoreResponse)
             file = store.open(grant.store_key)
+        elif (source := _spliceable(request, store, grant.store_key, answer, settings)) is not None:
+            # an S3 object over plain HTTP to a server that splices: the body, on a socket
+            # of its own, goes from socket to socket in the kernel (StoreResponse)
+            pass
         elif callable(streaming := getattr(store, "stream_bytes", None)):
             # a remote store with an asynchronous body (S3): no thread per chunk
             chunks = streaming(
@@ -405,7 +442,25 @@ def download(
     return StoreResponse(
         chunks, status=answer.status, headers=headers, on_done=done, file=file,
         span=(answer.start, answer.end), chunk_size=settings.downloads.chunk_bytes,
+        source=source,
     )  # fmt: skip
+
+
+def _spliceable(request: Request, store: Any, key: str, answer: Any, settings: Any
+                ) -> RawBody | None:  # fmt: skip
+    """The body on a socket of its own (``S3Store.raw_body``) when the server splices
+    (zero-copy extension: plain TCP to the client), zero-copy is on and the body is long
+    enough; else None (obstore's path). Fails like ``stream_bytes`` before any byte."""
+    raw = getattr(store, "raw_body", None)
+    if (
+        not callable(raw)
+        or not settings.downloads.zero_copy
+        or answer.length < SPLICE_MIN_BYTES
+        or zerocopy.EXTENSION not in (request.scope.get("extensions") or {})
+    ):
+        return None
+    body: RawBody | None = raw(key, answer.start, answer.end, whole=answer.status == 200)
+    return body
 
 
 def install(app: Any, settings: Any) -> None:
