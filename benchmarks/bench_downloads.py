@@ -4,7 +4,9 @@
    from eoshare (``/download/...``) and from nginx (Debian's package) serving the same
    file: one stream, then ``--clients`` streams at once; the ratio eoshare/nginx;
 2. the same file in an S3 store (SeaweedFS on 127.0.0.1): through eoshare against curl
-   reading the object from the S3 server itself (SigV4);
+   reading the object from the S3 server itself (SigV4): streamed by the node (spliced
+   from the S3 server's socket to the client's, see eoshare.storage.s3raw), and with the
+   operator option of a redirect to a presigned URL;
 3. uploads: the file sent in chunks to /uploads (MB/s), and the resume overhead: the
    same upload interrupted half-way, its status asked, the rest sent.
 
@@ -290,7 +292,7 @@ def main() -> None:
             sig = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{ACCESS_KEY}:{SECRET_KEY}"]
             with eoshare(data_dir, s3_url) as eo:
                 for clients in (1, args.clients):
-                    measure(f"S3 store, {clients} stream(s): eoshare vs S3 direct",
+                    measure(f"S3 store streamed, {clients} stream(s): eoshare vs S3 direct",
                             f"{eo}/download/bench/big/data", direct, clients, [], sig)  # fmt: skip
             with eoshare(data_dir, s3_url, EOSHARE_DOWNLOADS__REDIRECT="true") as eo:
                 for clients in (1, args.clients):

@@ -153,7 +153,9 @@ class DownloadsSettings(BaseModel):
     accel_redirect: str = ""
     # a local store without nginx: send files with sendfile(2) (the kernel copies from
     # the page cache to the socket) where the server offers zero-copy (eoshare serve does,
-    # see eoshare.api.zerocopy); off: read and write them in chunks
+    # see eoshare.api.zerocopy); off: read and write them in chunks. With an S3 store on
+    # an http:// endpoint, bodies of 1 MiB and more are spliced from the S3 server's
+    # socket to the client's (eoshare.storage.s3raw); off: copied through obstore
     zero_copy: bool = True
 
 
