@@ -400,6 +400,10 @@ def backup(
     pg_databases = _pg_databases(catalog_url, database)
     if database and not _is_pg(database):
         raise InvalidRequestError(f"EOSHARE_DATABASE must be a postgresql:// URL, not {database!r}")
+    if catalog_db is not None and not catalog_db.is_file():
+        raise InvalidRequestError(
+            f"there is no catalogue at {catalog_db}: is the data directory right?"
+        )
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise InvalidRequestError(f"{dest} exists and is not empty: choose a new folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
