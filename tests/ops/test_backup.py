@@ -299,3 +299,11 @@ def _pg_items(url: str) -> list[dict[str, Any]]:
         return list(catalog.iter_items())
     finally:
         catalog.close()
+
+
+def test_backup_of_a_folder_without_a_catalogue_is_refused(tmp_path: Path) -> None:
+    """A mistyped --data-dir: one line, nothing written (not an empty 'backup')."""
+    answer = _eoshare("backup", str(tmp_path / "b"), data_dir=tmp_path / "typo")
+    assert answer.returncode == 1 and answer.stderr.count("\n") == 1, answer.stderr
+    assert "no catalogue" in answer.stderr
+    assert not (tmp_path / "b").exists()
