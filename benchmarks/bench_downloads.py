@@ -236,6 +236,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the median ratio is shown")
     ap.add_argument("--upload-mb", type=int, default=256)
     ap.add_argument("--no-s3", action="store_true")
+    ap.add_argument(
+        "--s3-copy", action="store_true", help="also S3 with zero_copy off (obstore, copied)"
+    )
+    ap.add_argument("--no-local", action="store_true", help="skip the local store rows")
     ap.add_argument("--no-accel", action="store_true", help="skip eoshare behind nginx")
     ap.add_argument("--no-upload", action="store_true")
     ap.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
@@ -262,7 +266,7 @@ def main() -> None:
         print(f"{what}: {e:.0f} vs {r:.0f} MB/s, median ratio {ratio:.2f}", flush=True)
 
     with eoshare(data_dir) as eo, nginx(big.parent, work / "nginx") as ng:
-        for clients in (1, args.clients):
+        for clients in () if args.no_local else (1, args.clients):
             measure(f"local store, {clients} stream(s): eoshare vs nginx",
                     f"{eo}/download/bench/big/data", f"{ng}/data.bin", clients, [], [])  # fmt: skip
     if not args.no_accel:
@@ -294,6 +298,13 @@ def main() -> None:
                 for clients in (1, args.clients):
                     measure(f"S3 store streamed, {clients} stream(s): eoshare vs S3 direct",
                             f"{eo}/download/bench/big/data", direct, clients, [], sig)  # fmt: skip
+            if args.s3_copy:  # the path before splicing: obstore reads, the node copies
+                with eoshare(data_dir, s3_url, EOSHARE_DOWNLOADS__ZERO_COPY="false") as eo:
+                    for clients in (1, args.clients):
+                        measure(
+                            f"S3 store copied (zero_copy off), {clients} stream(s) vs direct",
+                            f"{eo}/download/bench/big/data", direct, clients, [], sig,
+                        )  # fmt: skip
             with eoshare(data_dir, s3_url, EOSHARE_DOWNLOADS__REDIRECT="true") as eo:
                 for clients in (1, args.clients):
                     measure(
@@ -320,9 +331,9 @@ def main() -> None:
     lines = [
         f"\n## Downloads and uploads ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
         f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}, commit {commit})\n",
-        f"`python benchmarks/bench_downloads.py --size-mb {args.size_mb} --clients "
-        f"{args.clients} --runs {args.runs} --repeat {args.repeat}`; eoshare is `eoshare serve "
-        "--workers 2`, nginx has 2 worker processes; curl clients on the same machine; each "
+        f"`python benchmarks/bench_downloads.py {' '.join(sys.argv[1:])}`; eoshare is "
+        "`eoshare serve --workers 2`, nginx has 2 worker processes; curl clients on the same "
+        "machine; each "
         f"measurement is the best of {args.runs} runs, repeated {args.repeat} times side by side; "
         "median MB/s and median ratio; load average (1 min) during the run "
         f"{min(load):.1f} to {max(load):.1f}.\n",
