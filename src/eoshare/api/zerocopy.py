@@ -238,9 +238,13 @@ async def sendfile(sock_fd: int, in_fd: int, offset: int, count: int) -> int:
 
 
 # the pipe between the two sockets of a splice: 1 MiB (Linux's default maximum for an
-# unprivileged process; 64 KiB when the kernel refuses more)
+# unprivileged process). The kernel refuses more, and a non-root user's pipes beyond
+# fs.pipe-user-pages-soft (64 MiB: 64 such downloads at once) get 2 pages: still correct,
+# with more calls per byte; raise that sysctl on a node with many concurrent downloads
 PIPE_BYTES = 1024 * 1024
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+# splice(2) and pipe sizes are Linux's; elsewhere socket bodies are not offered
+CAN_SPLICE = hasattr(os, "splice") and hasattr(fcntl, "F_SETPIPE_SZ")
 
 
 def _is_socket(fd: int) -> bool:

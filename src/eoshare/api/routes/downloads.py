@@ -454,6 +454,7 @@ def _spliceable(request: Request, store: Any, key: str, answer: Any, settings: A
     raw = getattr(store, "raw_body", None)
     if (
         not callable(raw)
+        or not zerocopy.CAN_SPLICE
         or not settings.downloads.zero_copy
         or answer.length < SPLICE_MIN_BYTES
         or zerocopy.EXTENSION not in (request.scope.get("extensions") or {})
