@@ -247,6 +247,19 @@ _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK
 CAN_SPLICE = hasattr(os, "splice") and hasattr(fcntl, "F_SETPIPE_SZ")
 
 
+# the client's socket buffer for a spliced body: the kernel caps it (net.core.wmem_max,
+# doubled); more room between the node and the client lets the S3 server run ahead while
+# the node waits for a core (one stream, 2 busy cores: ~0.8 -> ~0.9 of direct reading)
+SPLICE_SNDBUF = 8 * 1024 * 1024
+
+
+def _grow_send_buffer(fd: int) -> None:
+    """Raise the socket's send buffer to SPLICE_SNDBUF (never lower it)."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < SPLICE_SNDBUF:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SPLICE_SNDBUF)
+
+
 def _is_socket(fd: int) -> bool:
     try:
         return stat.S_ISSOCK(os.fstat(fd).st_mode)
@@ -270,6 +283,7 @@ async def splice(sock_fd: int, in_fd: int, count: int) -> int:
     # goes to duplicates of our own, which keep the sockets open until we are done
     watch_out = os.dup(sock_fd)
     watch_in = os.dup(in_fd)
+    _grow_send_buffer(watch_out)
     done: asyncio.Future[str] = loop.create_future()
     taken = 0  # bytes read from the source into the pipe
     sent = 0  # bytes the client's socket took out of the pipe
