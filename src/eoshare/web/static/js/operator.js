@@ -71,21 +71,22 @@ export async function startPage({ prefix, links = [], who = whoWords, render }) 
   topbar(header, prefix, links);
   const select = $(`#${prefix}-language`);
   let me = null;
+  let asked = false; // who is calling: empty until the node has said
   const translateBar = () => {
     $(`#${prefix}-brand`).textContent = t("app.name");
     if (links.length) $(`#${prefix}-nav`).setAttribute("aria-label", t("nav.label"));
     for (const link of links) $(`#${link.id}`).textContent = link.label();
-    $(`#${prefix}-who`).textContent = who(me);
+    if (asked) $(`#${prefix}-who`).textContent = who(me);
     select.setAttribute("aria-label", t("lang.label"));
   };
   await setLanguage(initialLanguage());
+  translateBar();
   const names = {
     ar: t("lang.ar"), zh: t("lang.zh"), en: t("lang.en"), fr: t("lang.fr"), ru: t("lang.ru"),
     es: t("lang.es"),
   };
   for (const lang of LANGUAGES) select.append(el("option", { value: lang, lang }, names[lang]));
   select.value = document.documentElement.lang;
-  select.setAttribute("aria-label", t("lang.label"));
   select.addEventListener("change", async () => {
     await setLanguage(select.value);
     translateBar();
@@ -96,6 +97,7 @@ export async function startPage({ prefix, links = [], who = whoWords, render }) 
   } catch {
     me = null;
   }
+  asked = true;
   translateBar();
   return me;
 }
