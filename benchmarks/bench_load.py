@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -104,7 +105,17 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_size(n: int, cluster: Any, tmp: Path, workers: int | None) -> dict[str, dict[str, Any]]:
+LOADERS = ("sqlite", "pgstac", "pypgstac")
+
+
+def _drop(cluster: Any, url: str) -> None:
+    """A measured database is dropped at once: three copies of 1M items would not fit."""
+    cluster.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]}")
+
+
+def run_size(
+    n: int, cluster: Any, tmp: Path, workers: int | None, loaders: tuple[str, ...] = LOADERS
+) -> dict[str, dict[str, Any]]:
     items = WORK / f"items-{n}.ndjson"
     if not items.exists():
         subprocess.run(
@@ -120,34 +131,43 @@ def run_size(n: int, cluster: Any, tmp: Path, workers: int | None) -> dict[str, 
     out: dict[str, dict[str, Any]] = {}
 
     # eoshare -> SQLite
-    data = tmp / f"sqlite-{n}"
-    env = _env(EOSHARE_DATA_DIR=str(data))
-    subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
-    out["eoshare load → SQLite"] = timed([*eoshare, str(items), *extra], env)
-    print(f"  SQLite: {n / out['eoshare load → SQLite']['seconds']:.0f} items/s", flush=True)
-    with sqlite3.connect(data / "catalog.db") as conn:
-        out["eoshare load → SQLite"]["loaded"] = conn.execute(
-            "SELECT count(*) FROM items"
-        ).fetchone()[0]
+    if "sqlite" in loaders:
+        data = tmp / f"sqlite-{n}"
+        env = _env(EOSHARE_DATA_DIR=str(data))
+        subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
+        out["eoshare load → SQLite"] = timed([*eoshare, str(items), *extra], env)
+        print(f"  SQLite: {n / out['eoshare load → SQLite']['seconds']:.0f} items/s", flush=True)
+        with sqlite3.connect(data / "catalog.db") as conn:
+            out["eoshare load → SQLite"]["loaded"] = conn.execute(
+                "SELECT count(*) FROM items"
+            ).fetchone()[0]
+        out["eoshare load → SQLite"]["catalog_mb"] = sum(
+            p.stat().st_size for p in data.glob("catalog.db*")
+        ) / (1024 * 1024)
+        shutil.rmtree(data, ignore_errors=True)
 
     # eoshare -> pgstac
-    url = cluster.new_catalog_url()
-    env = _env(EOSHARE_DATA_DIR=str(tmp / f"pg-{n}"), EOSHARE_CATALOG=url)
-    subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
-    out["eoshare load → pgstac"] = timed([*eoshare, str(items), *extra], env)
-    out["eoshare load → pgstac"]["loaded"] = _pg_count(url)
+    if "pgstac" in loaders:
+        url = cluster.new_catalog_url()
+        env = _env(EOSHARE_DATA_DIR=str(tmp / f"pg-{n}"), EOSHARE_CATALOG=url)
+        subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
+        out["eoshare load → pgstac"] = timed([*eoshare, str(items), *extra], env)
+        out["eoshare load → pgstac"]["loaded"] = _pg_count(url)
+        _drop(cluster, url)
 
     # pypgstac -> pgstac (its own fresh database)
-    dsn = cluster.url(cluster.new_database())
-    env = _env()
-    subprocess.run(
-        [str(PYPGSTAC), "load", "collections", str(coll_ndjson), "--dsn", dsn],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    out["pypgstac load → pgstac"] = timed(
-        [str(PYPGSTAC), "load", "items", str(items), "--dsn", dsn, "--method", "insert"], env
-    )
-    out["pypgstac load → pgstac"]["loaded"] = _pg_count(dsn)
+    if "pypgstac" in loaders:
+        dsn = cluster.url(cluster.new_database())
+        env = _env()
+        subprocess.run(
+            [str(PYPGSTAC), "load", "collections", str(coll_ndjson), "--dsn", dsn],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        out["pypgstac load → pgstac"] = timed(
+            [str(PYPGSTAC), "load", "items", str(items), "--dsn", dsn, "--method", "insert"], env
+        )
+        out["pypgstac load → pgstac"]["loaded"] = _pg_count(dsn)
+        _drop(cluster, dsn)
     for r in out.values():
         r["items"] = n
         r["items_per_s"] = n / r["seconds"]
@@ -200,13 +220,13 @@ def render(results: dict[int, dict[str, dict[str, Any]]], args: argparse.Namespa
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for n, row in results.items():
-        ref = row["pypgstac load → pgstac"]["items_per_s"]
+        ref = row.get("pypgstac load → pgstac", {}).get("items_per_s")
         for name, r in row.items():
             first, last = r["rss_first_third_mb"] or 0, r["rss_last_third_mb"] or 0
+            ratio = f"{r['items_per_s'] / ref:.2f}x" if ref else "n/a"
             lines.append(
                 f"| {n:,} | {name} | {r['seconds']:.1f} | {r['items_per_s']:,.0f} | "
-                f"{r['items_per_s'] / ref:.2f}x | {r['peak_rss_mb']:.0f} | "
-                f"{first:.0f} / {last:.0f} |"
+                f"{ratio} | {r['peak_rss_mb']:.0f} | {first:.0f} / {last:.0f} |"
             )
     lines += ["", "Targets (issues 14, 11): eoshare → SQLite ≥ 5,000 items/s and ≥ 2x pypgstac; "
               "eoshare → pgstac ≥ 1x pypgstac; memory flat.", ""]  # fmt: skip
@@ -218,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--workers", type=int, default=None, help="eoshare load --workers")
     parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--loaders", nargs="+", choices=LOADERS, default=list(LOADERS),
+        help="which loaders to run (default: all three)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     WORK.mkdir(exist_ok=True)
 
@@ -228,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         os.chmod(t, 0o755)
         for n in args.sizes:
             print(f"[{n}] loading ...", flush=True)
-            results[n] = run_size(n, cluster, Path(t), args.workers)
+            results[n] = run_size(n, cluster, Path(t), args.workers, tuple(args.loaders))
             for name, r in results[n].items():
                 print(
                     f"  {name:24s} {r['seconds']:7.1f} s {r['items_per_s']:8.0f} items/s "
