@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 TRIES = 100
 PAUSE_S = 0.05
@@ -32,3 +33,18 @@ def retry_locked(step: Callable[[], object]) -> None:
 def enable_wal(conn: sqlite3.Connection) -> None:
     """``PRAGMA journal_mode=WAL``, tried again while another process holds the file."""
     retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+
+
+def prepare(paths: list[Path]) -> None:
+    """Make each SQLite file that does not exist yet, already in WAL mode, before several
+    processes open it (``serve --workers N`` does this in the parent, so that no two
+    workers race to switch a new file)."""
+    for path in paths:
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            enable_wal(conn)
+        finally:
+            conn.close()

@@ -34,3 +34,18 @@ def test_other_errors_are_not_retried(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(sqlite3.ProgrammingError):
         enable_wal(conn)
+
+
+def test_prepare_makes_new_files_in_wal_and_leaves_others_alone(tmp_path: Path) -> None:
+    """``serve --workers N`` makes the node's new SQLite files in its parent process."""
+    from eoshare.sqlitewal import prepare
+
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    new = tmp_path / "sub" / "new.db"
+    prepare([old, new])
+    with sqlite3.connect(new) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    with sqlite3.connect(old) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
