@@ -178,6 +178,27 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def _prepare_sqlite_files(settings: Settings) -> None:
+    """The node's SQLite files made (in WAL mode) before its worker processes start, so
+    that they do not race each other to create them (eoshare.sqlitewal)."""
+    from eoshare.leases import lease_location
+    from eoshare.sqlitewal import prepare
+
+    processing = settings.processing.db
+    state = [
+        settings.access_db_path, settings.disaster_db_path, settings.federation_db_path,
+        settings.data_dir / "uploads.db", settings.data_dir / "orders.db",
+        Path(processing) if processing else settings.data_dir / "processing.db",
+    ]  # fmt: skip
+    files = [p for p in (settings.state_db(path) for path in state) if isinstance(p, Path)]
+    if settings.catalog_url.startswith("sqlite:///"):
+        files.append(Path(settings.catalog_url.removeprefix("sqlite:///")))
+    leases = lease_location(settings)
+    if "://" not in leases:
+        files.append(Path(leases))
+    prepare(files)
+
+
 def _run_server(
     settings: Settings,
     *,
@@ -213,6 +234,7 @@ def _run_server(
         # settings go there through the environment (SQLite's WAL lets several worker
         # processes share one catalogue).
         os.environ["EOSHARE_DATA_DIR"] = str(settings.data_dir)
+        _prepare_sqlite_files(settings)
         if ready:
             _announce_when_listening(settings.host, settings.port, ready)
         # /metrics adds up every worker's counts (eoshare.api.observability)

@@ -6,6 +6,7 @@ database and one lease table stand for two processes."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,23 @@ def test_without_a_lease_table_the_one_process_runs_everything(tmp_path: Path) -
         assert hooked == ["x"]
     finally:
         alerts.close()
+
+
+def test_the_node_s_alert_worker_takes_the_lease(tmp_path: Path) -> None:
+    """The app's worker (started by its lifespan) is the one under the lease: the lease
+    table names it while it runs, and it lets the lease go when the node stops."""
+    from fastapi.testclient import TestClient
+
+    from eoshare.api.app import create_app
+    from eoshare.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path))
+    alerts = app.state.disaster.alerts
+    assert alerts.leases is not None
+    with TestClient(app):
+        deadline = time.monotonic() + 10
+        while (lease := alerts.leases.get("disaster-alerts")) is None:
+            assert time.monotonic() < deadline, "the worker never took the lease"
+            time.sleep(0.05)
+        assert lease.holder == alerts.holder
+    assert Leases(tmp_path / "node.db").get("disaster-alerts") is None, "not released"

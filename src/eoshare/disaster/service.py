@@ -127,7 +127,7 @@ def open_disaster(
             webhook_timeout_s=settings.disaster.webhook_timeout_s,
         ),
         # hooks and webhooks in one process of the node, whatever serves it
-        leases=Leases(lease_location(settings)) if worker else None,
+        leases=Leases(lease_location(settings)),  # (opened by the worker, if it runs)
     )
     services = DisasterServices(
         store=store, activations=activations, orbits=OrbitService(store, platforms),
