@@ -42,6 +42,17 @@ app = typer.Typer(
 )
 
 
+def _load_only() -> bool:
+    """Whether this process runs ``eoshare load`` (the console script, or ``python -m
+    eoshare.cli``): the command groups of other modules, whose imports take a good part
+    of a second, are then left out (a bulk load's start-up counts; see bench_load.py)."""
+    argv = sys.argv
+    return len(argv) > 1 and argv[1] == "load" and Path(argv[0]).name in ("eoshare", "cli.py")
+
+
+_LOAD_ONLY = _load_only()
+
+
 class OnConflictChoice(StrEnum):
     error = "error"
     skip = "skip"
@@ -520,7 +531,8 @@ def _register_access() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-_register_access()
+if not _LOAD_ONLY:
+    _register_access()
 
 
 # --- downloads and storage: storage migrate, verify, get (eoshare.downloads.cli) ------
@@ -530,7 +542,8 @@ def _register_downloads() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-_register_downloads()
+if not _LOAD_ONLY:
+    _register_downloads()
 
 
 # --- disaster: activations, orbits (eoshare.disaster.cli) -------------------------------
@@ -540,7 +553,8 @@ def _register_disaster() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-_register_disaster()
+if not _LOAD_ONLY:
+    _register_disaster()
 
 
 # --- backup and restore (eoshare.backup) ---------------------------------------------
@@ -736,7 +750,8 @@ def _register_ops() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-_register_ops()
+if not _LOAD_ONLY:
+    _register_ops()
 
 
 # --- processing: jobs list|logs|cancel|results (eoshare.cli_jobs) -----------------------
@@ -753,8 +768,9 @@ def _register_federation() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-_register_jobs()
-_register_federation()
+if not _LOAD_ONLY:
+    _register_jobs()
+    _register_federation()
 
 
 def main() -> None:

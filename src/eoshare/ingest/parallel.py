@@ -233,6 +233,21 @@ def _worker(tasks: Connection, results: Connection, parent: int) -> None:
             results.send((kind, payload))
 
 
+@contextlib.contextmanager
+def few_collections() -> Iterator[None]:
+    """The cyclic garbage collector kept quiet while the writer handles millions of
+    rows (tuples without cycles, freed batch by batch): its passes over the objects of
+    the chunks waiting would take more time than the writing. Restored afterwards."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 100, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
 def default_workers() -> int:
     """Worker processes for a big load: one per CPU, at most 8."""
     return max(1, min(os.cpu_count() or 1, 8))

@@ -44,7 +44,14 @@ from eoshare.ingest.collections import (
     refresh_extent,
     set_extent,
 )
-from eoshare.ingest.parallel import Chunk, Outcome, PreparePool, default_workers, doc_type
+from eoshare.ingest.parallel import (
+    Chunk,
+    Outcome,
+    PreparePool,
+    default_workers,
+    doc_type,
+    few_collections,
+)
 
 log = logging.getLogger(__name__)
 
@@ -651,6 +658,7 @@ def load_documents(
     with (
         PreparePool(workers if fast else 0) as pool,
         bulk() if bulk is not None else contextlib.nullcontext(),
+        few_collections(),
         bar if bar is not None else contextlib.nullcontext(),
     ):
         for path in files:
