@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -47,33 +48,43 @@ TARGET_RATE = 5_000.0
 TARGET_VS_PYPGSTAC = 2.0
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants."""
-    total, todo = 0, [pid]
+def _tree(pid: int) -> tuple[int, dict[int, float]]:
+    """Resident bytes of ``pid`` and all its descendants, and the CPU seconds (user +
+    system) each of them has used so far."""
+    total, todo, cpu = 0, [pid], {}
+    tick = os.sysconf("SC_CLK_TCK")
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/statm") as f:
                 total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                cpu[p] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo += [int(c) for c in f.read().split()]
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
-    return total
+    return total, cpu
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``cmd``; its wall time and the RSS of its process tree."""
+    """Run ``cmd``; its wall time, its CPU time (split between the command's own
+    process and its child processes, eoshare load's workers) and the RSS of its
+    process tree."""
     load_before = os.getloadavg()[0]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     samples: list[int] = []
+    children_cpu: dict[int, float] = {}  # the last CPU seconds seen of each child process
 
     def sample() -> None:
         while proc.poll() is None:
-            samples.append(_tree_rss(proc.pid))
+            rss, cpu = _tree(proc.pid)
+            samples.append(rss)
+            children_cpu.update((p, c) for p, c in cpu.items() if p != proc.pid)
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -85,10 +96,14 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
     third = max(len(samples) // 3, 1)
+    # CPU seconds of the command and its workers (not of the PostgreSQL server)
+    cpu_s = cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    workers_s = min(sum(children_cpu.values()), cpu_s)  # (sampled: up to 0.2 s short)
     return {
         "seconds": seconds,
-        # CPU seconds of the command and its workers (not of the PostgreSQL server)
-        "cpu_s": cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime,
+        "cpu_s": cpu_s,
+        "cpu_workers_s": workers_s,
+        "cpu_main_s": cpu_s - workers_s,
         "peak_rss_mb": max(samples, default=0) / 2**20,
         "rss_first_third_mb": statistics.median(samples[:third]) / 2**20 if samples else None,
         "rss_last_third_mb": statistics.median(samples[-third:]) / 2**20 if samples else None,
@@ -104,7 +119,12 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_size(n: int, cluster: Any, tmp: Path, workers: int | None) -> dict[str, dict[str, Any]]:
+LOADERS = ("sqlite", "pgstac", "pypgstac")
+
+
+def run_size(
+    n: int, cluster: Any, tmp: Path, workers: int | None, loaders: tuple[str, ...] = LOADERS
+) -> dict[str, dict[str, Any]]:
     items = WORK / f"items-{n}.ndjson"
     if not items.exists():
         subprocess.run(
@@ -120,34 +140,38 @@ def run_size(n: int, cluster: Any, tmp: Path, workers: int | None) -> dict[str, 
     out: dict[str, dict[str, Any]] = {}
 
     # eoshare -> SQLite
-    data = tmp / f"sqlite-{n}"
-    env = _env(EOSHARE_DATA_DIR=str(data))
-    subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
-    out["eoshare load → SQLite"] = timed([*eoshare, str(items), *extra], env)
-    print(f"  SQLite: {n / out['eoshare load → SQLite']['seconds']:.0f} items/s", flush=True)
-    with sqlite3.connect(data / "catalog.db") as conn:
-        out["eoshare load → SQLite"]["loaded"] = conn.execute(
-            "SELECT count(*) FROM items"
-        ).fetchone()[0]
+    if "sqlite" in loaders:
+        data = tmp / f"sqlite-{n}"
+        env = _env(EOSHARE_DATA_DIR=str(data))
+        subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
+        out["eoshare load → SQLite"] = timed([*eoshare, str(items), *extra], env)
+        print(f"  SQLite: {n / out['eoshare load → SQLite']['seconds']:.0f} items/s", flush=True)
+        with sqlite3.connect(data / "catalog.db") as conn:
+            out["eoshare load → SQLite"]["loaded"] = conn.execute(
+                "SELECT count(*) FROM items"
+            ).fetchone()[0]
+        shutil.rmtree(data, ignore_errors=True)  # (1M items: 13 GB)
 
     # eoshare -> pgstac
-    url = cluster.new_catalog_url()
-    env = _env(EOSHARE_DATA_DIR=str(tmp / f"pg-{n}"), EOSHARE_CATALOG=url)
-    subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
-    out["eoshare load → pgstac"] = timed([*eoshare, str(items), *extra], env)
-    out["eoshare load → pgstac"]["loaded"] = _pg_count(url)
+    if "pgstac" in loaders:
+        url = cluster.new_catalog_url()
+        env = _env(EOSHARE_DATA_DIR=str(tmp / f"pg-{n}"), EOSHARE_CATALOG=url)
+        subprocess.run([*eoshare, str(coll_json)], env=env, check=True, capture_output=True)
+        out["eoshare load → pgstac"] = timed([*eoshare, str(items), *extra], env)
+        out["eoshare load → pgstac"]["loaded"] = _pg_count(url)
 
     # pypgstac -> pgstac (its own fresh database)
-    dsn = cluster.url(cluster.new_database())
-    env = _env()
-    subprocess.run(
-        [str(PYPGSTAC), "load", "collections", str(coll_ndjson), "--dsn", dsn],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    out["pypgstac load → pgstac"] = timed(
-        [str(PYPGSTAC), "load", "items", str(items), "--dsn", dsn, "--method", "insert"], env
-    )
-    out["pypgstac load → pgstac"]["loaded"] = _pg_count(dsn)
+    if "pypgstac" in loaders:
+        dsn = cluster.url(cluster.new_database())
+        env = _env()
+        subprocess.run(
+            [str(PYPGSTAC), "load", "collections", str(coll_ndjson), "--dsn", dsn],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        out["pypgstac load → pgstac"] = timed(
+            [str(PYPGSTAC), "load", "items", str(items), "--dsn", dsn, "--method", "insert"], env
+        )
+        out["pypgstac load → pgstac"]["loaded"] = _pg_count(dsn)
     for r in out.values():
         r["items"] = n
         r["items_per_s"] = n / r["seconds"]
@@ -195,17 +219,25 @@ def render(results: dict[int, dict[str, dict[str, Any]]], args: argparse.Namespa
         "peak RSS of the command's process tree (its workers included, sampled every "
         "0.2 s), and its median in the first / last third of the run",
         "",
-        "| items | loader | seconds | items/s | vs pypgstac | peak RSS MiB "
-        "| RSS 1st / last third |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| items | loader | seconds | items/s | vs pypgstac | CPU s | CPU µs/item "
+        "(main + workers) | peak RSS MiB | RSS 1st / last third |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, row in results.items():
-        ref = row["pypgstac load → pgstac"]["items_per_s"]
+        ref = row.get("pypgstac load → pgstac", {}).get("items_per_s")
         for name, r in row.items():
             first, last = r["rss_first_third_mb"] or 0, r["rss_last_third_mb"] or 0
+            versus = f"{r['items_per_s'] / ref:.2f}x" if ref else "-"
+            per_item = 1e6 / n
+            split = (
+                f"{r['cpu_s'] * per_item:.0f} ({r['cpu_main_s'] * per_item:.0f} + "
+                f"{r['cpu_workers_s'] * per_item:.0f})"
+                if r["cpu_workers_s"]
+                else f"{r['cpu_s'] * per_item:.0f}" + (" (+ server)" if "pgstac" in name else "")
+            )
             lines.append(
                 f"| {n:,} | {name} | {r['seconds']:.1f} | {r['items_per_s']:,.0f} | "
-                f"{r['items_per_s'] / ref:.2f}x | {r['peak_rss_mb']:.0f} | "
+                f"{versus} | {r['cpu_s']:.1f} | {split} | {r['peak_rss_mb']:.0f} | "
                 f"{first:.0f} / {last:.0f} |"
             )
     lines += ["", "Targets (issues 14, 11): eoshare → SQLite ≥ 5,000 items/s and ≥ 2x pypgstac; "
@@ -218,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--workers", type=int, default=None, help="eoshare load --workers")
     parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--loaders", nargs="+", choices=LOADERS, default=list(LOADERS), help="which to run"
+    )
     args = parser.parse_args(argv)
     WORK.mkdir(exist_ok=True)
 
@@ -228,11 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         os.chmod(t, 0o755)
         for n in args.sizes:
             print(f"[{n}] loading ...", flush=True)
-            results[n] = run_size(n, cluster, Path(t), args.workers)
+            results[n] = run_size(n, cluster, Path(t), args.workers, tuple(args.loaders))
             for name, r in results[n].items():
                 print(
                     f"  {name:24s} {r['seconds']:7.1f} s {r['items_per_s']:8.0f} items/s "
-                    f"peak {r['peak_rss_mb']:5.0f} MiB  cpu {r['cpu_s']:.1f} s  "
+                    f"peak {r['peak_rss_mb']:5.0f} MiB  cpu {r['cpu_s']:.1f} s "
+                    f"(main {r['cpu_main_s']:.1f} + workers {r['cpu_workers_s']:.1f})  "
                     f"loaded {r['loaded']}  "
                     f"load avg {r['load_before']:.1f}->{r['load_after']:.1f}",
                     flush=True,

@@ -51,6 +51,8 @@ Chunk = tuple[int, list[Outcome]]
 
 # bytes of NDJSON per task (about 160 items of 12.5 KB)
 CHUNK_BYTES = 2 * 1024 * 1024
+# how much lower the workers' CPU priority is than the writer's
+WORKER_NICENESS = 5
 # ...and at most this many read at once by a worker (more: one line at a time)
 BLOCK_BYTES = 8 * 1024 * 1024
 # prepared chunks waiting for the writer (a batch of 1,000 such items is 6 chunks)
@@ -216,6 +218,10 @@ def _worker(tasks: Connection, results: Connection, parent: int) -> None:
     gc.freeze()
     gc.set_threshold(100_000, 100, 100)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the writer's to handle
+    # The one writer is what a load waits for: where CPUs are short, it goes first
+    # (the workers only have to keep ahead of it).
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     while True:
         try:
             task = tasks.recv()
