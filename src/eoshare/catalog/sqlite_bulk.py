@@ -11,7 +11,8 @@ while the writer goes on with the next batch.
 
 The WAL only starts over from its beginning when a write transaction begins after a
 complete checkpoint, so the writer waits for the checkpoint in flight whenever the WAL
-has grown past ``limit_bytes``: the file stays bounded. Crash safety is SQLite's own:
+has grown past ``limit_bytes`` (and whenever the checkpoints fall more than one commit
+behind): the file stays bounded. Crash safety is SQLite's own:
 each batch is one transaction, and a checkpoint may be interrupted at any point.
 """
 
@@ -74,10 +75,14 @@ class WalCheckpointer:
         when the WAL is over its limit (so that this transaction starts it over), and
         leave the checkpoints of this transaction's commit to the thread."""
         with self._cond:
-            if self._frames >= self.limit_frames:
-                while self._done < self._asked and self._thread.is_alive():
-                    self._cond.wait()
-                self._frames = 0
+            # The checkpoints keep at most one commit behind; and while the last one
+            # found the WAL over its limit, the next transaction waits for all of them
+            # (it then starts the WAL over).
+            while self._thread.is_alive() and (
+                self._asked - self._done > 1
+                or (self._frames >= self.limit_frames and self._done < self._asked)
+            ):
+                self._cond.wait()
         conn.execute("PRAGMA wal_autocheckpoint=0")
 
     def committed(self, conn: sqlite3.Connection) -> None:
