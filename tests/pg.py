@@ -44,7 +44,8 @@ class PgCluster:
     """One throwaway PostgreSQL cluster; ``url()`` of a database, ``new_catalog_url()``
     of a fresh pgstac database."""
 
-    def __init__(self) -> None:
+    def __init__(self, template: bool = True) -> None:
+        self.template = template
         if not (PG_BIN / "initdb").is_file():
             pytest.fail(
                 f"PostgreSQL is missing ({PG_BIN}/initdb): run scripts/install-postgres.sh "
@@ -83,7 +84,8 @@ class PgCluster:
             str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
             "-o", options, "-w", "-t", "60", "start",
         )  # fmt: skip
-        self._migrate_template()
+        if self.template:
+            self._migrate_template()
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -133,8 +135,9 @@ class PgCluster:
 
 
 @contextlib.contextmanager
-def pg_cluster() -> Iterator[PgCluster]:
-    cluster = PgCluster()
+def pg_cluster(template: bool = True) -> Iterator[PgCluster]:
+    """A started cluster; ``template=False``: a bare one (a new server, no pgstac)."""
+    cluster = PgCluster(template)
     try:
         cluster.start()
         yield cluster

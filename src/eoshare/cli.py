@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -106,6 +106,38 @@ def _observed(settings: Settings, catalog: Any) -> Any:
 def _progress_wanted() -> bool:
     # Bars only for a person watching; scripts and CI logs get the summary alone.
     return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _bytes_progress(label: str, total: int | None = None) -> Iterator[Callable[[str, int], None]]:
+    """A bar (or, with no total, a running count) of objects and bytes for a person
+    watching; a callback that does nothing otherwise."""
+    if not _progress_wanted():
+        yield lambda _key, _n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TextColumn("{task.fields[objects]} objects"),
+               TimeElapsedColumn()]  # fmt: skip
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(label, total=total, objects=0)
+        count = 0
+
+        def advance(_key: str, size: int) -> None:
+            nonlocal count
+            count += 1
+            bar.update(task, advance=size, objects=count)
+
+        yield advance
 
 
 def _version(value: bool) -> None:
@@ -577,15 +609,17 @@ def backup_cmd(
         from eoshare.storage import open_store
 
         settings = _settings(data_dir=data_dir)
-        report = backup(
-            data_dir=settings.data_dir,
-            catalog_url=settings.catalog_url,
-            access_db=settings.access_db_path,
-            store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
-            dest=dest,
-            with_store=store,
-            database=settings.database,
-        )
+        with _bytes_progress("backing up objects") as on_object:
+            report = backup(
+                data_dir=settings.data_dir,
+                catalog_url=settings.catalog_url,
+                access_db=settings.access_db_path,
+                store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
+                dest=dest,
+                with_store=store,
+                on_object=on_object,
+                database=settings.database,
+            )
     for key in report.missing:
         typer.echo(f"warning: {key}: in the catalogue but not in the store", err=True)
     typer.echo(
@@ -594,6 +628,18 @@ def backup_cmd(
         f"{'' if store else ', listed only'})",
         err=True,
     )
+
+
+def _backup_bytes(source: Path) -> int | None:
+    """The bytes of the objects a backup holds (for the bar), or None when unreadable
+    (restore itself then says what is wrong)."""
+    try:
+        from eoshare.backup import read_manifest
+
+        objects = read_manifest(source)["store"]["objects"].values()
+        return sum(int(entry["size"]) for entry in objects)
+    except Exception:
+        return None
 
 
 @app.command("restore")
@@ -610,13 +656,15 @@ def restore_cmd(
         from eoshare.storage import open_store
 
         settings = _settings(data_dir=data_dir)
-        report = restore(
-            source=source,
-            data_dir=settings.data_dir,
-            store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
-            catalog_url=settings.catalog_url,
-            database=settings.database,
-        )
+        with _bytes_progress("restoring objects", _backup_bytes(source)) as on_object:
+            report = restore(
+                source=source,
+                data_dir=settings.data_dir,
+                store=open_store(settings.storage_url, **settings.s3.model_dump(exclude_none=True)),
+                catalog_url=settings.catalog_url,
+                on_object=on_object,
+                database=settings.database,
+            )
     for problem in report.problems:
         typer.echo(f"error: {problem}", err=True)
     typer.echo(

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from eoshare.catalog import open_catalog
 from eoshare.ingest.raster import ingest_rasters
 from eoshare.storage import open_store
 from live import live_node
+from pg import pg_cluster
 
 TOKEN = "backup-test-operator-token"
 ITEM = "S2A_29RKH_20200219_0_L2A"
@@ -183,15 +185,125 @@ def test_backup_refuses_a_folder_in_use(source: tuple[str, Path], tmp_path: Path
     assert (tmp_path / "busy" / "something").read_text() == "mine"
 
 
-def test_backup_of_state_in_postgresql_says_it_is_not_supported(
-    source: tuple[str, Path], tmp_path: Path
+def _restore_refusal(args: tuple[str, ...], data_dir: Path, **env: str) -> str:
+    answer = _eoshare(*args, data_dir=data_dir, **env)
+    assert answer.returncode == 1 and answer.stderr.count("\n") == 1, answer.stderr
+    return answer.stderr
+
+
+def test_node_on_postgresql_backed_up_under_writes_restored_on_another_server(
+    pg: Any, tmp_path: Path, shared_data: Path
 ) -> None:
-    """A node whose state is in PostgreSQL: its SQLite files are not the node, so backup
-    refuses in one line (pointing at pg_dump) rather than copying a partial node."""
-    _, data_dir = source
-    url = "postgresql://eoshare@127.0.0.1:9/eoshare"
-    for args in (("backup", str(tmp_path / "b")), ("restore", str(tmp_path / "b"))):
-        answer = _eoshare(*args, data_dir=data_dir, EOSHARE_DATABASE=url)
-        assert answer.returncode == 1 and answer.stderr.count("\n") == 1, answer.stderr
-        assert "PostgreSQL (EOSHARE_DATABASE)" in answer.stderr and "pg_dump" in answer.stderr
+    """A node whose catalogue (pgstac) and state live in two PostgreSQL databases: backed
+    up while it takes writes (pg_dump of one exported snapshot each, the objects read from
+    the catalogue in that same snapshot), restored on a new server that has none of
+    pgstac's roles, and compared."""
+    catalog_url, state_url = pg.new_catalog_url(), pg.url(pg.new_state_database())
+    data_dir = tmp_path / "node"
+    data_dir.mkdir()
+    store_url = (data_dir / "store").resolve().as_uri()
+    catalog = open_catalog(catalog_url)
+    try:
+        report = ingest_rasters(
+            [shared_data / "raster" / f"{ITEM}_B04.tif"],
+            catalog=catalog, store=open_store(store_url),
+            collection_id=COLLECTION, create_collection=True,
+        )  # fmt: skip
+    finally:
+        catalog.close()
+    assert report.ok, report.failures
+    env = {"EOSHARE_CATALOG": catalog_url, "EOSHARE_DATABASE": state_url,
+           "EOSHARE_STORAGE": store_url}  # fmt: skip
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    stop = threading.Event()
+    written: list[str] = []
+    failures: list[str] = []
+    with live_node(data_dir, {**env, "EOSHARE_API__ADMIN_TOKEN": TOKEN}) as url:
+        r = httpx.put(f"{url}/admin/members/aaa", json={"name": "Agency A", "country": "KE"},
+                      headers=admin)  # fmt: skip
+        assert r.status_code == 200, r.text
+
+        def writer() -> None:
+            with httpx.Client(base_url=url, headers=admin) as client:
+                n = 0
+                while not stop.is_set() and n < 5000:
+                    answer = client.post(f"/collections/{COLLECTION}/items", json=_item(n))
+                    if answer.status_code != 201:
+                        failures.append(f"{answer.status_code} {answer.text[:200]}")
+                        return
+                    written.append(f"written-{n:05d}")
+                    n += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            while len(written) < 20 and thread.is_alive():
+                stop.wait(0.05)
+            before = len(written)
+            done = _eoshare("backup", str(tmp_path / "backup"), data_dir=data_dir, **env)
+            during = len(written)
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+        original = httpx.get(f"{url}/collections/{COLLECTION}/items/{ITEM}").json()
+        original_bytes = httpx.get(original["assets"]["B04"]["href"]).content
+    assert not failures, failures
+    assert done.returncode == 0, done.stderr
+    assert during > before, "the writer did not write while the backup ran"
+    manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
+    assert manifest["format"] == "eoshare-backup/2"
+    assert manifest["postgresql"]["catalog.pgdump"]["holds"] == ["catalog"]
+    assert manifest["postgresql"]["state.pgdump"]["holds"] == ["state"]
+    assert "access.db" not in manifest["databases"], "state is in PostgreSQL, not SQLite"
+    assert len(manifest["store"]["objects"]) >= 1
+
+    with pg_cluster(template=False) as other:  # a new server: no pgstac, no pgstac roles
+        other.execute("CREATE DATABASE restored_catalog")
+        other.execute("CREATE DATABASE restored_state")
+        target_env = {
+            "EOSHARE_CATALOG": other.url("restored_catalog"),
+            "EOSHARE_DATABASE": other.url("restored_state"),
+            "EOSHARE_STORAGE": (tmp_path / "restored" / "store").resolve().as_uri(),
+        }
+        # the engines must match: a SQLite node cannot take a PostgreSQL backup as is
+        why = _restore_refusal(("restore", str(tmp_path / "backup")), tmp_path / "sqlite-node")
+        assert "PostgreSQL" in why and "EOSHARE_CATALOG" in why
+        restored = _eoshare("restore", str(tmp_path / "backup"), data_dir=tmp_path / "restored",
+                            **target_env)  # fmt: skip
+        assert restored.returncode == 0, restored.stderr
+        # the same databases again: refused, they are not empty any more
+        why = _restore_refusal(("restore", str(tmp_path / "backup")), tmp_path / "again",
+                               **target_env)  # fmt: skip
+        assert "not empty" in why
+
+        now = {i["id"]: i for i in _pg_items(catalog_url)}
+        back = {i["id"]: i for i in _pg_items(target_env["EOSHARE_CATALOG"])}
+        assert ITEM in back
+        assert {f"written-{n:05d}" for n in range(before)} <= set(back)
+        assert set(back) <= set(now)
+        assert all(back[i] == now[i] for i in back)
+        ids = sorted(i for i in back if i.startswith("written-"))
+        assert ids == [f"written-{n:05d}" for n in range(len(ids))], "a gap: not one moment"
+        with live_node(tmp_path / "restored", {**target_env, "EOSHARE_API__ADMIN_TOKEN": TOKEN},
+                       ready_path="/conformance") as restored_url:  # fmt: skip
+            members = httpx.get(f"{restored_url}/admin/members", headers=admin).json()
+            assert "aaa" in json.dumps(members), members  # the state came back
+            doc = httpx.get(f"{restored_url}/collections/{COLLECTION}/items/{ITEM}").json()
+            got = httpx.get(doc["assets"]["B04"]["href"])
+            assert got.status_code == 200 and got.content == original_bytes
+
+
+def _pg_items(url: str) -> list[dict[str, Any]]:
+    catalog = open_catalog(url)
+    try:
+        return list(catalog.iter_items())
+    finally:
+        catalog.close()
+
+
+def test_backup_of_a_folder_without_a_catalogue_is_refused(tmp_path: Path) -> None:
+    """A mistyped --data-dir: one line, nothing written (not an empty 'backup')."""
+    answer = _eoshare("backup", str(tmp_path / "b"), data_dir=tmp_path / "typo")
+    assert answer.returncode == 1 and answer.stderr.count("\n") == 1, answer.stderr
+    assert "no catalogue" in answer.stderr
     assert not (tmp_path / "b").exists()

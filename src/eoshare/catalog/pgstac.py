@@ -776,6 +776,26 @@ def _hydrate(
     return out
 
 
+def items_on(conn: psycopg.Connection[Any], page: int = 500) -> Iterator[JSON]:
+    """Every item of a pgstac database, read on ``conn`` inside its own transaction (a
+    backup reads the items of the exported snapshot that ``pg_dump`` copies). The
+    connection's ``search_path`` must start with ``pgstac``."""
+    _configure(conn)
+    last = ("", "")
+    while True:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT {} FROM items WHERE (collection, id) > (%s, %s) "
+                "ORDER BY collection, id LIMIT %s"
+            ).format(_DEHYDRATED),
+            [*last, page],
+        ).fetchall()
+        if not rows:
+            return
+        yield from _hydrate(conn, rows)
+        last = (rows[-1][0], rows[-1][2])
+
+
 # beside _DEHYDRATED in a page: the base item of the row's collection and tag, on the first
 # row of each (collection, tag) only (NULL on the others)
 _BASE_ONCE = sql.SQL(

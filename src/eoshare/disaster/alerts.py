@@ -16,6 +16,13 @@ and by server-sent events (``/alerts/stream``).
   private, link-local or reserved addresses are refused (checked at subscription and
   again at each delivery, against DNS rebinding) unless the operator allows them.
 * An approved activation arms a subscription for its requester over its area and window.
+* Several processes of one node (``serve --workers N``): every process streams to its own
+  ``/alerts/stream`` listeners, but the item hooks (an activation's first data, its
+  value-added products) and the webhooks run in the one process that holds the node's
+  ``disaster-alerts`` lease (``eoshare.leases``). A process that takes the lease over
+  from a holder that died starts again from the events written since that holder last
+  renewed it: nothing is skipped (webhooks are claimed once per item, so a replay sends
+  none twice).
 """
 
 from __future__ import annotations
@@ -54,11 +61,14 @@ from eoshare.errors import (
     NotAuthenticatedError,
     NotFoundError,
 )
+from eoshare.leases import Leases, new_holder
 
 JSON = dict[str, Any]
 log = logging.getLogger("eoshare.alerts")
 Clock = Callable[[], datetime]
 BATCH = 500
+LEASE = "disaster-alerts"
+LEASE_TTL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,7 @@ class AlertService:
         settings: AlertSettings,
         *,
         clock: Clock | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -155,7 +166,12 @@ class AlertService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="eoshare-webhook")
-        self._cursor = 0
+        self._cursor = 0  # the last event streamed to this process's listeners
+        # the lease of the hooks and webhooks (None: this process alone does them)
+        self.leases = leases
+        self.holder = new_holder()
+        self._lead_cursor: int | None = None  # the last event hooked, while leading
+        self._lease_until = 0.0  # (monotonic) when to renew or ask for the lease again
         # called with the items of each batch (activations: first data, post-event hooks)
         self.on_items: list[Callable[[list[JSON]], None]] = []
         self.delivered: queue.Queue[JSON] = queue.Queue()  # outcomes, for tests/benchmarks
@@ -286,6 +302,37 @@ class AlertService:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.leases is not None and self._lead_cursor is not None:
+            try:  # another process need not wait for it to expire
+                self.leases.release(LEASE, self.holder)
+            except Exception:
+                log.warning("could not release the alerts lease", exc_info=True)
+
+    def _leading(self) -> bool:
+        """Whether this process runs the hooks and webhooks now: always without a lease
+        table; else while it holds the lease (renewed at half its time, asked for again
+        every third of it by the others)."""
+        if self.leases is None:
+            if self._lead_cursor is None:
+                self._lead_cursor = self._cursor
+            return True
+        now = time.monotonic()
+        if now < self._lease_until:
+            return self._lead_cursor is not None
+        previous = self.leases.get(LEASE)
+        if self.leases.acquire(LEASE, self.holder, ttl_s=LEASE_TTL_S):
+            self._lease_until = now + LEASE_TTL_S / 2
+            if self._lead_cursor is None:
+                self._lead_cursor = self._cursor
+                if previous is not None and previous.holder != self.holder:
+                    # taken over: what the last holder may not have seen, again
+                    renewed = previous.expires_at - LEASE_TTL_S
+                    since = datetime.fromtimestamp(renewed - 1, UTC)
+                    self._lead_cursor = min(self._cursor, self.store.item_event_before(since))
+            return True
+        self._lease_until = now + LEASE_TTL_S / 3
+        self._lead_cursor = None
+        return False
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -298,48 +345,70 @@ class AlertService:
                 time.sleep(1)
 
     def process_pending(self) -> int:
-        """Handle every item event after the cursor; returns how many."""
+        """Handle every item event after the cursors; returns how many."""
+        lead = self._leading()
         done = 0
         while True:
-            batch = self.store.item_events_after(self._cursor, BATCH)
+            start = self._cursor
+            if lead and self._lead_cursor is not None:
+                start = min(start, self._lead_cursor)
+            batch = self.store.item_events_after(start, BATCH)
             if not batch:
                 break
-            self._cursor = batch[-1][0]
-            self._handle([(c, i) for _, c, i in batch])
+            streamed = [(c, i) for n, c, i in batch if n > self._cursor]
+            hooked: list[tuple[str, str]] = []
+            if lead and self._lead_cursor is not None:
+                hooked = [(c, i) for n, c, i in batch if n > self._lead_cursor]
+                self._lead_cursor = batch[-1][0]
+            self._cursor = max(self._cursor, batch[-1][0])
+            self._handle(streamed, hooked)
             done += len(batch)
         if done:
             self.store.prune_item_events(self._cursor - 10_000)
         return done
 
-    def _handle(self, refs: list[tuple[str, str]]) -> None:
-        items = []
-        for cid, iid in dict.fromkeys(refs):
+    def _handle(self, streamed: list[tuple[str, str]], hooked: list[tuple[str, str]]) -> None:
+        """``streamed``: items new to this process's stream listeners; ``hooked``: items
+        for the hooks and webhooks (this process leads)."""
+        docs: dict[tuple[str, str], JSON] = {}
+        for cid, iid in dict.fromkeys([*streamed, *hooked]):
             try:
-                items.append(self.catalog.get_item(cid, iid))
+                docs[(cid, iid)] = self.catalog.get_item(cid, iid)
             except NotFoundError:
                 continue  # deleted since
-        if not items:
+        if not docs:
             return
-        for hook in self.on_items:
-            try:
-                hook(items)
-            except Exception:
-                log.exception("an item hook failed")
+        hook_items = [docs[r] for r in dict.fromkeys(hooked) if r in docs]
+        if hook_items:
+            for hook in self.on_items:
+                try:
+                    hook(hook_items)
+                except Exception:
+                    log.exception("an item hook failed")
         subs = self.store.list_subscriptions(active_only=True)
         if not subs:
             return
+        stream_set, hook_set = set(streamed), set(hooked)
         by_collection: dict[str, list[str]] = {}
-        for item in items:
-            by_collection.setdefault(str(item.get("collection")), []).append(str(item["id"]))
+        for cid, iid in docs:
+            by_collection.setdefault(cid, []).append(iid)
         principals: dict[str, Principal | None] = {}
         for sub in subs:
+            webhook = bool(sub.webhook) and bool(hook_set)
+            listening = bool(stream_set) and bool(self._listeners_for(sub.owner))
+            if not webhook and not listening:
+                continue  # nothing for this process to deliver: no search
             if sub.owner not in principals:
                 principals[sub.owner] = self._principal(sub.owner)
             principal = principals[sub.owner]
             if principal is None:
                 continue
             for item in self._matches(sub, principal, by_collection):
-                self._deliver(sub, principal, item)
+                ref = (str(item.get("collection")), str(item.get("id")))
+                self._deliver(
+                    sub, principal, item,
+                    stream=listening and ref in stream_set, webhook=webhook and ref in hook_set,
+                )  # fmt: skip
 
     def _principal(self, username: str) -> Principal | None:
         try:
@@ -388,15 +457,27 @@ class AlertService:
             "item": item,
         }
 
-    def _deliver(self, sub: SubscriptionRow, principal: Principal, item: JSON) -> None:
+    def _deliver(
+        self,
+        sub: SubscriptionRow,
+        principal: Principal,
+        item: JSON,
+        *,
+        stream: bool = True,
+        webhook: bool = True,
+    ) -> None:
         cid, iid = str(item.get("collection")), str(item.get("id"))
         event = self._event(sub, item)
-        listeners = self._listeners_for(sub.owner)
+        listeners = self._listeners_for(sub.owner) if stream else []
         if listeners and self.store.claim_delivery(sub.id, cid, iid, "sse", self.clock()):
             for listener in listeners:
                 listener.put(event)
             self.store.finish_delivery(sub.id, cid, iid, "sse", status="sent", attempts=1)
-        if sub.webhook and self.store.claim_delivery(sub.id, cid, iid, "webhook", self.clock()):
+        if (
+            webhook
+            and sub.webhook
+            and self.store.claim_delivery(sub.id, cid, iid, "webhook", self.clock())
+        ):
             self._pool.submit(self._post, sub, cid, iid, event)
 
     def _post(self, sub: SubscriptionRow, cid: str, iid: str, event: JSON) -> None:

@@ -29,6 +29,7 @@ from eoshare.disaster.orbits import OrbitService, load_platforms
 from eoshare.disaster.passes import Pass, plan
 from eoshare.disaster.store import DisasterStore
 from eoshare.errors import InvalidRequestError
+from eoshare.leases import Leases, lease_location
 from eoshare.settings import Settings
 
 JSON = dict[str, Any]
@@ -125,6 +126,8 @@ def open_disaster(
             webhook_backoff_s=settings.disaster.webhook_backoff_s,
             webhook_timeout_s=settings.disaster.webhook_timeout_s,
         ),
+        # hooks and webhooks in one process of the node, whatever serves it
+        leases=Leases(lease_location(settings)) if worker else None,
     )
     services = DisasterServices(
         store=store, activations=activations, orbits=OrbitService(store, platforms),

@@ -531,6 +531,14 @@ class DisasterStore:
             )
         ]
 
+    def item_event_before(self, at: datetime) -> int:
+        """The last event written before ``at`` (0: none)."""
+        return int(
+            self._read("SELECT coalesce(max(id), 0) FROM item_events WHERE at < ?", (iso(at),))[0][
+                0
+            ]
+        )
+
     def last_item_event(self) -> int:
         return int(self._read("SELECT coalesce(max(id), 0) FROM item_events")[0][0])
 
