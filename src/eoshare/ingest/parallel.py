@@ -51,10 +51,12 @@ Chunk = tuple[int, list[Outcome]]
 
 # bytes of NDJSON per task (about 160 items of 12.5 KB)
 CHUNK_BYTES = 2 * 1024 * 1024
-# how much lower the workers' CPU priority is than the writer's
-WORKER_NICENESS = 5
 # ...and at most this many read at once by a worker (more: one line at a time)
 BLOCK_BYTES = 8 * 1024 * 1024
+# lines per chunk of a file read as a stream (a named pipe)
+STREAM_LINES = 200
+# how much lower the workers' CPU priority is than the writer's
+WORKER_NICENESS = 5
 # prepared chunks waiting for the writer (a batch of 1,000 such items is 6 chunks)
 QUEUED_CHUNKS = 16
 
@@ -128,7 +130,7 @@ def read_lines(
     set to the lines read so far); an over-long line comes as the reason it was not
     read (without ever holding it whole)."""
     lineno = 0
-    pos = f.tell()
+    pos = f.tell() if end is not None else 0  # (a pipe has no position)
     while end is None or pos < end:
         line = f.readline(max_line_bytes + 1)
         if not line:
@@ -200,6 +202,22 @@ def prepare_range(
             lines = read_lines(f, max_line_bytes, end, counted)
         outcomes = prepare_lines(lines, plain)
     return counted[0], outcomes
+
+
+def _stream(
+    path: Path, max_line_bytes: int, plain: Callable[[], frozenset[str]]
+) -> Iterator[Chunk]:
+    """``prepare_file`` for a file that cannot be read in ranges (a named pipe)."""
+    with open(path, "rb") as f:
+        counted = [0]
+        base = 0  # lines before the chunk
+        lines: list[Line] = []
+        for lineno, data in read_lines(f, max_line_bytes, None, counted):
+            lines.append((lineno - base, data))
+            if len(lines) >= STREAM_LINES:
+                yield counted[0] - base, prepare_lines(lines, plain())
+                base, lines = counted[0], []
+        yield counted[0] - base, prepare_lines(lines, plain())
 
 
 def _die_with_parent(parent: int) -> None:
@@ -318,6 +336,9 @@ class PreparePool:
         A reader thread here hands the workers byte ranges of the file (they read the
         lines themselves); a receiver thread takes the results back in the same order
         into a bounded queue, so that the workers go on while this process writes."""
+        if not path.is_file():  # a named pipe...: read as it comes, here
+            yield from _stream(path, max_line_bytes, plain)
+            return
         if self.workers <= 0:
             for start, end in ranges(path):
                 yield prepare_range(str(path), start, end, max_line_bytes, plain())
