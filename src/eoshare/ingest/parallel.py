@@ -369,7 +369,7 @@ class PreparePool:
             while True:
                 try:
                     kind, payload = self._results[k % n].recv()
-                except (EOFError, OSError) as exc:
+                except BaseException as exc:  # (EOF: a worker died; anything: the end)
                     done.put(("dead", exc))
                     return
                 slots.release()
