@@ -17,6 +17,7 @@ import shapely
 from eoshare.catalog.geometry import reshaped_geometry
 from eoshare.catalog.prepared import plain_polygon_wkb, prepare_item
 from eoshare.catalog.sqlite import SqliteCatalog
+from eoshare.catalog.sqlite_bulk import BULK_CACHE_KIB
 
 
 def _item(n: int, pad: int = 6000) -> dict[str, Any]:
@@ -71,12 +72,15 @@ def test_bulk_load_keeps_the_wal_bounded_and_empties_it(tmp_path: Path) -> None:
             for rows in batches:
                 cat.write_prepared(rows)
                 sizes.append(wal.stat().st_size)  # (the file's high-water mark)
+            with cat._use() as conn:  # the writer's connection, with the larger cache
+                assert conn.execute("PRAGMA cache_size").fetchone()[0] == -BULK_CACHE_KIB
         assert cat._checkpointer is None
         # 25 batches went through a WAL that never held more than a few of them
         assert max(sizes) < 64 * 4096 + 4 * sizes[0], sizes
         assert not wal.exists() or wal.stat().st_size == 0  # emptied at the end
         with cat._use() as conn:
             assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+            assert conn.execute("PRAGMA cache_size").fetchone()[0] == -cat.cache_kib
         # after the bulk load, a plain write is checkpointed by SQLite itself again
         cat.write_prepared([prepare_item(_item(100_000 + i))[0] for i in range(40)])
     finally:

@@ -338,6 +338,10 @@ class SqliteCatalog:
         finally:
             checkpointer, self._checkpointer = self._checkpointer, None
             checkpointer.close()
+            with self._lock:  # the writer's connection: its usual page cache again
+                for conn in self._idle:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
 
     def close(self) -> None:
         with self._lock:

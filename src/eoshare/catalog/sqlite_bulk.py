@@ -5,7 +5,8 @@ the database file when the WAL is checkpointed. By default the committing connec
 runs the checkpoint itself as soon as the WAL holds 1,000 pages, so each batch of a bulk
 load (a dozen megabytes of item documents) waited for a copy of itself and two fsyncs.
 During a bulk load (``SqliteCatalog.bulk_load``) the writer's transactions run with
-``wal_autocheckpoint`` off and a ``WalCheckpointer`` thread, on its own connection,
+``wal_autocheckpoint`` off (and a larger page cache, ``BULK_CACHE_KIB``) and a
+``WalCheckpointer`` thread, on its own connection,
 checkpoints (``PASSIVE``: never blocking the writer nor any reader) after each commit,
 while the writer goes on with the next batch.
 
@@ -28,14 +29,22 @@ log = logging.getLogger("eoshare.catalog")
 
 # the WAL may grow to this many bytes before the writer waits for a checkpoint
 WAL_LIMIT_BYTES = 128 * 1024 * 1024
+# the writer's page cache during a bulk load: the indexes' pages that random inserts
+# touch (ids, times, the R*Tree) stay in it instead of being read again and again (at
+# 100k items: a tenth less CPU per item; more at 1M). A bound, whatever the load's size.
+BULK_CACHE_KIB = 256 * 1024
 
 
 class WalCheckpointer:
     """A thread that checkpoints after each commit it is told of (``committed``)."""
 
     def __init__(
-        self, connect: Callable[[], sqlite3.Connection], limit_bytes: int = WAL_LIMIT_BYTES
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        limit_bytes: int = WAL_LIMIT_BYTES,
+        cache_kib: int = BULK_CACHE_KIB,
     ) -> None:
+        self.cache_kib = cache_kib
         self._conn = connect()
         (self._page,) = self._conn.execute("PRAGMA page_size").fetchone()
         self.limit_frames = max(limit_bytes // max(self._page, 512), 1)
@@ -84,6 +93,7 @@ class WalCheckpointer:
             ):
                 self._cond.wait()
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
 
     def committed(self, conn: sqlite3.Connection) -> None:
         """Called after a write transaction committed (or failed)."""
