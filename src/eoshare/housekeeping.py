@@ -24,9 +24,11 @@ import fcntl
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from eoshare.downloads.orders import OrderBook
 from eoshare.downloads.uploads import UploadBook
@@ -41,6 +43,7 @@ LEASE = "housekeeping"
 WORKDIR_PREFIXES = ("eoshare-ingest-", "eoshare-migrate-", "eoshare-metrics-")
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -98,6 +101,8 @@ class Housekeeper:
         # other areas' periodic work, run after each pass (not in a dry run), each on its
         # own: a failing one is logged (e.g. federation's scheduled harvests)
         self.chores: list[Callable[[], object]] = []
+        # set when the node stops: a pass under way starts no further chore
+        self._stopping = threading.Event()
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
@@ -138,6 +143,8 @@ class Housekeeper:
             report.folders = folders
         if not dry_run:
             for chore in self.chores:
+                if self._stopping.is_set():
+                    break
                 try:
                     chore()
                 except Exception:
@@ -156,11 +163,12 @@ class Housekeeper:
         """Every ``interval_s`` seconds until cancelled: a pass, when this process holds
         the node's housekeeping lease. A failing pass is logged and the next one runs on
         time."""
+        self._stopping.clear()
         try:
             while True:
                 try:
-                    if await asyncio.to_thread(self.holds_lease, interval_s):
-                        report = await asyncio.to_thread(self.run)
+                    if await self._in_thread(lambda: self.holds_lease(interval_s)):
+                        report = await self._in_thread(self.run)
                         log.info(
                             "housekeeping: " + report.summary(),
                             extra={"uploads": len(report.uploads), "orders": len(report.orders),
@@ -170,8 +178,25 @@ class Housekeeper:
                 except Exception:
                     log.exception("housekeeping failed; trying again in %.0f s", interval_s)
                 await asyncio.sleep(interval_s)
+        except asyncio.CancelledError:
+            self._stopping.set()
+            raise
         finally:
             if self.leases is not None:
                 # a clean stop hands the lease on at once
                 with contextlib.suppress(Exception):
                     self.leases.release(LEASE, self.holder)
+
+    async def _in_thread(self, step: Callable[[], _T]) -> _T:
+        """``step`` in a worker thread. A thread cannot be cancelled: when the node stops
+        (this task is cancelled) the step is told to stop (no further chore) and awaited,
+        so that it never outlives the app's lifespan, which closes the stores it uses,
+        and never logs after the app is gone."""
+        work = asyncio.ensure_future(asyncio.to_thread(step))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self._stopping.set()
+            with contextlib.suppress(Exception):
+                await work
+            raise

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from eoshare.errors import StorageError
+from eoshare.sqlitewal import enable_wal, retry_locked
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -114,8 +115,10 @@ class Leases:
                 self._db = sqlite3.connect(
                     self.location, timeout=30, isolation_level=None, check_same_thread=False
                 )
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.executescript(_SQLITE_SCHEMA)
+                db = self._db
+                # two processes creating the file at once: tried again (eoshare.sqlitewal)
+                enable_wal(db)
+                retry_locked(lambda: db.executescript(_SQLITE_SCHEMA))
         except Exception as exc:  # sqlite3/psycopg errors, an unwritable folder
             self._close()
             raise StorageError(f"cannot open the lease table: {exc}") from exc

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from eoshare.errors import ConflictError, InsufficientStorageError, StorageError, database_error
+from eoshare.sqlitewal import enable_wal
 
 Params = Sequence[Any]
 AREAS = ("access", "downloads", "processing", "disaster", "federation")
@@ -192,7 +193,7 @@ class StateDB:
                     )
                     conn.execute("PRAGMA busy_timeout = 30000")
                     if not self._memory:
-                        conn.execute("PRAGMA journal_mode = WAL")
+                        enable_wal(conn)  # several processes at once (eoshare.sqlitewal)
                         conn.execute("PRAGMA synchronous = NORMAL")
                     conn.execute("PRAGMA foreign_keys = ON")
                 except sqlite3.Error as exc:

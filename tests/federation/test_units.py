@@ -162,3 +162,49 @@ def test_peers_whose_collections_or_extents_cannot_match_are_skipped(tmp_path: P
     reg.update("asia", extents=None)
     peer = reg.get("asia")
     assert peer.extents is None and asks(bbox=(-10, 40, 0, 50))  # unknown: asked
+
+
+def test_a_stopping_node_waits_for_the_mirror_run_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's mirror loop runs in a worker thread, which a stop cannot cancel: the
+    lifespan tells the run to stop and waits for it (to its next chunk) before closing the
+    catalogue the run writes to, so that no mirror thread outlives the app."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from eoshare.api.app import create_app
+    from eoshare.federation.mirror import Mirrorer
+    from eoshare.settings import Settings
+
+    started = threading.Event()
+    events: list[str] = []
+
+    def slow_run_due(self: Mirrorer, instant: Any = None) -> list[Any]:
+        started.set()
+        self.stop.wait(20)  # a run stops at its next chunk once told
+        time.sleep(0.3)  # that chunk
+        events.append("run done")
+        return []
+
+    monkeypatch.setattr(Mirrorer, "run_due", slow_run_due)
+    app = create_app(
+        Settings(
+            data_dir=tmp_path,
+            catalog=f"sqlite:///{tmp_path / 'c.db'}",
+            log_level="warning",
+            federation={"mirror_interval_s": 60},  # type: ignore[arg-type]
+        )
+    )
+    catalog = app.state.catalog
+    close_catalog = catalog.close
+
+    def close() -> None:
+        events.append("catalog closed")
+        close_catalog()
+
+    catalog.close = close
+    with TestClient(app):
+        assert started.wait(30), "the mirror loop did not start"
+    assert events == ["run done", "catalog closed"]

@@ -289,3 +289,42 @@ def test_serve_with_two_workers_purges_without_errors(tmp_path: Path) -> None:
     text = log_path.read_text()
     assert "Traceback" not in text and '"level": "error"' not in text, text
     assert len(expired) == 20
+
+
+def test_a_stopping_node_waits_for_the_pass_under_way(tmp_path: Path) -> None:
+    """The periodic pass runs in a worker thread, which a stop cannot cancel: the app's
+    lifespan must wait for it (and start no further chore) before closing the stores the
+    pass uses, so that no housekeeping thread outlives the app and logs after it is gone."""
+    from fastapi.testclient import TestClient
+
+    from eoshare.api.app import create_app
+    from eoshare.settings import Settings
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    app = create_app(
+        Settings(data_dir=data_dir, catalog=f"sqlite:///{data_dir / 'c.db'}", log_level="warning")
+    )
+    started, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def slow_chore() -> None:
+        started.set()
+        release.wait(20)
+        events.append("chore done")
+
+    keeper = app.state.housekeeper
+    keeper.chores[:0] = [slow_chore, lambda: events.append("next chore")]
+    catalog = app.state.catalog
+    close_catalog = catalog.close
+
+    def close() -> None:
+        events.append("catalog closed")
+        close_catalog()
+
+    catalog.close = close
+    with TestClient(app):
+        assert started.wait(30), "the first pass did not start"
+        # the stop begins while the chore still runs; it finishes half a second later
+        threading.Timer(0.5, release.set).start()
+    assert events == ["chore done", "catalog closed"]

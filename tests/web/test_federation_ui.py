@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -198,6 +199,46 @@ def test_search_results_name_their_node_and_the_missing_peers(hub: Hub, browser:
         assert "Open to everyone" in card.inner_text()  # the origin's agreement, in words
         own = page.locator('#collections li[data-collection="h-open"] .origin-badge')
         assert own.get_attribute("data-origin") == "hub"
+    assert errors == [], errors
+
+
+def _ui_strings(lang: str) -> dict[str, str]:
+    from eoshare import web
+
+    data: dict[str, str] = json.loads((web.STATIC / "i18n" / f"{lang}.json").read_text("utf-8"))
+    return data
+
+
+def test_collections_name_the_missing_peers(hub: Hub, browser: Any) -> None:
+    """A hub's /collections names the peers whose collections are missing; the collections
+    view says so, as the search view does, in the six languages (Arabic right to left)."""
+    r = httpx.get(hub.hub.url + "/collections", timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["federation:missing"] == ["dead", "slow"]
+    assert r.headers["Eoshare-Federation-Missing"] == "dead, slow"
+    errors: list[str] = []
+    with page_as(browser, None, errors) as page:
+        page.goto(hub.hub.url + "/ui/?lang=en#/collections")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        page.locator('#collections li[data-collection="live.l-open"]').wait_for()
+        notice = page.locator("#collections-notice")
+        notice.locator("li[data-peer=slow]").wait_for()
+        assert notice.is_visible()
+        assert notice.locator("li").count() == 2
+        for lang in ("en", "ar", "zh", "ru", "fr", "es"):
+            strings = _ui_strings(lang)
+            if lang != "en":
+                page.select_option("#language", lang)
+                direction = "rtl" if lang == "ar" else "ltr"
+                page.wait_for_selector(f"html[dir={direction}][lang={lang}]", state="attached")
+            notice.locator("p", has_text=strings["fed.collectionsMissingTitle"]).wait_for()
+            dead = strings["fed.missingUnreachable"].replace("{node}", "dead")
+            slow = strings["fed.missingSlow"].replace("{node}", "slow")
+            assert notice.locator("li[data-peer=dead]").inner_text() == dead
+            assert notice.locator("li[data-peer=slow]").inner_text() == slow
+            if lang == "ar":
+                page.screenshot(path=str(SCREENSHOTS / "federation-collections-ar.png"))
     assert errors == [], errors
 
 

@@ -14,13 +14,17 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from eoshare.access.agreements import Member, agreement_from_dict
-from eoshare.access.apply import apply_declarations, read_declarations
-from eoshare.access.service import AccessServices, open_access
+
+if TYPE_CHECKING:
+    from eoshare.access.service import AccessServices
+
+# the services (the OIDC client, the policy) and `apply` load when a command runs, not for
+# `eoshare --help` or another area's command
 from eoshare.errors import NotFoundError
 
 DataDir = Annotated[
@@ -60,6 +64,8 @@ def register(
                     f"{chosen.data_dir} has no access database{where}: run this where the "
                     "node's data is, or pass --data-dir (or set EOSHARE_DATA_DIR)"
                 )
+            from eoshare.access.service import open_access
+
             svc = open_access(chosen, with_oidc=False)
             try:
                 yield svc
@@ -295,6 +301,8 @@ def register(
     ) -> None:
         """Apply members, users and agreements declared in a reviewable file."""
         with services(data_dir, create=True) as svc:
+            from eoshare.access.apply import apply_declarations, read_declarations
+
             doc = read_declarations(file)
             report = apply_declarations(svc.store, doc, who=_who(), dry_run=dry_run)
         for change in report.changes:

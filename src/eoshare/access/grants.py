@@ -21,9 +21,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 
-import shapely
-from shapely.geometry import shape
-
 from eoshare.access.base import Principal
 
 JSON = dict[str, Any]
@@ -54,6 +51,10 @@ class DisasterGrant:
 
     @cached_property
     def geometry(self) -> Any:
+        # shapely loads with the first grant's area, not with every command and node
+        import shapely
+        from shapely.geometry import shape
+
         geom = shape(self.area)
         shapely.prepare(geom)
         return geom
@@ -62,6 +63,9 @@ class DisasterGrant:
         """The item intersects the area and was acquired within the window."""
         if acquired is None or not (self.window_start <= acquired <= self.window_end):
             return False
+        import shapely
+        from shapely.geometry import shape
+
         geometry = item.get("geometry")
         if isinstance(geometry, dict):
             try:

@@ -53,7 +53,7 @@ from eoshare.logs import setup_logging
 from eoshare.processing.service import open_processing
 from eoshare.settings import Settings, load_settings
 from eoshare.storage import open_store
-from eoshare.tiles import TileService
+from eoshare.tiles.lazy import LazyTileService
 
 
 class BodyLimit:
@@ -191,7 +191,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.catalog = app.state.disaster.catalog
     # map tiles, previews, WMTS (eoshare.tiles): tile links on items, WMTS on collections
-    app.state.tiles = TileService(app.state.store, settings.tiles)
+    # (built on the first picture: rio-tiler's imports are most of a start, eoshare.tiles.lazy)
+    app.state.tiles = LazyTileService(app.state.store, settings.tiles)
     app.state.item_decorators = [*app.state.item_decorators, tiles.decorate_item]
     # left out for a harvesting peer (federation): derived links and UI hints it makes itself
     app.state.optional_item_decorators = (auth.decorate_item, tiles.decorate_item)

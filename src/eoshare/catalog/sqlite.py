@@ -41,6 +41,7 @@ from eoshare.errors import (
     StorageError,
     database_error,
 )
+from eoshare.sqlitewal import enable_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -246,7 +247,7 @@ class SqliteCatalog:
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open catalogue {self.path}: {exc}") from exc
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn)  # several processes opening a new file at once (eoshare.sqlitewal)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")

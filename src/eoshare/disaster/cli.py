@@ -12,16 +12,18 @@ import getpass
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from eoshare.access.agreements import OPERATOR
 from eoshare.access.base import Principal
-from eoshare.access.service import open_access
-from eoshare.disaster.activations import parse_time
-from eoshare.disaster.areas import parse_area_file
-from eoshare.disaster.service import DisasterServices, open_disaster
+
+if TYPE_CHECKING:
+    from eoshare.disaster.service import DisasterServices
+
+# the services (shapely, numpy, the OIDC and HTTP clients) load when a command runs, not
+# for `eoshare --help` or another area's command
 
 DataDir = Annotated[
     Path | None,
@@ -50,7 +52,9 @@ def register(
     def services(data_dir: Path | None) -> Iterator[DisasterServices]:
         with errors():
             s = settings(data_dir=data_dir)
+            from eoshare.access.service import open_access
             from eoshare.catalog import open_catalog
+            from eoshare.disaster.service import open_disaster
 
             access = open_access(s, with_oidc=False)
             catalog = open_catalog(s.catalog_url)
@@ -110,6 +114,8 @@ def register(
     ) -> None:
         """Request an activation on behalf of a member (as an operator)."""
         with services(data_dir) as svc:
+            from eoshare.disaster.areas import parse_area_file
+
             shape = parse_area_file(area.read_bytes(), area.name)
             doc: dict[str, Any] = {
                 "member": member, "hazard": hazard, "area": shape,
@@ -129,6 +135,8 @@ def register(
     ) -> None:
         """Approve a requested activation: its grant starts now."""
         with services(data_dir) as svc:
+            from eoshare.disaster.activations import parse_time
+
             until = parse_time(expires, "--expires") if expires else None
             row = svc.activations.approve(_operator(), activation, expires=until, note=note)
             show(svc, row, as_json)

@@ -26,15 +26,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from eoshare.catalog.base import Catalog
-from eoshare.federation.fanout import FederatedSearch
-from eoshare.federation.identity import NodeIdentity, load_or_create_identity
-from eoshare.federation.mirror import MirrorBook, open_mirrors
-from eoshare.federation.peers import PeerRegistry
-from eoshare.federation.trust import PeerTrust
-from eoshare.leases import Leases
-from eoshare.settings import Settings
+if TYPE_CHECKING:
+    # imported by open_federation: a command of one submodule (eoshare peers ...) does
+    # not load every other (httpx, cryptography, shapely) through this package
+    from eoshare.catalog.base import Catalog
+    from eoshare.federation.fanout import FederatedSearch
+    from eoshare.federation.identity import NodeIdentity
+    from eoshare.federation.mirror import MirrorBook
+    from eoshare.federation.peers import PeerRegistry
+    from eoshare.federation.trust import PeerTrust
+    from eoshare.leases import Leases
+    from eoshare.settings import Settings
 
 
 @dataclass
@@ -70,6 +74,12 @@ def open_federation(
     settings: Settings, known_member: Callable[[str], str | bool | None]
 ) -> FederationServices:
     """Built once in ``create_app`` (and by the CLI)."""
+    from eoshare.federation.fanout import FederatedSearch
+    from eoshare.federation.identity import load_or_create_identity
+    from eoshare.federation.mirror import open_mirrors
+    from eoshare.federation.peers import PeerRegistry
+    from eoshare.federation.trust import PeerTrust
+
     fed = settings.federation
     identity = load_or_create_identity(
         settings.node_key_path, name=settings.node_name, member=fed.member

@@ -14,8 +14,26 @@ opened from the store by key, never from an href. The factories would need each 
 wedged into path dependencies; here they are plain code in one place.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from eoshare.tiles.render import RenderSpec, make_spec, plan_for, raster_assets, render_defaults
-from eoshare.tiles.service import TileInfo, TileService, get_tms
+from eoshare.tiles.tms import get_tms
+
+if TYPE_CHECKING:
+    from eoshare.tiles.service import TileInfo, TileService
+
+
+def __getattr__(name: str) -> Any:
+    # the service (and rio-tiler, rasterio, xarray under it) is imported when first asked
+    # for, not with the package: a node builds it on its first picture (eoshare.tiles.lazy)
+    if name in ("TileInfo", "TileService"):
+        from eoshare.tiles import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "RenderSpec",

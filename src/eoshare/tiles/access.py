@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-
-import morecantile
-from pyproj import Geod
+from typing import TYPE_CHECKING
 
 from eoshare.access import Decision
 from eoshare.errors import AccessDeniedError
 
-_GEOD = Geod(ellps="WGS84")
+if TYPE_CHECKING:
+    import morecantile
+    from pyproj import Geod
+
+# morecantile and pyproj load on the first tile, not with the node (eoshare.tiles.lazy)
 # WGS84 ellipsoid, for the length of a parallel
 _A = 6378137.0
 _E2 = 6.69437999014e-3
@@ -34,9 +36,16 @@ def parallel_metres(lat: float, degrees: float) -> float:
     return abs(radius * math.radians(degrees))
 
 
+@lru_cache(maxsize=1)
+def _geod() -> Geod:
+    from pyproj import Geod
+
+    return Geod(ellps="WGS84")
+
+
 def meridian_metres(lon: float, south: float, north: float) -> float:
     """Length in metres along the meridian ``lon`` from ``south`` to ``north``."""
-    _, _, dist = _GEOD.inv(lon, south, lon, north)
+    _, _, dist = _geod().inv(lon, south, lon, north)
     return float(abs(dist))
 
 
@@ -54,6 +63,8 @@ def extent_metres(bounds: tuple[float, float, float, float]) -> tuple[float, flo
 def tile_pixel_metres(tms_id: str, z: int, x: int, y: int, pixels: int) -> float:
     """The ground size of one pixel of a tile, in metres: the smaller of its east-west and
     north-south sizes at the tile's centre (the finer one is what a caller gets)."""
+    import morecantile
+
     tms = morecantile.tms.get(tms_id)  # once per tile: the function's own cache
     b = tms.bounds(morecantile.Tile(x, y, z))
     ew, ns = extent_metres((b.left, b.bottom, b.right, b.top))
@@ -83,6 +94,8 @@ def _tile_px(tms: morecantile.TileMatrixSet, z: int) -> int:
 
 
 def x_center_lonlat(tms: morecantile.TileMatrixSet, z: int, x: int, y: int) -> tuple[float, float]:
+    import morecantile
+
     b = tms.bounds(morecantile.Tile(x, y, z))
     return (b.left + b.right) / 2.0, (b.bottom + b.top) / 2.0
 

@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rio_tiler.colormap import cmap
-
 from eoshare.catalog.assetkeys import held_assets
 from eoshare.errors import InvalidRequestError
 from eoshare.tiles.expression import Expression, parse_expression
@@ -156,6 +154,9 @@ def make_spec(
             raise InvalidRequestError(f"rescale {raw!r}: max must be greater than min")
         ranges.append((lo, hi))
     if colormap_name is not None:
+        # rio-tiler (and rasterio, xarray) load here, on the first picture asked for
+        from rio_tiler.colormap import cmap
+
         colormap_name = colormap_name.strip().lower()
         if colormap_name not in cmap.list():
             raise InvalidRequestError(

@@ -10,7 +10,6 @@ finest pixel size in metres (``min_pixel_m``) a picture may have.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import threading
@@ -49,6 +48,9 @@ from eoshare.tiles.cache import RenderCache, Rendered
 from eoshare.tiles.encode import encode_png
 from eoshare.tiles.readers import ReaderPool
 from eoshare.tiles.render import ImageFormat, Plan, RenderSpec, plan_for, raster_assets
+from eoshare.tiles.tms import check_tile_index, get_tms
+
+__all__ = ["TileInfo", "TileService", "check_tile_index", "get_tms"]
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +58,6 @@ JSON = dict[str, Any]
 WGS84 = CRS.from_epsg(4326)
 TILE_SIZE = 256
 _RANGE_SIZE = 256  # the preview size that automatic value ranges are measured on
-
-
-@functools.lru_cache(maxsize=64)
-def _known_tms(tms_id: str) -> morecantile.TileMatrixSet:
-    # morecantile deep-copies a set on every get() (~2 ms for WebMercatorQuad); the sets
-    # are never changed here, so each is built once
-    return morecantile.tms.get(tms_id)
-
-
-def get_tms(tms_id: str) -> morecantile.TileMatrixSet:
-    """A tile matrix set by id (``WebMercatorQuad``...); NotFoundError for others."""
-    try:
-        return _known_tms(tms_id)
-    except morecantile.errors.InvalidIdentifier:
-        raise NotFoundError(
-            f"unknown tile matrix set {tms_id!r}; GET /tiles/tileMatrixSets lists them"
-        ) from None
 
 
 def _tile_key(
@@ -174,10 +159,16 @@ def _rio_errors(what: str) -> Iterator[None]:
 class TileService:
     """Renders the raster assets of items; caches finished pictures in memory."""
 
-    def __init__(self, store: Store, settings: TilesSettings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: TilesSettings | None = None,
+        *,
+        cache: RenderCache | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings or TilesSettings()
-        self.cache = RenderCache(self.settings.cache_bytes)
+        self.cache = cache if cache is not None else RenderCache(self.settings.cache_bytes)
         self._ranges = _Lru(4096)
         self._info = _Lru(4096)
         self.readers = ReaderPool(self.settings.open_datasets)
@@ -684,16 +675,6 @@ class _WithSources(Rendered):
 
 def _sources(rendered: Rendered) -> tuple[tuple[Any, Any], ...]:
     return rendered.sources if isinstance(rendered, _WithSources) else ()
-
-
-def check_tile_index(tms: morecantile.TileMatrixSet, z: int, x: int, y: int) -> None:
-    """NotFoundError for a tile that the tile matrix set does not have."""
-    top = len(tms.tileMatrices) - 1
-    if not 0 <= z <= top:
-        raise NotFoundError(f"zoom {z} does not exist in {tms.id} (0 to {top})")
-    matrix = tms.matrix(z)
-    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
-        raise NotFoundError(f"tile {z}/{x}/{y} does not exist in {tms.id}")
 
 
 def _warp_method(resampling: str) -> str:

@@ -5,9 +5,11 @@ matrix sets; the tile URLs are templates the API fills in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
-import morecantile
+if TYPE_CHECKING:
+    import morecantile
 
 
 @dataclass(frozen=True)

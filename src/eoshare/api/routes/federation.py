@@ -511,8 +511,17 @@ def start_mirrors(app: Any, interval_s: float) -> asyncio.Task[None] | None:
 
     async def loop() -> None:
         while True:
+            # a thread cannot be cancelled: at a stop (stop_mirrors) the run under way is
+            # awaited up to its next chunk, so that it never outlives the app's lifespan,
+            # which then closes the catalogue and stores it writes to
+            work = asyncio.ensure_future(asyncio.to_thread(mirrorer.run_due))
             try:
-                await asyncio.to_thread(mirrorer.run_due)
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                mirrorer.stop.set()
+                with contextlib.suppress(Exception):
+                    await work
+                raise
             except Exception:
                 log.exception("mirrors failed; trying again in %.0f s", interval_s)
             await asyncio.sleep(interval_s)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
-import morecantile
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -29,12 +28,22 @@ from eoshare.api.responses import JSONResponse
 from eoshare.catalog.base import SortField
 from eoshare.catalog.bounds import InputBounds
 from eoshare.errors import AccessDeniedError, EoshareError, InvalidRequestError, NotFoundError
-from eoshare.tiles import TileService, get_tms, make_spec, raster_assets, render_defaults
+from eoshare.tiles import make_spec, raster_assets, render_defaults
 from eoshare.tiles.access import check_tile, max_zoom
 from eoshare.tiles.cache import Rendered
+from eoshare.tiles.lazy import LazyTileService
 from eoshare.tiles.render import ImageFormat, Plan, RenderSpec, image_format
-from eoshare.tiles.service import check_tile_index
+from eoshare.tiles.tms import check_tile_index, get_tms
 from eoshare.tiles.wmts import WmtsLayer, capabilities
+
+if TYPE_CHECKING:
+    import morecantile
+
+    from eoshare.tiles.service import TileService
+else:
+    # app.state.tiles is an eoshare.tiles.lazy.LazyTileService: rio-tiler loads on the
+    # first picture, not with this module (FastAPI reads the annotation of get_tiles)
+    TileService = Any
 
 JSON = dict[str, Any]
 router = APIRouter(prefix="/tiles", tags=["Tiles"])
@@ -45,8 +54,10 @@ _MAX_SCALE = 4
 
 
 async def get_tiles(request: Request) -> TileService:
-    tiles: TileService = request.app.state.tiles
-    return tiles
+    tiles = request.app.state.tiles
+    # the service itself, built on the first picture (eoshare.tiles.lazy)
+    service: TileService = tiles.service if isinstance(tiles, LazyTileService) else tiles
+    return service
 
 
 Tiles = Annotated[TileService, Depends(get_tiles)]
@@ -165,6 +176,8 @@ def tile_matrix_sets(request: Request) -> JSONResponse:
     """The OGC tile matrix sets tiles can be asked in."""
     base = base_url(request)
     sets = []
+    import morecantile
+
     for tms_id in morecantile.tms.list():
         tms = get_tms(tms_id)
         href = f"{base}/tiles/tileMatrixSets/{q(tms_id)}"
@@ -566,6 +579,8 @@ def mosaic_tile(
     visible_collection(request, catalog.get_collection(collection_id))
     user_box = parse_bbox_text(bbox)
     check_tile_index(tms, z, x, row)
+    import morecantile
+
     b = tms.bounds(morecantile.Tile(x, row, z))
     box = _intersect((b.left, b.bottom, b.right, b.top), user_box)
     if box is None:

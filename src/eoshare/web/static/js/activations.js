@@ -9,36 +9,21 @@
 // is only ever set as text, never parsed as HTML.
 
 import * as api from "./api.js";
-import { LANGUAGES, formatBytes, formatDateTime, initialLanguage, setLanguage, t } from "./i18n.js";
+import { formatBytes, formatDateTime, t } from "./i18n.js";
+import { $, el, errorText, startPage } from "./operator.js";
 
 const HAZARDS = [
   "flood", "fire", "earthquake", "cyclone", "storm", "landslide", "volcano", "tsunami",
   "oil-spill", "other",
 ];
-const $ = (selector) => document.querySelector(selector);
 const state = { me: null };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 function isOperator() {
   return Boolean(state.me?.roles?.includes("operator"));
 }
 
 function problem(error) {
-  return el("p", { class: "act-error", role: "alert" }, error?.detail || error?.message || String(error));
+  return el("p", { class: "act-error", role: "alert" }, errorText(error));
 }
 
 // every key written out, so that the translations can be checked against the code
@@ -341,8 +326,6 @@ async function detail(id) {
 async function render() {
   const main = $("#act-main");
   document.title = `${t("act.page.title")} · ${t("app.title")}`;
-  $("#brand-name").textContent = t("app.name");
-  $("#act-who").textContent = state.me?.user ? t("act.page.signedIn", { user: state.me.user }) : t("act.page.signedOut");
   const id = decodeURIComponent(window.location.hash.slice(1));
   const parts = [el("h1", {}, t("act.page.title"))];
   if (!state.me?.user) {
@@ -359,25 +342,13 @@ async function render() {
   main.replaceChildren(...parts);
 }
 
+/** "Signed in as …" or "Not signed in": this page is also for emergency focal points. */
+function who(me) {
+  return me?.user ? t("act.page.signedIn", { user: me.user }) : t("act.page.signedOut");
+}
+
 async function start() {
-  const select = $("#act-language");
-  await setLanguage(initialLanguage());
-  const names = {
-    ar: t("lang.ar"), zh: t("lang.zh"), en: t("lang.en"), fr: t("lang.fr"), ru: t("lang.ru"),
-    es: t("lang.es"),
-  };
-  for (const lang of LANGUAGES) select.append(el("option", { value: lang, lang }, names[lang]));
-  select.value = document.documentElement.lang;
-  select.setAttribute("aria-label", t("lang.label"));
-  select.addEventListener("change", async () => {
-    await setLanguage(select.value);
-    await render();
-  });
-  try {
-    state.me = await api.me();
-  } catch {
-    state.me = null;
-  }
+  state.me = await startPage({ prefix: "act", who, render });
   window.addEventListener("hashchange", render);
   await render();
 }

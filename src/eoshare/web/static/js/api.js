@@ -167,12 +167,20 @@ export function follow(link) {
   return searchPage(link.href, {});
 }
 
+/** Every page of /collections: {collections, missing, peers}. A hub names the peers whose
+ * collections are missing from its list (federation:missing, or the header) and how each
+ * peer answered (federation:peers: {name: {status}}). */
 export async function collections() {
-  const out = [];
+  const out = { collections: [], missing: [], peers: {} };
   let next = url("collections?limit=100");
   while (next) {
-    const page = await getJSON(next);
-    out.push(...(page.collections || []));
+    const page = await searchPage(next, {});
+    out.collections.push(...(page.collections || []));
+    for (const name of page["federation:missing"] || []) {
+      if (!out.missing.includes(name)) out.missing.push(name);
+    }
+    const peers = page["federation:peers"];
+    if (peers && typeof peers === "object") Object.assign(out.peers, peers);
     const link = (page.links || []).find((l) => l.rel === "next");
     next = link ? link.href : null;
   }

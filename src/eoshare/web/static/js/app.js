@@ -46,6 +46,8 @@ const state = {
   federationLoaded: false,
   federated: false,
   missing: [],
+  collectionsMissing: [],
+  collectionsPeers: {},
   peerReport: {},
 };
 
@@ -192,7 +194,11 @@ async function loadCollections() {
   const status = $("#collections-status");
   status.textContent = t("collections.loading");
   try {
-    state.collections = await api.collections();
+    const listing = await api.collections();
+    state.collections = listing.collections;
+    // a hub's peers whose collections are missing from the list (federation:missing)
+    state.collectionsMissing = listing.missing;
+    state.collectionsPeers = listing.peers;
     state.collectionsLoaded = true;
   } catch (error) {
     status.textContent = errorText(error);
@@ -270,6 +276,12 @@ function renderCollections() {
   if (!state.collectionsLoaded) return;
   list.replaceChildren();
   status.textContent = t("collections.count", { n: formatNumber(state.collections.length) });
+  fillMissingNotice(
+    $("#collections-notice"),
+    t("fed.collectionsMissingTitle"),
+    state.collectionsMissing,
+    state.collectionsPeers,
+  );
   for (const c of state.collections) {
     const headingId = `collection-${c.id}`;
     const agreement = agreementWords(c);
@@ -501,16 +513,22 @@ function badgesOf(origins) {
 
 function renderMissing() {
   const notice = $("#federation-notice");
+  fillMissingNotice(notice, t("fed.missingTitle"), state.missing, state.peerReport);
+}
+
+/** A notice naming the peers that did not answer (``missing``), unreachable or slow as
+ * ``report`` ({name: {status}}) says; hidden when every peer answered. */
+function fillMissingNotice(notice, title, missing, report) {
   notice.replaceChildren();
-  notice.hidden = !state.missing.length;
-  if (!state.missing.length) return;
+  notice.hidden = !missing.length;
+  if (!missing.length) return;
   notice.append(
-    el("p", { text: t("fed.missingTitle") }),
+    el("p", { text: title }),
     el(
       "ul",
       {},
-      ...state.missing.map((peer) => {
-        const status = state.peerReport[peer]?.status;
+      ...missing.map((peer) => {
+        const status = report[peer]?.status;
         const text =
           status === "timeout"
             ? t("fed.missingSlow", { node: peer })

@@ -5,35 +5,17 @@
 // which answers operators only. Text from the node is only ever set as text.
 
 /* global L, topojson */
-import * as api from "./api.js";
 import { ISO_NUMERIC } from "./countries.js";
+import { formatBytes, formatDateTime, formatNumber, language, t } from "./i18n.js";
 import { unwrapAntimeridian } from "./map.js";
-import {
-  LANGUAGES, formatBytes, formatDateTime, formatNumber, initialLanguage, language, setLanguage, t,
-} from "./i18n.js";
+import { $, el, errorText, fetchAsOperator, startPage } from "./operator.js";
 
-const $ = (selector) => document.querySelector(selector);
 const SVG = "http://www.w3.org/2000/svg";
 const BASE_FILL = "#f4f1e8";
 // light to dark: the share of the largest country's bytes
 const SHADES = ["#c7e9e4", "#8fd0c6", "#4fb0a3", "#1d8a7e", "#0b5e57"];
 const NUMERIC_TO_ISO = Object.fromEntries(Object.entries(ISO_NUMERIC).map(([a, n]) => [n, a]));
 const state = { me: null, data: null, map: null, layer: null, world: null, updated: null };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 function svg(tag, attrs = {}) {
   const node = document.createElementNS(SVG, tag);
@@ -303,10 +285,7 @@ function eventsList() {
 
 // --- the page -------------------------------------------------------------------------
 function translateStatic() {
-  $("#dash-brand").textContent = t("app.name");
   $("#dash-title").textContent = t("dash.title");
-  $("#dash-peers").textContent = t("dash.peersLink");
-  $("#dash-nav").setAttribute("aria-label", t("nav.label"));
   $("#dash-days-label").textContent = t("dash.days");
   $("#dash-measure-label").textContent = t("dash.measure");
   $("#dash-refresh").textContent = t("dash.refresh");
@@ -321,9 +300,6 @@ function translateStatic() {
   measure.replaceChildren(...Object.entries(MEASURES).map(([value, name]) =>
     el("option", { value }, name())));
   measure.value = chosen;
-  const me = state.me;
-  $("#dash-who").textContent = me && !me.anonymous && me.user
-    ? t("auth.signedInAs", { user: me.user }) : t("auth.public");
 }
 
 function render() {
@@ -342,14 +318,14 @@ function showError(error) {
   $("#dash-status").replaceChildren(el("span", { class: "dash-error", role: "alert" },
     error?.status === 401 || error?.status === 403
       ? t("dash.operatorsOnly")
-      : error?.detail || error?.message || String(error)));
+      : errorText(error)));
 }
 
 async function load() {
   const days = $("#dash-days").value;
   $("#dash-status").textContent = t("dash.loading");
   try {
-    state.data = await api.getJSON(api.url(`admin/dashboard?days=${encodeURIComponent(days)}`));
+    state.data = await fetchAsOperator(`admin/dashboard?days=${encodeURIComponent(days)}`);
   } catch (error) {
     state.data = null;
     showError(error);
@@ -360,24 +336,11 @@ async function load() {
 }
 
 async function start() {
-  const select = $("#dash-language");
-  await setLanguage(initialLanguage());
-  const names = {
-    ar: t("lang.ar"), zh: t("lang.zh"), en: t("lang.en"), fr: t("lang.fr"), ru: t("lang.ru"),
-    es: t("lang.es"),
-  };
-  for (const lang of LANGUAGES) select.append(el("option", { value: lang, lang }, names[lang]));
-  select.value = document.documentElement.lang;
-  select.setAttribute("aria-label", t("lang.label"));
-  select.addEventListener("change", async () => {
-    await setLanguage(select.value);
-    await render();
+  state.me = await startPage({
+    prefix: "dash",
+    links: [{ href: "peers.html", id: "dash-peers", label: () => t("dash.peersLink") }],
+    render,
   });
-  try {
-    state.me = await api.me();
-  } catch {
-    state.me = null;
-  }
   translateStatic();
   $("#dash-days").addEventListener("change", load);
   $("#dash-measure").addEventListener("change", drawChart);

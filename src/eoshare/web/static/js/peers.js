@@ -5,28 +5,10 @@
 // GET /admin/mirrors (a node without mirrors answers 404: "no mirrors configured").
 // Text from the node is only ever set as text.
 
-import * as api from "./api.js";
-import {
-  LANGUAGES, formatBytes, formatDateTime, formatNumber, initialLanguage, language, setLanguage, t,
-} from "./i18n.js";
+import { formatBytes, formatDateTime, formatNumber, language, t } from "./i18n.js";
+import { $, el, errorText, fetchAsOperator, startPage } from "./operator.js";
 
-const $ = (selector) => document.querySelector(selector);
 const state = { me: null, data: null, mirrors: null, mirrorsError: null, error: null, updated: null };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
 
 const DASH = "—";
 
@@ -243,18 +225,12 @@ function renderMirrors() {
 }
 
 function translateStatic() {
-  $("#peers-brand").textContent = t("app.name");
   $("#peers-title").textContent = t("peers.title");
   $("#peers-intro").textContent = t("peers.intro");
-  $("#peers-dashboard").textContent = t("peers.dashboardLink");
-  $("#peers-nav").setAttribute("aria-label", t("nav.label"));
   $("#peers-refresh").textContent = t("peers.refresh");
   $("#peers-list-title").textContent = t("peers.listTitle");
   $("#peers-mirrors-title").textContent = t("peers.mirrorsTitle");
   document.title = `${t("peers.title")} · ${t("app.title")}`;
-  const me = state.me;
-  $("#peers-who").textContent = me && !me.anonymous && me.user
-    ? t("auth.signedInAs", { user: me.user }) : t("auth.public");
 }
 
 function showError() {
@@ -265,7 +241,7 @@ function showError() {
   } else if (error?.status === 403) {
     message = [t("peers.forbidden")];
   } else {
-    message = [error?.detail || error?.message || String(error)];
+    message = [errorText(error)];
   }
   $("#peers-status").replaceChildren(el("span", {
     class: "dash-error peers-error",
@@ -292,12 +268,12 @@ function render() {
 
 async function loadMirrors() {
   try {
-    const doc = await api.getJSON(api.url("admin/mirrors"));
+    const doc = await fetchAsOperator("admin/mirrors");
     return { mirrors: Array.isArray(doc?.mirrors) ? doc.mirrors : [], error: null };
   } catch (error) {
     // a node without the mirror service has no such route: no mirrors configured
     if (error?.status === 404) return { mirrors: [], error: null };
-    return { mirrors: [], error: error?.detail || error?.message || String(error) };
+    return { mirrors: [], error: errorText(error) };
   }
 }
 
@@ -306,7 +282,7 @@ async function load() {
   $("#peers-refresh").setAttribute("aria-busy", "true");
   try {
     const [data, mirrors] = await Promise.all([
-      api.getJSON(api.url("admin/peers")),
+      fetchAsOperator("admin/peers"),
       loadMirrors(),
     ]);
     state.data = data;
@@ -325,24 +301,11 @@ async function load() {
 }
 
 async function start() {
-  const select = $("#peers-language");
-  await setLanguage(initialLanguage());
-  const names = {
-    ar: t("lang.ar"), zh: t("lang.zh"), en: t("lang.en"), fr: t("lang.fr"), ru: t("lang.ru"),
-    es: t("lang.es"),
-  };
-  for (const lang of LANGUAGES) select.append(el("option", { value: lang, lang }, names[lang]));
-  select.value = document.documentElement.lang;
-  select.setAttribute("aria-label", t("lang.label"));
-  select.addEventListener("change", async () => {
-    await setLanguage(select.value);
-    render();
+  state.me = await startPage({
+    prefix: "peers",
+    links: [{ href: "dashboard.html", id: "peers-dashboard", label: () => t("peers.dashboardLink") }],
+    render,
   });
-  try {
-    state.me = await api.me();
-  } catch {
-    state.me = null;
-  }
   translateStatic();
   $("#peers-refresh").addEventListener("click", load);
   await load();
