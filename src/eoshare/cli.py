@@ -42,17 +42,6 @@ app = typer.Typer(
 )
 
 
-def _load_only() -> bool:
-    """Whether this process runs ``eoshare load`` (the console script, or ``python -m
-    eoshare.cli``): the command groups of other modules, whose imports take a good part
-    of a second, are then left out (a bulk load's start-up counts; see bench_load.py)."""
-    argv = sys.argv
-    return len(argv) > 1 and argv[1] == "load" and Path(argv[0]).name in ("eoshare", "cli.py")
-
-
-_LOAD_ONLY = _load_only()
-
-
 class OnConflictChoice(StrEnum):
     error = "error"
     skip = "skip"
@@ -563,8 +552,7 @@ def _register_access() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-if not _LOAD_ONLY:
-    _register_access()
+_register_access()
 
 
 # --- downloads and storage: storage migrate, verify, get (eoshare.downloads.cli) ------
@@ -574,8 +562,7 @@ def _register_downloads() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-if not _LOAD_ONLY:
-    _register_downloads()
+_register_downloads()
 
 
 # --- disaster: activations, orbits (eoshare.disaster.cli) -------------------------------
@@ -585,8 +572,7 @@ def _register_disaster() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-if not _LOAD_ONLY:
-    _register_disaster()
+_register_disaster()
 
 
 # --- backup and restore (eoshare.backup) ---------------------------------------------
@@ -798,8 +784,7 @@ def _register_ops() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-if not _LOAD_ONLY:
-    _register_ops()
+_register_ops()
 
 
 # --- processing: jobs list|logs|cancel|results (eoshare.cli_jobs) -----------------------
@@ -816,9 +801,8 @@ def _register_federation() -> None:
     register(app, errors=_errors, settings=_settings)
 
 
-if not _LOAD_ONLY:
-    _register_jobs()
-    _register_federation()
+_register_jobs()
+_register_federation()
 
 
 def main() -> None:
