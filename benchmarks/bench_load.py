@@ -48,33 +48,43 @@ TARGET_RATE = 5_000.0
 TARGET_VS_PYPGSTAC = 2.0
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants."""
-    total, todo = 0, [pid]
+def _tree(pid: int) -> tuple[int, dict[int, float]]:
+    """Resident bytes of ``pid`` and all its descendants, and the CPU seconds (user +
+    system) each of them has used so far."""
+    total, todo, cpu = 0, [pid], {}
+    tick = os.sysconf("SC_CLK_TCK")
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/statm") as f:
                 total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                cpu[p] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo += [int(c) for c in f.read().split()]
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
-    return total
+    return total, cpu
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``cmd``; its wall time and the RSS of its process tree."""
+    """Run ``cmd``; its wall time, its CPU time (split between the command's own
+    process and its child processes, eoshare load's workers) and the RSS of its
+    process tree."""
     load_before = os.getloadavg()[0]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     samples: list[int] = []
+    children_cpu: dict[int, float] = {}  # the last CPU seconds seen of each child process
 
     def sample() -> None:
         while proc.poll() is None:
-            samples.append(_tree_rss(proc.pid))
+            rss, cpu = _tree(proc.pid)
+            samples.append(rss)
+            children_cpu.update((p, c) for p, c in cpu.items() if p != proc.pid)
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -86,10 +96,14 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
     third = max(len(samples) // 3, 1)
+    # CPU seconds of the command and its workers (not of the PostgreSQL server)
+    cpu_s = cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    workers_s = min(sum(children_cpu.values()), cpu_s)  # (sampled: up to 0.2 s short)
     return {
         "seconds": seconds,
-        # CPU seconds of the command and its workers (not of the PostgreSQL server)
-        "cpu_s": cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime,
+        "cpu_s": cpu_s,
+        "cpu_workers_s": workers_s,
+        "cpu_main_s": cpu_s - workers_s,
         "peak_rss_mb": max(samples, default=0) / 2**20,
         "rss_first_third_mb": statistics.median(samples[:third]) / 2**20 if samples else None,
         "rss_last_third_mb": statistics.median(samples[-third:]) / 2**20 if samples else None,
@@ -215,18 +229,26 @@ def render(results: dict[int, dict[str, dict[str, Any]]], args: argparse.Namespa
         "peak RSS of the command's process tree (its workers included, sampled every "
         "0.2 s), and its median in the first / last third of the run",
         "",
-        "| items | loader | seconds | items/s | vs pypgstac | peak RSS MiB "
-        "| RSS 1st / last third |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| items | loader | seconds | items/s | vs pypgstac | CPU s | CPU µs/item "
+        "(main + workers) | peak RSS MiB | RSS 1st / last third |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, row in results.items():
         ref = row.get("pypgstac load → pgstac", {}).get("items_per_s")
         for name, r in row.items():
             first, last = r["rss_first_third_mb"] or 0, r["rss_last_third_mb"] or 0
-            ratio = f"{r['items_per_s'] / ref:.2f}x" if ref else "n/a"
+            versus = f"{r['items_per_s'] / ref:.2f}x" if ref else "n/a"
+            per_item = 1e6 / n
+            split = (
+                f"{r['cpu_s'] * per_item:.0f} ({r['cpu_main_s'] * per_item:.0f} + "
+                f"{r['cpu_workers_s'] * per_item:.0f})"
+                if r["cpu_workers_s"]
+                else f"{r['cpu_s'] * per_item:.0f}" + (" (+ server)" if "pgstac" in name else "")
+            )
             lines.append(
                 f"| {n:,} | {name} | {r['seconds']:.1f} | {r['items_per_s']:,.0f} | "
-                f"{ratio} | {r['peak_rss_mb']:.0f} | {first:.0f} / {last:.0f} |"
+                f"{versus} | {r['cpu_s']:.1f} | {split} | {r['peak_rss_mb']:.0f} | "
+                f"{first:.0f} / {last:.0f} |"
             )
     lines += ["", "Targets (issues 14, 11): eoshare → SQLite ≥ 5,000 items/s and ≥ 2x pypgstac; "
               "eoshare → pgstac ≥ 1x pypgstac; memory flat.", ""]  # fmt: skip
@@ -256,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, r in results[n].items():
                 print(
                     f"  {name:24s} {r['seconds']:7.1f} s {r['items_per_s']:8.0f} items/s "
-                    f"peak {r['peak_rss_mb']:5.0f} MiB  cpu {r['cpu_s']:.1f} s  "
+                    f"peak {r['peak_rss_mb']:5.0f} MiB  cpu {r['cpu_s']:.1f} s "
+                    f"(main {r['cpu_main_s']:.1f} + workers {r['cpu_workers_s']:.1f})  "
                     f"loaded {r['loaded']}  "
                     f"load avg {r['load_before']:.1f}->{r['load_after']:.1f}",
                     flush=True,

@@ -162,7 +162,7 @@ def test_workers_stop_with_the_pool(mixed: list[Path]) -> None:
         chunks = pool.prepare_file(mixed[0], 1 << 20)
         next(chunks)
         chunks.close()  # stopped early: drained, the workers are still usable
-        assert sum(len(c) for c in pool.prepare_file(mixed[0], 1 << 20)) > 200
+        assert sum(len(c[1]) for c in pool.prepare_file(mixed[0], 1 << 20)) > 200
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -179,3 +179,36 @@ def test_listeners_hear_the_prepared_batches(mixed: list[Path], tmp_path: Path) 
         catalog.close()
     assert report.inserted > 200
     assert len(set(heard)) == report.inserted
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_named_pipe_is_read_as_a_stream(mixed: list[Path], tmp_path: Path, workers: int) -> None:
+    """A file that cannot be read in byte ranges (a named pipe) is read line by line,
+    with the same outcomes and the same line numbers as the regular file."""
+    import threading
+
+    fifo = tmp_path / "items.ndjson"
+    os.mkfifo(fifo)
+    data = mixed[0].read_bytes()
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=feed, daemon=True)  # (never a hung test run)
+    writer.start()
+    with PreparePool(workers) as pool:
+        piped = list(pool.prepare_file(fifo, 1 << 20))
+        regular = list(pool.prepare_file(mixed[0], 1 << 20))
+    writer.join(timeout=10)
+
+    def placed(chunks: list[tuple[int, list[Any]]]) -> list[tuple[Any, ...]]:
+        out, base = [], 0
+        for lines, outcomes in chunks:
+            out += [(o[0], base + o[1], *o[2:]) for o in outcomes]
+            base += lines
+        return out
+
+    assert len(piped) > 1  # (in chunks, not held whole)
+    assert placed(piped) == placed(regular)
+    assert sum(n for n, _ in piped) == sum(n for n, _ in regular) == data.count(b"\n")

@@ -74,9 +74,7 @@ def held_assets(item: JSON) -> Iterator[tuple[str, JSON, str]]:
 def strip_node_fields(doc: JSON) -> JSON:
     """A copy of a client's item document without the fields only the node writes."""
     assets = doc.get("assets")
-    if not isinstance(assets, dict) or not any(
-        isinstance(a, dict) and any(f in a for f in NODE_FIELDS) for a in assets.values()
-    ):
+    if not isinstance(assets, dict) or not _has_node_fields(assets):
         return doc
     out = dict(doc)
     out["assets"] = {
@@ -84,6 +82,16 @@ def strip_node_fields(doc: JSON) -> JSON:
         for k, a in assets.items()
     }
     return out
+
+
+def _has_node_fields(assets: JSON) -> bool:
+    # (a plain loop: called for every item of a bulk load)
+    for a in assets.values():
+        if isinstance(a, dict):
+            for f in NODE_FIELDS:
+                if f in a:
+                    return True
+    return False
 
 
 def keep_node_keys(new: JSON, old: JSON) -> JSON:

@@ -27,8 +27,9 @@ from eoshare.catalog import text
 from eoshare.catalog.base import JSON, ItemPage, LoadReport, OnConflict, SearchQuery, SortField
 from eoshare.catalog.cql2filter import fold_collections, query_to_cql2
 from eoshare.catalog.geometry import split_bbox
-from eoshare.catalog.prepared import PreparedItem, prepare_item
+from eoshare.catalog.prepared import ITEM_COLUMNS, PreparedItem, prepare_item
 from eoshare.catalog.queryables import COMMON, queryables_document
+from eoshare.catalog.sqlite_bulk import WalCheckpointer
 from eoshare.catalog.sqlite_filter import COLUMNS, FilterTranslator, json_path, literal_geometry
 from eoshare.catalog.validate import check_collection, iso, parse_datetime
 from eoshare.errors import (
@@ -98,7 +99,6 @@ _EXACT_COUNT_ITEMS = 50_000
 # _count_by_collection's answer for a search it cannot count
 _NOT_APPLICABLE = object()
 
-_NO_BBOX = (None, None, None, None)
 # a search whose index candidates (R*Tree boxes, ids) are at most this many is read whole:
 # the page and an exact numberMatched from one pass, no separate count
 _ONE_PASS_ROWS = 5000
@@ -193,6 +193,7 @@ class SqliteCatalog:
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
+        self._checkpointer: WalCheckpointer | None = None  # during bulk_load()
         with self._use() as conn:
             self._migrate(conn)
 
@@ -300,9 +301,15 @@ class SqliteCatalog:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; rolled back whole on any error."""
         with self._use() as conn:
+            # a bulk load (bulk_load): the WAL is checkpointed by a thread of its own
+            checkpointer = self._checkpointer
             try:
+                if checkpointer is not None:
+                    checkpointer.before_write(conn)
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                if checkpointer is not None:
+                    checkpointer.committed(conn)
                 raise StorageError(f"catalogue is not writable: {exc}") from exc
             try:
                 yield conn
@@ -314,6 +321,28 @@ class SqliteCatalog:
                 if isinstance(exc, sqlite3.Error):
                     raise database_error("cannot write the catalogue", exc) from exc
                 raise
+            finally:
+                if checkpointer is not None:
+                    checkpointer.committed(conn)
+
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """While many batches are written one after the other (``eoshare load``): the
+        WAL is checkpointed by a thread of its own beside the writer, instead of by
+        the committing writer itself (see ``catalog/sqlite_bulk.py``)."""
+        if self._uri or self._checkpointer is not None:  # in memory: no WAL; nested
+            yield
+            return
+        self._checkpointer = WalCheckpointer(self._connect)
+        try:
+            yield
+        finally:
+            checkpointer, self._checkpointer = self._checkpointer, None
+            checkpointer.close()
+            with self._lock:  # the writer's connection: its usual page cache again
+                for conn in self._idle:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
 
     def close(self) -> None:
         with self._lock:
@@ -575,27 +604,26 @@ class SqliteCatalog:
                 self._unindex(conn, rowid)
             conn.executemany(
                 "UPDATE items SET dt_start = ?, dt_end = ?, minx = ?, miny = ?, maxx = ?,"
-                " maxy = ?, geom = ?, content = ? WHERE rowid = ?",
-                [
-                    (r.dt_start, r.dt_end, *(r.bbox or _NO_BBOX), r.geom_wkb, r.content, rowid)
-                    for rowid, r in updates.items()
-                ],
+                " maxy = ?, geom = ?, content = CAST(? AS TEXT) WHERE rowid = ?",
+                [(*r[2:ITEM_COLUMNS], rowid) for rowid, r in updates.items()],
             )
             written = [*new.values(), *updates.items()]
+            # (the content comes as UTF-8 bytes: stored as TEXT, for SQLite's JSON functions)
             conn.executemany(
                 "INSERT INTO items (rowid, collection, id, dt_start, dt_end, minx, miny, maxx,"
-                " maxy, geom, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (rowid, r.collection, r.id, r.dt_start, r.dt_end, *(r.bbox or _NO_BBOX),
-                     r.geom_wkb, r.content)
-                    for rowid, r in new.values()
-                ],
-            )  # fmt: skip
+                " maxy, geom, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT))",
+                [(rowid, *r[:ITEM_COLUMNS]) for rowid, r in new.values()],
+            )
             rtree_rows: list[tuple[int, float, float, float, float, str, str]] = []
             for rowid, r in written:
-                if r.bbox is not None:
-                    for half, (x0, y0, x1, y1) in enumerate(split_bbox(r.bbox)):
-                        rtree_rows.append((rowid * 2 + half, x0, x1, y0, y1, r.dt_start, r.dt_end))
+                minx, miny, maxx, maxy = r.minx, r.miny, r.maxx, r.maxy
+                if minx is None or miny is None or maxx is None or maxy is None:
+                    continue
+                if minx <= maxx:
+                    rtree_rows.append((rowid * 2, minx, maxx, miny, maxy, r[2], r[3]))
+                else:  # across the antimeridian: two boxes (split_bbox)
+                    rtree_rows.append((rowid * 2, minx, 180.0, miny, maxy, r[2], r[3]))
+                    rtree_rows.append((rowid * 2 + 1, -180.0, maxx, miny, maxy, r[2], r[3]))
             conn.executemany("INSERT INTO items_rtree VALUES (?, ?, ?, ?, ?, ?, ?)", rtree_rows)
             conn.executemany(
                 "INSERT INTO items_fts (rowid, text) VALUES (?, ?)",

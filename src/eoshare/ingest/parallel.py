@@ -22,13 +22,14 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -45,8 +46,19 @@ from eoshare.ingest.collections import SummaryFacts, summary_facts
 Outcome = tuple[Any, ...]
 # A line of the file: (line number, its bytes) or (line number, why it was not read)
 Line = tuple[int, bytes | str]
+# A range of lines prepared: how many lines it had, and their outcomes (in order)
+Chunk = tuple[int, list[Outcome]]
 
-CHUNK_LINES = 200
+# bytes of NDJSON per task (about 160 items of 12.5 KB)
+CHUNK_BYTES = 2 * 1024 * 1024
+# ...and at most this many read at once by a worker (more: one line at a time)
+BLOCK_BYTES = 8 * 1024 * 1024
+# lines per chunk of a file read as a stream (a named pipe)
+STREAM_LINES = 200
+# how much lower the workers' CPU priority is than the writer's
+WORKER_NICENESS = 5
+# prepared chunks waiting for the writer (a batch of 1,000 such items is 6 chunks)
+QUEUED_CHUNKS = 16
 
 
 def doc_type(doc: Any) -> str | None:
@@ -61,7 +73,7 @@ def doc_type(doc: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def prepare_doc(location: str, doc: Any, plain: frozenset[str] = frozenset()) -> Outcome:
+def prepare_doc(location: Any, doc: Any, plain: frozenset[str] = frozenset()) -> Outcome:
     """What ``eoshare load`` does with one parsed document before writing it. Items of
     the ``plain`` collections (ones eoshare keeps no summaries of) come without their
     summary facts (None)."""
@@ -90,58 +102,122 @@ def prepare_doc(location: str, doc: Any, plain: frozenset[str] = frozenset()) ->
     return ("item", location, row, facts)
 
 
-def prepare_lines(
-    path: str, lines: list[Line], plain: frozenset[str] = frozenset()
-) -> list[Outcome]:
-    """``prepare_doc`` for a chunk of NDJSON lines (what a worker does per task)."""
+def prepare_lines(lines: Iterable[Line], plain: frozenset[str] = frozenset()) -> list[Outcome]:
+    """``prepare_doc`` for NDJSON lines (what a worker does per task); each outcome's
+    place is the line number it comes with."""
     out: list[Outcome] = []
     for lineno, data in lines:
-        location = f"{path}:{lineno}"
         if isinstance(data, str):
-            out.append(("problem", location, data))
+            out.append(("problem", lineno, data))
             continue
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            out.append(("problem", location, f"not valid JSON: {exc}"))
+            out.append(("problem", lineno, f"not valid JSON: {exc}"))
             continue
         try:
-            out.append(prepare_doc(location, doc, plain))
+            out.append(prepare_doc(lineno, doc, plain))
         except Exception as exc:  # a shape no check foresaw: this line, not the load
-            out.append(("problem", location, f"cannot be loaded: {type(exc).__name__}: {exc}"))
+            out.append(("problem", lineno, f"cannot be loaded: {type(exc).__name__}: {exc}"))
     return out
 
 
 def read_lines(
-    path: Path, max_line_bytes: int, chunk_lines: int = CHUNK_LINES
-) -> Iterator[list[Line]]:
-    """The non-blank lines of an NDJSON file in chunks; an over-long line comes as the
-    reason it was not read (without ever holding it whole)."""
-    chunk: list[Line] = []
+    f: BinaryIO, max_line_bytes: int, end: int | None = None, counted: list[int] | None = None
+) -> Iterator[Line]:
+    """The non-blank lines of an open NDJSON file from where it stands up to byte
+    ``end`` (a line boundary; None: the end of the file), numbered from 1 (``counted``:
+    set to the lines read so far); an over-long line comes as the reason it was not
+    read (without ever holding it whole)."""
+    lineno = 0
+    pos = f.tell() if end is not None else 0  # (a pipe has no position)
+    while end is None or pos < end:
+        line = f.readline(max_line_bytes + 1)
+        if not line:
+            break
+        lineno += 1
+        if counted is not None:
+            counted[0] = lineno
+        pos += len(line)
+        if len(line) > max_line_bytes and not line.endswith(b"\n"):
+            while (rest := f.readline(1024 * 1024)) and not rest.endswith(b"\n"):
+                pos += len(rest)  # skip the rest of the over-long line, without holding it
+            pos += len(rest)
+            yield (
+                lineno,
+                f"the line is longer than {max_line_bytes} bytes "
+                "(EOSHARE_INGEST__MAX_NDJSON_LINE_BYTES)",
+            )
+        elif line.strip():
+            yield lineno, line
+
+
+def ranges(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, int]]:
+    """The file cut into pieces of about ``chunk_bytes`` that end at line ends (a
+    long line makes its piece longer: skipped over, never held whole)."""
     with open(path, "rb") as f:
-        lineno = 0
-        while True:
-            line = f.readline(max_line_bytes + 1)
-            if not line:
-                break
-            lineno += 1
-            if len(line) > max_line_bytes and not line.endswith(b"\n"):
-                while (rest := f.readline(1024 * 1024)) and not rest.endswith(b"\n"):
-                    pass  # skip the rest of the over-long line, without holding it
-                chunk.append(
-                    (
-                        lineno,
-                        f"the line is longer than {max_line_bytes} bytes "
-                        "(EOSHARE_INGEST__MAX_NDJSON_LINE_BYTES)",
-                    )
-                )
-            elif line.strip():
-                chunk.append((lineno, line))
-            if len(chunk) >= chunk_lines:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
+        size = os.fstat(f.fileno()).st_size
+        start = 0
+        while start < size:
+            if start + chunk_bytes >= size:
+                yield start, size
+                return
+            f.seek(start + chunk_bytes - 1)
+            while (piece := f.readline(1024 * 1024)) and not piece.endswith(b"\n"):
+                pass
+            end = min(f.tell(), size)
+            yield start, end
+            start = end
+
+
+def _split_lines(block: bytes, max_line_bytes: int, counted: list[int]) -> Iterator[Line]:
+    """``read_lines`` of a block of whole lines held in memory."""
+    lines = block.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # (the block ends with its last line's end)
+    counted[0] = len(lines)
+    for lineno, line in enumerate(lines, 1):
+        if len(line) > max_line_bytes:
+            yield (
+                lineno,
+                f"the line is longer than {max_line_bytes} bytes "
+                "(EOSHARE_INGEST__MAX_NDJSON_LINE_BYTES)",
+            )
+        elif line.strip():
+            yield lineno, line
+
+
+def prepare_range(
+    path: str, start: int, end: int, max_line_bytes: int, plain: frozenset[str] = frozenset()
+) -> Chunk:
+    """A worker's task: the lines between bytes ``start`` and ``end`` (line
+    boundaries) of ``path`` prepared. Their number and their outcomes, placed by line
+    numbers counted from the range's start (the writer adds the lines before)."""
+    counted = [0]
+    with open(path, "rb") as f:
+        f.seek(start)
+        if end - start <= BLOCK_BYTES:  # read at once (a long line: one at a time)
+            lines = _split_lines(f.read(end - start), max_line_bytes, counted)
+        else:
+            lines = read_lines(f, max_line_bytes, end, counted)
+        outcomes = prepare_lines(lines, plain)
+    return counted[0], outcomes
+
+
+def _stream(
+    path: Path, max_line_bytes: int, plain: Callable[[], frozenset[str]]
+) -> Iterator[Chunk]:
+    """``prepare_file`` for a file that cannot be read in ranges (a named pipe)."""
+    with open(path, "rb") as f:
+        counted = [0]
+        base = 0  # lines before the chunk
+        lines: list[Line] = []
+        for lineno, data in read_lines(f, max_line_bytes, None, counted):
+            lines.append((lineno - base, data))
+            if len(lines) >= STREAM_LINES:
+                yield counted[0] - base, prepare_lines(lines, plain())
+                base, lines = counted[0], []
+        yield counted[0] - base, prepare_lines(lines, plain())
 
 
 def _die_with_parent(parent: int) -> None:
@@ -160,6 +236,10 @@ def _worker(tasks: Connection, results: Connection, parent: int) -> None:
     gc.freeze()
     gc.set_threshold(100_000, 100, 100)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the writer's to handle
+    # The one writer is what a load waits for: where CPUs are short, it goes first
+    # (the workers only have to keep ahead of it).
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     while True:
         try:
             task = tasks.recv()
@@ -167,11 +247,29 @@ def _worker(tasks: Connection, results: Connection, parent: int) -> None:
             return
         if task is None:
             return
-        kind, path, payload, plain = task
-        if kind == "chunk":
-            results.send(("chunk", prepare_lines(path, payload, plain)))
+        kind, payload = task
+        if kind == "range":
+            try:
+                results.send(("chunk", prepare_range(*payload)))
+            except OSError as exc:  # the file went away meanwhile...
+                results.send(("error", exc))
         else:  # "end" / "fail": the feeder's marker, echoed in order
             results.send((kind, payload))
+
+
+@contextlib.contextmanager
+def few_collections() -> Iterator[None]:
+    """The cyclic garbage collector kept quiet while the writer handles millions of
+    rows (tuples without cycles, freed batch by batch): its passes over the objects of
+    the chunks waiting would take more time than the writing. Restored afterwards."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 100, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def default_workers() -> int:
@@ -230,54 +328,82 @@ class PreparePool:
         path: Path,
         max_line_bytes: int,
         plain: Callable[[], frozenset[str]] = frozenset,
-    ) -> Generator[list[Outcome], None, None]:
-        """The outcomes of every line of ``path``, a chunk at a time, in file order;
-        ``plain()``: the collections whose items need no summary facts (asked for each
-        chunk). Raises OSError when the file cannot be read."""
+    ) -> Generator[Chunk, None, None]:
+        """Every line of ``path`` prepared, a chunk (``prepare_range``) at a time, in
+        file order; ``plain()``: the collections whose items need no summary facts
+        (asked for each chunk). Raises OSError when the file cannot be read.
+
+        A reader thread here hands the workers byte ranges of the file (they read the
+        lines themselves); a receiver thread takes the results back in the same order
+        into a bounded queue, so that the workers go on while this process writes."""
+        if not path.is_file():  # a named pipe...: read as it comes, here
+            yield from _stream(path, max_line_bytes, plain)
+            return
         if self.workers <= 0:
-            for lines in read_lines(path, max_line_bytes):
-                yield prepare_lines(str(path), lines, plain())
+            for start, end in ranges(path):
+                yield prepare_range(str(path), start, end, max_line_bytes, plain())
             return
         n = len(self._tasks)
         cancel = threading.Event()
+        slots = threading.Semaphore(2 * n + 2)  # tasks sent and not yet taken back
+        done: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUED_CHUNKS)
 
         def feed() -> None:
             k = 0
             try:
-                for lines in read_lines(path, max_line_bytes):
+                for start, end in ranges(path):
+                    slots.acquire()
                     if cancel.is_set():
                         break
-                    self._tasks[k % n].send(("chunk", str(path), lines, plain()))
+                    task = (str(path), start, end, max_line_bytes, plain())
+                    self._tasks[k % n].send(("range", task))
                     k += 1
-                marker: tuple[str, str, Any, Any] = ("end", "", None, None)
+                marker: tuple[str, Any] = ("end", None)
             except Exception as exc:
-                marker = ("fail", "", exc, None)
+                marker = ("fail", exc)
             with contextlib.suppress(OSError):
                 self._tasks[k % n].send(marker)
 
-        feeder = threading.Thread(target=feed, name="eoshare-load-reader", daemon=True)
-        feeder.start()
-        k = 0
-        finished = False
-        try:
+        def receive() -> None:
+            k = 0
             while True:
                 try:
                     kind, payload = self._results[k % n].recv()
-                except (EOFError, OSError) as exc:
-                    finished = True  # a worker died: nothing more will come
-                    raise OSError("a load worker process stopped unexpectedly") from exc
+                except BaseException as exc:  # (EOF: a worker died; anything: the end)
+                    done.put(("dead", exc))
+                    return
+                slots.release()
                 k += 1
+                done.put((kind, payload))
+                if kind in ("end", "fail"):
+                    return
+
+        feeder = threading.Thread(target=feed, name="eoshare-load-reader", daemon=True)
+        receiver = threading.Thread(target=receive, name="eoshare-load-receiver", daemon=True)
+        feeder.start()
+        receiver.start()
+        finished = False  # the receiver is done
+        try:
+            while True:
+                kind, payload = done.get()
+                if kind == "chunk":
+                    yield payload
+                    continue
+                if kind == "error":  # this file cannot be read any more
+                    raise payload
+                finished = True
                 if kind == "end":
-                    finished = True
                     return
                 if kind == "fail":
-                    finished = True
                     raise payload
-                yield payload
+                # a worker died: nothing more will come
+                raise OSError("a load worker process stopped unexpectedly") from payload
         finally:
-            if not finished:  # the caller stopped early: let the feeder stop, drain
-                cancel.set()
-                with contextlib.suppress(EOFError, OSError):
-                    while self._results[k % n].recv()[0] == "chunk":
-                        k += 1
+            cancel.set()
+            for _ in range(n + 1):  # (a feeder waiting for a slot sees the cancel)
+                slots.release()
+            if not finished:  # the caller stopped early: drain what was asked for
+                while done.get()[0] in ("chunk", "error"):
+                    pass
+            receiver.join()
             feeder.join()

@@ -44,7 +44,14 @@ from eoshare.ingest.collections import (
     refresh_extent,
     set_extent,
 )
-from eoshare.ingest.parallel import Outcome, PreparePool, default_workers, doc_type
+from eoshare.ingest.parallel import (
+    Chunk,
+    Outcome,
+    PreparePool,
+    default_workers,
+    doc_type,
+    few_collections,
+)
 
 log = logging.getLogger(__name__)
 
@@ -441,7 +448,10 @@ class _PreparedLoad:
         self.made: list[str] = []  # collections whose extent eoshare keeps
         self.fresh: dict[str, tuple[Extent, Summaries]] = {}  # ...made by this load
         self.stale: set[str] = set()  # ...of which an item was replaced: read back
-        self.seen: dict[tuple[str, str], str] = {}  # (collection, id) -> first location
+        # (collection, id) -> where first seen, of the items refused as invalid: a later
+        # one is reported as their duplicate (the items written are found in the
+        # catalogue itself, so that this stays small however big the load)
+        self.seen: dict[tuple[str, str], tuple[str, int]] = {}
         # collections that exist and whose summaries eoshare does not keep: their items
         # need no summary facts (read by the pool's reader thread: replaced, not changed)
         self.plain: frozenset[str] = frozenset()
@@ -450,75 +460,95 @@ class _PreparedLoad:
             create_collections=create_collections, known=self.known, report=report,
             tick=lambda: None, made=self.made, batch_size=batch_size,
         )  # fmt: skip
-        self.last_location = ""
+        self.path = ""
+        self.last_line = 0
 
-    def load_file(self, chunks: Iterator[list[Outcome]], path: Path) -> LoadReport:
+    @property
+    def last_location(self) -> str:
+        """The place of the last document handed to the writer (for a file that fails)."""
+        return f"{self.path}:{self.last_line}" if self.last_line else ""
+
+    def load_file(self, chunks: Iterator[Chunk], path: Path) -> LoadReport:
         written = LoadReport()
         self.stream.missing = {}
-        self.last_location = ""
-        pending: list[Outcome] = []
-        for chunk in chunks:
-            for outcome in chunk:
-                kind, location = outcome[0], outcome[1]
+        self.path = str(path)
+        self.last_line = 0
+        known = self.known
+        base = 0  # lines of the file before the chunk
+        pending: list[tuple[int, Outcome]] = []  # (line number, outcome)
+        for lines, outcomes in chunks:
+            for outcome in outcomes:
+                kind, lineno = outcome[0], base + outcome[1]
                 if kind == "problem":
-                    self.report.problem(location, outcome[2])
+                    self.report.problem(f"{path}:{lineno}", outcome[2])
                     continue
-                self.last_location = location
+                self.last_line = lineno
                 if kind == "collection":
                     self._flush(pending, written)
                     pending = []
                     try:
                         _write_collection(self.catalog, outcome[2], self.on_conflict, self.report)
                     except (InvalidRequestError, ConflictError) as exc:
-                        self.report.problem(location, exc.detail)
+                        self.report.problem(f"{path}:{lineno}", exc.detail)
                     continue
                 cid = outcome[2].collection if kind == "item" else outcome[2]
-                before = len(self.made)
-                if not self.stream._collection_exists(cid, location):
-                    continue
-                if len(self.made) > before and cid in self.report.collections_created:
-                    self.fresh[cid] = (Extent(), Summaries())
-                elif cid not in self.plain and cid not in self.made:
-                    self.plain = self.plain | {cid}
-                pending.append(outcome)
+                if known.get(cid) is not True:
+                    before = len(self.made)
+                    if not self.stream._collection_exists(cid, f"{path}:{lineno}"):
+                        continue
+                    if len(self.made) > before and cid in self.report.collections_created:
+                        self.fresh[cid] = (Extent(), Summaries())
+                    elif cid not in self.plain and cid not in self.made:
+                        self.plain = self.plain | {cid}
+                pending.append((lineno, outcome))
                 if len(pending) >= self.batch_size:
                     self._flush(pending, written)
                     pending = []
+            base += lines
         self._flush(pending, written)
         self.stream.finish(path)
         return written
 
-    def _flush(self, pending: list[Outcome], written: LoadReport) -> None:
+    def _flush(self, pending: list[tuple[int, Outcome]], written: LoadReport) -> None:
         if not pending:
             return
         existing: set[tuple[str, str]] = set()
-        if self.on_conflict == "error":
+        check = self.on_conflict == "error"
+        if check:
             keys = [
                 (o[2].collection, o[2].id) if o[0] == "item" else (o[2], o[3])
-                for o in pending
+                for _, o in pending
                 if o[0] == "item" or o[3] is not None
             ]
             existing = self.catalog.existing_keys(keys)  # type: ignore[attr-defined]
+        seen: dict[tuple[str, str], tuple[str, int]] = {}  # ...in this batch
         rows: list[Any] = []
         facts: list[Any] = []
-        for outcome in pending:
-            kind, location = outcome[0], outcome[1]
-            if self.on_conflict == "error":
+        for lineno, outcome in pending:
+            kind = outcome[0]
+            if check:
                 key = (outcome[2].collection, outcome[2].id) if kind == "item" else (
                     (outcome[2], outcome[3]) if outcome[3] is not None else None
                 )  # fmt: skip
                 if key is not None:
-                    if key in existing or key in self.seen:
-                        where = "" if key in existing else f" (also at {self.seen[key]})"
+                    first = seen.get(key) or self.seen.get(key)
+                    if key in existing or first is not None:
+                        where = (
+                            f" (also at {first[0]}:{first[1]})"
+                            if first is not None and key not in existing
+                            else ""
+                        )
                         self.report.problem(
-                            location,
+                            f"{self.path}:{lineno}",
                             f"item {key[1]!r} already exists in collection {key[0]!r}{where} "
                             "(use --on-conflict skip or update)",
                         )
                         continue
-                    self.seen[key] = location
+                    seen[key] = (self.path, lineno)
+                    if kind == "invalid":  # never written: remembered past this batch
+                        self.seen[key] = (self.path, lineno)
             if kind == "invalid":
-                self.report.problem(location, outcome[4])
+                self.report.problem(f"{self.path}:{lineno}", outcome[4])
                 continue
             rows.append(outcome[2])
             facts.append(outcome[3])
@@ -623,8 +653,12 @@ def load_documents(
     if workers is None:
         workers = default_workers() if big >= _POOL_BYTES else 0
     limits = limits or DocumentLimits()
+    # SQLite: the WAL checkpointed beside the writer while the batches are written
+    bulk = getattr(catalog, "bulk_load", None) if fast else None
     with (
         PreparePool(workers if fast else 0) as pool,
+        bulk() if bulk is not None else contextlib.nullcontext(),
+        few_collections(),
         bar if bar is not None else contextlib.nullcontext(),
     ):
         for path in files:
