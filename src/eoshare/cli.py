@@ -86,7 +86,7 @@ def _settings(**overrides: Any) -> Settings:
 
 def _observed(settings: Settings, catalog: Any) -> Any:
     """The catalogue, telling a running server's alerts what it writes (eoshare.disaster)."""
-    from eoshare.disaster.service import observe_writes
+    from eoshare.disaster.events import observe_writes
 
     observed, _ = observe_writes(settings, catalog)
     return observed

@@ -54,6 +54,7 @@ from eoshare.access.store import AccessStore
 from eoshare.catalog.base import Catalog, SearchQuery
 from eoshare.catalog.bounds import check_filter_text, check_json
 from eoshare.disaster.areas import parse_area
+from eoshare.disaster.events import ItemEventLog
 from eoshare.disaster.store import ActivationRow, DisasterStore, SubscriptionRow, iso
 from eoshare.errors import (
     AccessDeniedError,
@@ -109,20 +110,6 @@ def check_webhook(url: str, *, allow_private: bool) -> None:
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
-
-
-class ItemEventLog:
-    """The listener ``ObservedCatalog`` calls: records written items for the alert worker
-    (whichever process wrote them) and wakes it when it lives in this process."""
-
-    def __init__(self, store: DisasterStore, clock: Clock | None = None) -> None:
-        self.store = store
-        self.clock: Clock = clock or (lambda: datetime.now(UTC))
-        self.wake = threading.Event()
-
-    def __call__(self, refs: list[tuple[str, str]]) -> None:
-        self.store.add_item_events(refs, at=self.clock())
-        self.wake.set()
 
 
 class _Listener:

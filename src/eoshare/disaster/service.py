@@ -23,8 +23,9 @@ from eoshare.access.service import AccessServices
 from eoshare.catalog.base import Catalog, SearchQuery
 from eoshare.catalog.observed import ObservedCatalog
 from eoshare.disaster.activations import ActivationService, Clock
-from eoshare.disaster.alerts import AlertService, AlertSettings, ItemEventLog
+from eoshare.disaster.alerts import AlertService, AlertSettings
 from eoshare.disaster.archive import rank
+from eoshare.disaster.events import ItemEventLog
 from eoshare.disaster.orbits import OrbitService, load_platforms
 from eoshare.disaster.passes import Pass, plan
 from eoshare.disaster.store import DisasterStore
@@ -145,13 +146,6 @@ def open_disaster(
     if worker:
         alerts.start()
     return services
-
-
-def observe_writes(settings: Settings, catalog: Catalog) -> tuple[ObservedCatalog, DisasterStore]:
-    """For the CLI (``ingest``, ``load``): the catalogue wrapped so that what it writes
-    reaches a running server's alert worker through the item event log."""
-    store = DisasterStore(settings.state_db(settings.disaster_db_path))
-    return ObservedCatalog(catalog, [ItemEventLog(store)]), store
 
 
 def default_window(now: datetime, hours: float) -> tuple[datetime, datetime]:

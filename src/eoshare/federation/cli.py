@@ -274,7 +274,7 @@ def register(
                 raise InvalidRequestError("give either a peer or --due, not both")
             peers = [registry.get(peer)] if peer else [p for p in registry.all() if p.enabled]
             # wrapped so that harvested items reach a running server's alerts
-            from eoshare.disaster.service import observe_writes
+            from eoshare.disaster.events import observe_writes
 
             catalog, _ = observe_writes(s, open_catalog(s.catalog_url))
             try:
@@ -586,7 +586,7 @@ def register_mirror(
 
         from eoshare.access.store import AccessStore
         from eoshare.catalog import open_catalog
-        from eoshare.disaster.service import observe_writes
+        from eoshare.disaster.events import observe_writes
         from eoshare.federation.mirror import parse_rate
 
         with errors():
