@@ -350,13 +350,19 @@ class AlertService:
             self._cursor = max(self._cursor, batch[-1][0])
             self._handle(streamed, hooked)
             done += len(batch)
-        if done:
-            self.store.prune_item_events(self._cursor - 10_000)
+        if done and lead and self._lead_cursor is not None:
+            # the holder prunes, behind what it has hooked: a process that only streams
+            # must not drop events the holder has yet to see
+            self.store.prune_item_events(min(self._cursor, self._lead_cursor) - 10_000)
         return done
 
     def _handle(self, streamed: list[tuple[str, str]], hooked: list[tuple[str, str]]) -> None:
         """``streamed``: items new to this process's stream listeners; ``hooked``: items
         for the hooks and webhooks (this process leads)."""
+        with self._lock:
+            listening_here = any(self._listeners.values())
+        if not hooked and not listening_here:
+            return  # nothing to hook, nobody streaming from this process: no reads
         docs: dict[tuple[str, str], JSON] = {}
         for cid, iid in dict.fromkeys([*streamed, *hooked]):
             try:
