@@ -333,9 +333,11 @@ class AlertService:
 
     def process_pending(self) -> int:
         """Handle every item event after the cursors; returns how many."""
-        lead = self._leading()
         done = 0
+        lead = False
         while True:
+            # asked again for each batch: a long backlog must not outlive the lease
+            lead = self._leading()
             start = self._cursor
             if lead and self._lead_cursor is not None:
                 start = min(start, self._lead_cursor)
