@@ -110,7 +110,7 @@ def test_full_disk_refuses_cleanly_and_recovers(small_disk: Path, shared_data: P
         )  # fmt: skip
         if started.status_code == 201:
             upload = started.json()
-            chunk = upload.get("chunk_size", 32 * 1024)
+            chunk = upload["chunk_bytes"]
             answers = []
             for index in range(0, min(len(payload), 40 * chunk), chunk):
                 answer = httpx.put(
