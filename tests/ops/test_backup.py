@@ -3,6 +3,7 @@ and the two compared: the restored node holds a consistent moment of the first o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -53,6 +54,37 @@ def _item(n: int) -> dict[str, object]:
     }
 
 
+@contextlib.contextmanager
+def _writing(url: str) -> Iterator[list[str]]:
+    """A client posting items to the node (as its operator) until the block ends; yields
+    the ids written so far, once 20 are in. Every write must succeed."""
+    stop = threading.Event()
+    written: list[str] = []
+    failures: list[str] = []
+
+    def writer() -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            n = 0
+            while not stop.is_set() and n < 5000:
+                answer = client.post(f"/collections/{COLLECTION}/items", json=_item(n))
+                if answer.status_code != 201:
+                    failures.append(f"{answer.status_code} {answer.text[:200]}")
+                    return
+                written.append(f"written-{n:05d}")
+                n += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while len(written) < 20 and thread.is_alive():
+            stop.wait(0.05)
+        yield written
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not failures, failures
+
+
 def _items_of(catalog_db: Path) -> dict[str, dict[str, object]]:
     catalog = open_catalog(f"sqlite:///{catalog_db}")
     try:
@@ -89,34 +121,11 @@ def test_backup_under_writes_then_restore_elsewhere(
     source: tuple[str, Path], tmp_path: Path
 ) -> None:
     url, data_dir = source
-    stop = threading.Event()
-    written: list[str] = []
-    failures: list[str] = []
-
-    def writer() -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-            n = 0
-            while not stop.is_set() and n < 5000:
-                answer = client.post(f"/collections/{COLLECTION}/items", json=_item(n))
-                if answer.status_code != 201:
-                    failures.append(f"{answer.status_code} {answer.text[:200]}")
-                    return
-                written.append(f"written-{n:05d}")
-                n += 1
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        while len(written) < 20 and thread.is_alive():
-            stop.wait(0.05)
+    backup_dir = tmp_path / "backup"
+    with _writing(url) as written:
         before = len(written)
-        backup_dir = tmp_path / "backup"
         done = _eoshare("backup", str(backup_dir), data_dir=data_dir)
         during = len(written)
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-    assert not failures, failures
     assert done.returncode == 0, done.stderr
     assert during > before, "the writer did not write while the backup ran"
     manifest = json.loads((backup_dir / "manifest.json").read_text())
@@ -215,39 +224,16 @@ def test_node_on_postgresql_backed_up_under_writes_restored_on_another_server(
     env = {"EOSHARE_CATALOG": catalog_url, "EOSHARE_DATABASE": state_url,
            "EOSHARE_STORAGE": store_url}  # fmt: skip
     admin = {"Authorization": f"Bearer {TOKEN}"}
-    stop = threading.Event()
-    written: list[str] = []
-    failures: list[str] = []
     with live_node(data_dir, {**env, "EOSHARE_API__ADMIN_TOKEN": TOKEN}) as url:
         r = httpx.put(f"{url}/admin/members/aaa", json={"name": "Agency A", "country": "KE"},
                       headers=admin)  # fmt: skip
         assert r.status_code == 200, r.text
-
-        def writer() -> None:
-            with httpx.Client(base_url=url, headers=admin) as client:
-                n = 0
-                while not stop.is_set() and n < 5000:
-                    answer = client.post(f"/collections/{COLLECTION}/items", json=_item(n))
-                    if answer.status_code != 201:
-                        failures.append(f"{answer.status_code} {answer.text[:200]}")
-                        return
-                    written.append(f"written-{n:05d}")
-                    n += 1
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        try:
-            while len(written) < 20 and thread.is_alive():
-                stop.wait(0.05)
+        with _writing(url) as written:
             before = len(written)
             done = _eoshare("backup", str(tmp_path / "backup"), data_dir=data_dir, **env)
             during = len(written)
-        finally:
-            stop.set()
-            thread.join(timeout=60)
         original = httpx.get(f"{url}/collections/{COLLECTION}/items/{ITEM}").json()
         original_bytes = httpx.get(original["assets"]["B04"]["href"]).content
-    assert not failures, failures
     assert done.returncode == 0, done.stderr
     assert during > before, "the writer did not write while the backup ran"
     manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())

@@ -143,13 +143,13 @@ def read_lines(
             while (rest := f.readline(1024 * 1024)) and not rest.endswith(b"\n"):
                 pos += len(rest)  # skip the rest of the over-long line, without holding it
             pos += len(rest)
-            yield (
-                lineno,
-                f"the line is longer than {max_line_bytes} bytes "
-                "(EOSHARE_INGEST__MAX_NDJSON_LINE_BYTES)",
-            )
+            yield lineno, _too_long(max_line_bytes)
         elif line.strip():
             yield lineno, line
+
+
+def _too_long(max_line_bytes: int) -> str:
+    return f"the line is longer than {max_line_bytes} bytes (EOSHARE_INGEST__MAX_NDJSON_LINE_BYTES)"
 
 
 def ranges(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, int]]:
@@ -178,11 +178,7 @@ def _split_lines(block: bytes, max_line_bytes: int, counted: list[int]) -> Itera
     counted[0] = len(lines)
     for lineno, line in enumerate(lines, 1):
         if len(line) > max_line_bytes:
-            yield (
-                lineno,
-                f"the line is longer than {max_line_bytes} bytes "
-                "(EOSHARE_INGEST__MAX_NDJSON_LINE_BYTES)",
-            )
+            yield lineno, _too_long(max_line_bytes)
         elif line.strip():
             yield lineno, line
 
